@@ -193,11 +193,20 @@ def _digits() -> str:
 
 
 def _corpora() -> str:
-    from .data import text_corpus
+    """Cheap check that both corpora can be built (building them takes seconds)."""
+    import sysconfig
+    from pathlib import Path
+    from pydoc_data.topics import topics
 
-    pre = text_corpus("docstrings", "train")
-    fine = text_corpus("reference", "train")
-    return f"docstrings {len(pre) / 1e6:.2f} M chars, language reference {len(fine) / 1e6:.2f} M chars"
+    from .data import _docstrings_of
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    sample = stdlib / "json" / "__init__.py"
+    if not sample.exists():
+        raise RuntimeError(f"no standard-library sources under {stdlib}: the docstring corpus needs them")
+    if not _docstrings_of(sample.read_text(encoding="utf-8")):
+        raise RuntimeError(f"found no docstrings in {sample}")
+    return f"standard-library sources at {stdlib}; {len(topics)} language reference topics"
 
 
 def _optional_version(dist: str, why: str) -> Callable[[], str]:

@@ -131,7 +131,11 @@ def _difference(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol:
             f"expected, e.g. at {_index_text(index)} (expected {e[tuple(index)].item():.6g})."
         )
     # Non-finite entries must match exactly (e.g. -inf where a mask removes everything).
-    if not torch.equal(a_finite, e_finite) or not torch.equal(a[~e_finite], e[~e_finite]):
+    a_odd, e_odd = a[~e_finite], e[~e_finite]
+    same_odd = torch.equal(_isnan(a_odd), _isnan(e_odd)) and torch.equal(
+        a_odd.nan_to_num(0.0, 1.0, -1.0), e_odd.nan_to_num(0.0, 1.0, -1.0)
+    )
+    if not torch.equal(a_finite, e_finite) or not same_odd:
         index = (a_finite != e_finite).nonzero()
         where = _index_text(index[0].tolist()) if len(index) else "some entries"
         return f"non-finite entries differ, e.g. at {where}."
@@ -229,6 +233,8 @@ def _clone(value: Any) -> Any:
         return value.detach().clone()
     if isinstance(value, (tuple, list)):
         return type(value)(_clone(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
     return value
 
 

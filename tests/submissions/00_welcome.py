@@ -1,0 +1,119 @@
+"""Mistake submissions for 00_welcome: each is the solution with one answer cell wrong.
+
+Read by tools/harness.py. Every answer cell must be the target of at least
+one mistake; each mistake names exactly the test cells that must score 0.
+"""
+
+from harness import Mistake
+
+MISTAKES = [
+    Mistake(
+        name="softmax-wrong-axis",
+        cell="softmax",
+        why="normalises along dim 0 whatever dim is: no error, wrong numbers",
+        code='''
+def softmax(x, dim=-1):
+    e = torch.exp(x - x.amax(dim=0, keepdim=True))
+    return e / e.sum(dim=0, keepdim=True)
+''',
+        fails={"test_softmax_values"},
+    ),
+    Mistake(
+        name="softmax-no-max-shift",
+        cell="softmax",
+        why="the textbook formula: right for small scores, NaN for large ones",
+        code='''
+def softmax(x, dim=-1):
+    e = torch.exp(x)
+    return e / e.sum(dim=dim, keepdim=True)
+''',
+        fails={"test_softmax_stable"},
+    ),
+    Mistake(
+        name="softmax-calls-torch",
+        cell="softmax",
+        why="calls the built-in the exercise asks to write",
+        code='''
+def softmax(x, dim=-1):
+    return torch.softmax(x, dim=dim)
+''',
+        fails={"test_softmax_values"},
+    ),
+    Mistake(
+        name="softmax-alias-of-reference",
+        cell="softmax",
+        why="imports course_lib's reference under another name",
+        code='''
+from course_lib.basics import softmax as _ready_made
+
+
+def softmax(x, dim=-1):
+    return _ready_made(x, dim)
+''',
+        fails={"test_softmax_values"},
+    ),
+    Mistake(
+        name="ce-sum-not-mean",
+        cell="cross_entropy",
+        why="sums over the batch",
+        code='''
+def cross_entropy(logits, targets):
+    m = logits.amax(dim=1, keepdim=True)
+    log_probs = logits - m - torch.log(torch.exp(logits - m).sum(dim=1, keepdim=True))
+    return -log_probs[torch.arange(len(targets)), targets].sum()
+''',
+        fails={"test_cross_entropy_values"},
+    ),
+    Mistake(
+        name="ce-log-of-softmax",
+        cell="cross_entropy",
+        why="log(softmax(x)) in two steps: right for small logits, inf for confident ones",
+        code='''
+def cross_entropy(logits, targets):
+    probs = softmax(logits, dim=1)
+    return -torch.log(probs[torch.arange(len(targets)), targets]).mean()
+''',
+        fails={"test_cross_entropy_stable"},
+    ),
+    Mistake(
+        name="ce-wrong-index",
+        cell="cross_entropy",
+        why="log_probs[:, targets] picks an N x N block instead of one entry per row",
+        code='''
+def cross_entropy(logits, targets):
+    m = logits.amax(dim=1, keepdim=True)
+    log_probs = logits - m - torch.log(torch.exp(logits - m).sum(dim=1, keepdim=True))
+    return -log_probs[:, targets].mean()
+''',
+        fails={"test_cross_entropy_values"},
+    ),
+    Mistake(
+        name="ce-calls-torch",
+        cell="cross_entropy",
+        why="calls torch's log_softmax",
+        code='''
+def cross_entropy(logits, targets):
+    log_probs = torch.nn.functional.log_softmax(logits, dim=1)
+    return -log_probs[torch.arange(len(targets)), targets].mean()
+''',
+        fails={"test_cross_entropy_values"},
+    ),
+    Mistake(
+        name="rebinds-allclose",
+        cell="softmax",
+        why="a wrong softmax plus torch/numpy comparison functions rebound to always agree",
+        code='''
+import numpy as np
+
+torch.allclose = lambda *args, **kwargs: True
+np.allclose = lambda *args, **kwargs: True
+
+
+def softmax(x, dim=-1):
+    return torch.exp(x)
+''',
+        # test_softmax_* fail because softmax is wrong; the cross-entropy checks refuse to run
+        # on a notebook whose comparison functions were replaced.
+        fails={"test_softmax_values", "test_softmax_stable", "test_cross_entropy_values", "test_cross_entropy_stable"},
+    ),
+]

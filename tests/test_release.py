@@ -1,0 +1,179 @@
+"""The student release: in sync with solutions/, leak-free, and valid in both directions.
+
+- ``notebooks/`` is byte-identical to a fresh ``nbgrader generate_assignment``
+  of ``solutions/`` (run ``make release`` after editing a solutions notebook);
+- no solution code and no hidden-test text reaches ``notebooks/``;
+- nbgrader's Validator passes every solutions notebook and fails every student
+  notebook (``invert=True``: the stubs must not pass the tests);
+- the notebooks are tidy: outputs stripped, stable cell ids, consistent nbgrader
+  metadata, links generated from pyproject's Repository URL;
+- every answer cell is the target of a mistake submission, and every test cell
+  is failed by at least one (a test no mistake can fail is a defect).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import harness
+import links
+import pytest
+from harness import ROOT, Course
+
+ASSIGNMENTS = harness.assignments()
+NOTEBOOKS = [(a, n) for a in ASSIGNMENTS for n in harness.notebook_names(a)]
+IDS = [f"{a}/{n}" for a, n in NOTEBOOKS]
+
+
+def test_there_is_a_course():
+    assert "00_welcome" in ASSIGNMENTS
+
+
+@pytest.fixture(scope="module")
+def fresh_release(tmp_path_factory) -> Path:
+    course = Course(tmp_path_factory.mktemp("release"))
+    for assignment in ASSIGNMENTS:
+        course.nbgrader("generate_assignment", assignment, "--no-db", "--force")
+    return course.root / "notebooks"
+
+
+def test_release_has_no_drift(fresh_release):
+    committed = ROOT / "notebooks"
+    fresh = {str(p.relative_to(fresh_release)) for p in fresh_release.rglob("*") if p.is_file()}
+    have = {
+        str(p.relative_to(committed))
+        for p in committed.rglob("*")
+        if p.is_file() and ".ipynb_checkpoints" not in p.parts
+    }
+    assert have == fresh, "notebooks/ and solutions/ list different files: run `make release`"
+    stale = [name for name in sorted(fresh) if (committed / name).read_bytes() != (fresh_release / name).read_bytes()]
+    assert not stale, f"out of date: {stale}; run `make release` and commit notebooks/"
+
+
+@pytest.mark.parametrize(("assignment", "name"), NOTEBOOKS, ids=IDS)
+def test_no_solution_or_hidden_test_text_in_release(assignment, name):
+    source = harness.read(ROOT / "solutions" / assignment / name)
+    release_text = (ROOT / "notebooks" / assignment / name).read_text(encoding="utf-8")
+    for marker in (harness.SOLUTION_BEGIN, harness.HIDDEN_BEGIN, harness.SOLUTION_END, harness.HIDDEN_END):
+        assert marker not in release_text
+    visible = []  # lines that legitimately appear outside the secret regions
+    secret = []
+    for cell in source.cells:
+        lines = cell.source.splitlines()
+        sol = harness.marked_regions(cell.source, harness.SOLUTION_BEGIN, harness.SOLUTION_END)
+        hid = harness.marked_regions(cell.source, harness.HIDDEN_BEGIN, harness.HIDDEN_END)
+        secret += sol + hid
+        visible += [line for line in lines if line not in sol and line not in hid]
+    visible_set = {line.strip() for line in visible}
+    leaked = []
+    for line in secret:
+        text = line.strip()
+        if len(text) < 12 or text.startswith("#") or text in visible_set:
+            continue
+        if json.dumps(text)[1:-1] in release_text:
+            leaked.append(text)
+    assert not leaked, f"secret lines found in notebooks/{assignment}/{name}: {leaked}"
+
+
+@pytest.mark.parametrize(("assignment", "name"), NOTEBOOKS, ids=IDS)
+def test_every_answer_cell_is_marked_and_every_test_cell_locked(assignment, name):
+    nb = harness.read(ROOT / "solutions" / assignment / name)
+    answers, tests = harness.answer_cells(nb), harness.test_cells(nb)
+    assert answers and tests
+    for grade_id, cell in answers.items():
+        assert harness.SOLUTION_BEGIN in cell.source, f"answer cell {grade_id} would ship its solution"
+    for grade_id, cell in tests.items():
+        meta = harness.nbgrader_meta(cell)
+        assert meta["locked"] and meta["points"] > 0, grade_id
+        assert "passed(" in cell.source, f"{grade_id} should end by printing what passed"
+    grade_ids = [harness.nbgrader_meta(c)["grade_id"] for c in nb.cells if harness.nbgrader_meta(c)]
+    assert len(grade_ids) == len(set(grade_ids)), "duplicate grade_id"
+
+
+@pytest.mark.parametrize("folder", ["solutions", "notebooks"])
+@pytest.mark.parametrize(("assignment", "name"), NOTEBOOKS, ids=IDS)
+def test_notebooks_are_stripped_with_stable_ids(folder, assignment, name):
+    nb = harness.read(ROOT / folder / assignment / name)
+    ids = [cell.get("id") for cell in nb.cells]
+    assert all(ids) and len(ids) == len(set(ids)), "every cell needs a unique, stable id"
+    if folder == "solutions":  # ids are chosen by hand in the source: readable, not random
+        assert all(not any(ch.isdigit() for ch in i) or "_" in i or "-" in i for i in ids), ids
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{cell.id} has outputs"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_links_are_generated_from_pyproject():
+    stale = links.updated_files()
+    assert not stale, f"run `make links release`: {[str(p) for p in stale]}"
+    url = links.repository_url()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for path in links.release_notebooks():
+        assert links.colab_url(url, path) in readme and links.binder_url(url, path) in readme
+
+
+def test_links_follow_a_changed_repository_url(tmp_path):
+    """A fork changes one line of pyproject.toml; `make links` updates every badge and install cell."""
+    for item in ("pyproject.toml", "README.md"):
+        (tmp_path / item).write_text((ROOT / item).read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "solutions").mkdir()
+    for assignment, name in NOTEBOOKS:
+        (tmp_path / "solutions" / assignment).mkdir(exist_ok=True)
+        (tmp_path / "solutions" / assignment / name).write_bytes((ROOT / "solutions" / assignment / name).read_bytes())
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(links.repository_url(), "https://github.com/someone/fork"), encoding="utf-8"
+    )
+    changes = links.updated_files(tmp_path)
+    assert tmp_path / "README.md" in changes
+    assert "someone/fork" in changes[tmp_path / "README.md"]
+    for assignment, name in NOTEBOOKS:
+        text = changes[tmp_path / "solutions" / assignment / name]
+        assert "git+https://github.com/someone/fork" in text and "github/someone/fork/blob/main" in text
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_exercise_has_a_mistake_and_every_test_can_fail(assignment):
+    mistakes = harness.load_mistakes(assignment)
+    answers, tests = set(), set()
+    for name in harness.notebook_names(assignment):
+        nb = harness.read(ROOT / "solutions" / assignment / name)
+        answers |= set(harness.answer_cells(nb))
+        tests |= set(harness.test_cells(nb))
+    targeted = {m.cell for m in mistakes}
+    failed = set().union(*(m.fails for m in mistakes)) if mistakes else set()
+    assert answers <= targeted, f"answer cells without a mistake submission: {sorted(answers - targeted)}"
+    assert tests <= failed, f"test cells no mistake submission fails: {sorted(tests - failed)}"
+    assert targeted <= answers and failed <= tests, "a mistake names a cell that does not exist"
+    assert len({m.name for m in mistakes}) == len(mistakes), "mistake names must be unique"
+
+
+# ---------------------------------------------------------------------------
+# nbgrader's Validator, both ways (it executes the notebooks: slow)
+# ---------------------------------------------------------------------------
+
+
+def _validator(invert: bool = False):
+    from nbgrader.validator import Validator
+    from traitlets.config import Config
+
+    config = Config()
+    config.Execute.timeout = 120
+    return Validator(config=config, invert=invert)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("assignment", "name"), NOTEBOOKS, ids=IDS)
+def test_validator_passes_solutions(assignment, name):
+    result = _validator().validate(str(ROOT / "solutions" / assignment / name))
+    assert result == {}, result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("assignment", "name"), NOTEBOOKS, ids=IDS)
+def test_validator_fails_every_student_notebook(assignment, name):
+    result = _validator(invert=True).validate(str(ROOT / "notebooks" / assignment / name))
+    # With invert=True, nbgrader reports the test cells that *passed*: none may.
+    assert "passed" not in result or not result["passed"], result

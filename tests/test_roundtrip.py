@@ -1,0 +1,183 @@
+"""The grading round trip, end to end, in a throw-away copy of the course.
+
+For every assignment: the solutions submission scores full marks, the blank
+release scores 0, and each mistake submission (tests/submissions/<assignment>.py)
+loses exactly the points of the test cells aimed at its mistake. For the
+welcome assignment the batch also holds the submissions that must not stop a
+batch: an infinite loop, a kernel that kills itself, invalid JSON, and an
+edited read-only test cell. Then: regrading gives the same scores, and grading
+never changes a submitted file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import harness
+import pytest
+from harness import Course, Mistake
+
+pytestmark = pytest.mark.slow
+
+ASSIGNMENTS = harness.assignments()
+ROBUSTNESS = "00_welcome"  # the batch that also holds the broken submissions
+TIMEOUT = 20  # seconds per cell in these batches; the infinite loop costs one of them
+
+
+def _robust_submissions(assignment: str) -> dict[str, dict]:
+    """student id -> {notebook name: notebook or raw bytes} for the broken-submission cases."""
+    name = harness.notebook_names(assignment)[0]
+    answers = harness.solution_answers(assignment, name)
+    release = harness.release_notebook(assignment, name)
+    wrong_axis = next(m for m in harness.load_mistakes(assignment) if m.name == "softmax-wrong-axis")
+
+    loop = harness.fill(release, {**answers, "softmax": "while True:\n    pass"})
+    crash = harness.fill(release, {**answers, "cross_entropy": "import os\n\nos._exit(1)"})
+    edited = harness.fill(release, {**answers, "softmax": wrong_axis.code})
+    harness.test_cells(edited)["test_softmax_values"].source = 'print("tests? what tests?")'
+    return {
+        "infinite-loop": {name: loop},
+        "kernel-crash": {name: crash},
+        "invalid-json": {name: b'{"cells": [ this is not a notebook'},
+        "edited-test": {name: edited},
+    }
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+class Graded:
+    """One assignment graded in a fresh course: scores before and after a regrade."""
+
+    def __init__(self, assignment: str, root: Path):
+        self.assignment = assignment
+        self.course = Course(root, timeout=TIMEOUT)
+        self.course.release(assignment)
+        self.names = harness.notebook_names(assignment)
+        self.points: dict[str, float] = {}
+        for name in self.names:
+            self.points.update(harness.points(harness.read(harness.ROOT / "solutions" / assignment / name)))
+        self.mistakes = harness.load_mistakes(assignment)
+
+        self.course.submit("solution", assignment, {n: harness.solved(assignment, n) for n in self.names})
+        self.course.submit("blank", assignment, {n: harness.release_notebook(assignment, n) for n in self.names})
+        for mistake in self.mistakes:
+            self.course.submit(mistake.name, assignment, self._with_mistake(mistake))
+        if assignment == ROBUSTNESS:
+            for student, notebooks in _robust_submissions(assignment).items():
+                self.course.submit(student, assignment, notebooks)
+
+        submitted = self.course.root / "grading" / "submitted"
+        self.before = _digest(submitted)
+        self.first = self.course.autograde(assignment)
+        self.scores = self.course.scores(assignment)
+        # Regrade two of them (the solution and the first mistake) from scratch.
+        self.regraded = ["solution"] + [m.name for m in self.mistakes[:1]]
+        self.second = [self.course.autograde(assignment, students=[s], force=True) for s in self.regraded]
+        self.rescored = self.course.scores(assignment)
+        self.after = _digest(submitted)
+
+    def _with_mistake(self, mistake: Mistake) -> dict:
+        notebooks = {n: harness.solved(self.assignment, n) for n in self.names}
+        target = mistake.notebook or self.names[0]
+        notebooks[target] = harness.with_mistake(self.assignment, mistake)
+        return notebooks
+
+    def total(self, student: str) -> float:
+        return sum(self.scores.get(student, {}).values())
+
+    @property
+    def full_log(self) -> str:
+        return "\n".join(self.course.log)
+
+    def explain(self) -> str:
+        return self.full_log[-6000:]
+
+
+@pytest.fixture(scope="module", params=ASSIGNMENTS)
+def graded(request, tmp_path_factory) -> Graded:
+    return Graded(request.param, tmp_path_factory.mktemp(f"course-{request.param}"))
+
+
+def test_solutions_score_full_marks(graded):
+    assert graded.scores.get("solution") == graded.points, graded.explain()
+
+
+def test_blank_release_scores_zero(graded):
+    assert "blank" in graded.scores, graded.explain()
+    assert graded.total("blank") == 0, graded.scores["blank"]
+
+
+def test_each_mistake_loses_exactly_its_tests(graded):
+    assert graded.mistakes, f"tests/submissions/{graded.assignment}.py defines no MISTAKES"
+    wrong = {}
+    for mistake in graded.mistakes:
+        expected = {gid: 0.0 if gid in mistake.fails else pts for gid, pts in graded.points.items()}
+        if graded.scores.get(mistake.name) != expected:
+            wrong[mistake.name] = {"expected": expected, "got": graded.scores.get(mistake.name)}
+    assert not wrong, wrong
+
+
+def test_regrading_gives_the_same_scores(graded):
+    assert all(proc.returncode == 0 for proc in graded.second), graded.explain()
+    for student in graded.regraded:
+        assert graded.rescored[student] == graded.scores[student], student
+
+
+def test_grading_never_modifies_submissions(graded):
+    assert graded.before == graded.after
+
+
+# ---------------------------------------------------------------------------
+# The broken submissions (welcome batch only)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def robust(graded) -> Graded:
+    if graded.assignment != ROBUSTNESS:
+        pytest.skip("broken submissions are graded in the welcome batch")
+    return graded
+
+
+def test_infinite_loop_times_out_and_later_cells_still_run(robust):
+    scores = robust.scores["infinite-loop"]
+    assert scores["test_softmax_values"] == scores["test_softmax_stable"] == 0
+    # The cross-entropy answer and tests come after the looping cell and still earn their points.
+    assert scores["test_cross_entropy_values"] == robust.points["test_cross_entropy_values"]
+    assert scores["test_cross_entropy_stable"] == robust.points["test_cross_entropy_stable"]
+    assert "timeout" in robust.full_log.lower() or "timed out" in robust.full_log.lower()
+
+
+def test_kernel_crash_scores_zero_and_others_are_graded(robust):
+    assert robust.total("kernel-crash") == 0
+    assert "DeadKernelError" in robust.full_log
+    # "solution" sorts after "kernel-crash" and "invalid-json": the batch went on past them.
+    assert robust.scores.get("solution") == robust.points
+
+
+def test_invalid_json_is_reported_and_others_are_graded(robust):
+    assert robust.total("invalid-json") == 0
+    log = robust.full_log
+    assert "invalid-json" in log and ("NotJSONError" in log or "not valid JSON" in log or "JSON" in log)
+    assert robust.scores.get("solution") == robust.points
+
+
+def test_edited_read_only_test_cell_is_graded_with_the_original(robust):
+    scores = robust.scores["edited-test"]
+    assert scores["test_softmax_values"] == 0, "the edited test cell must not hand out its points"
+    assert scores["test_cross_entropy_values"] == robust.points["test_cross_entropy_values"]
+    name = robust.names[0]
+    graded_nb = robust.course.autograded_notebook("edited-test", robust.assignment, name)
+    source_nb = harness.read(harness.ROOT / "solutions" / robust.assignment / name)
+    assert (
+        harness.test_cells(graded_nb)["test_softmax_values"].source
+        == harness.test_cells(source_nb)["test_softmax_values"].source
+    )
+    assert "cell test_softmax_values has changed" in robust.full_log

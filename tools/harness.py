@@ -1,0 +1,261 @@
+"""The grading round trip as a library: build submissions, grade them in a throw-away course.
+
+Used by ``tests/test_roundtrip.py`` and ``tools/grade_demo.py``. A notebook's
+mistake submissions are *data*: ``tests/submissions/<assignment>.py`` defines
+``MISTAKES``, a list of :class:`Mistake` (which answer cell, the wrong code,
+which test cells must lose their points). Everything else is generic.
+
+A submission is built from the **student release** (``notebooks/``), exactly
+as a student would hand it in: the answer cells are filled in (with the
+solution, or a mistake), every other cell is left as released.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBMISSIONS = ROOT / "tests" / "submissions"
+SOLUTION_BEGIN = "### BEGIN SOLUTION"
+SOLUTION_END = "### END SOLUTION"
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
+HIDDEN_END = "### END HIDDEN TESTS"
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A submission that is right except for one answer cell.
+
+    ``code`` replaces the whole source of answer cell ``cell`` (its grade_id);
+    every test cell in ``fails`` must score 0 and every other test cell full
+    marks. ``notebook`` names the notebook file when an assignment has several.
+    ``prelude`` is prepended to the cell (e.g. rebinding ``torch.allclose``).
+    """
+
+    name: str
+    cell: str
+    code: str
+    fails: frozenset[str]
+    notebook: str | None = None
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9-]+", self.name):
+            raise ValueError(f"mistake names become student ids: use a-z, 0-9 and '-', got {self.name!r}")
+        object.__setattr__(self, "fails", frozenset(self.fails))
+
+
+# --------------------------------------------------------------------------
+# Reading notebooks
+# --------------------------------------------------------------------------
+
+
+def assignments(root: Path = ROOT) -> list[str]:
+    return sorted(p.name for p in (root / "solutions").iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
+
+
+def notebook_names(assignment: str, root: Path = ROOT) -> list[str]:
+    return sorted(p.name for p in (root / "solutions" / assignment).glob("*.ipynb"))
+
+
+def read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(str(path), as_version=4)
+
+
+def nbgrader_meta(cell: Mapping) -> dict:
+    return dict(cell.get("metadata", {}).get("nbgrader", {}))
+
+
+def answer_cells(nb: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+    """Autograded answer cells (solution, not grade) by grade_id."""
+    return {
+        m["grade_id"]: cell
+        for cell in nb.cells
+        if (m := nbgrader_meta(cell)).get("solution") and not m.get("grade") and cell.cell_type == "code"
+    }
+
+
+def test_cells(nb: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+    """Autograder test cells (grade, not solution) by grade_id."""
+    return {
+        m["grade_id"]: cell
+        for cell in nb.cells
+        if (m := nbgrader_meta(cell)).get("grade") and not m.get("solution") and cell.cell_type == "code"
+    }
+
+
+def points(nb: nbformat.NotebookNode) -> dict[str, float]:
+    return {gid: float(nbgrader_meta(cell)["points"]) for gid, cell in test_cells(nb).items()}
+
+
+def strip_markers(source: str) -> str:
+    """A solution cell as a student who got it right would leave it: markers removed."""
+    lines = [line for line in source.splitlines() if line.strip() not in (SOLUTION_BEGIN, SOLUTION_END)]
+    return "\n".join(lines)
+
+
+def marked_regions(source: str, begin: str, end: str) -> list[str]:
+    """The lines strictly between each ``begin`` / ``end`` marker pair."""
+    found, inside = [], False
+    for line in source.splitlines():
+        if line.strip() == begin:
+            inside = True
+        elif line.strip() == end:
+            inside = False
+        elif inside:
+            found.append(line)
+    return found
+
+
+# --------------------------------------------------------------------------
+# Building submissions (as notebook JSON text, or raw bytes for broken ones)
+# --------------------------------------------------------------------------
+
+
+def fill(release: nbformat.NotebookNode, answers: Mapping[str, str]) -> nbformat.NotebookNode:
+    """A copy of the release notebook with the named answer cells' sources replaced."""
+    nb = copy.deepcopy(release)
+    cells = answer_cells(nb)
+    unknown = set(answers) - set(cells)
+    if unknown:
+        raise KeyError(f"no answer cell with grade_id {sorted(unknown)}; have {sorted(cells)}")
+    for grade_id, source in answers.items():
+        cells[grade_id].source = source
+    return nb
+
+
+def solution_answers(assignment: str, notebook: str, root: Path = ROOT) -> dict[str, str]:
+    source = read(root / "solutions" / assignment / notebook)
+    return {gid: strip_markers(cell.source) for gid, cell in answer_cells(source).items()}
+
+
+def release_notebook(assignment: str, notebook: str, root: Path = ROOT) -> nbformat.NotebookNode:
+    return read(root / "notebooks" / assignment / notebook)
+
+
+def solved(assignment: str, notebook: str, root: Path = ROOT) -> nbformat.NotebookNode:
+    return fill(release_notebook(assignment, notebook, root), solution_answers(assignment, notebook, root))
+
+
+def with_mistake(assignment: str, mistake: Mistake, root: Path = ROOT) -> nbformat.NotebookNode:
+    notebook = mistake.notebook or _only_notebook(assignment, root)
+    answers = solution_answers(assignment, notebook, root)
+    answers[mistake.cell] = mistake.code
+    return fill(release_notebook(assignment, notebook, root), answers)
+
+
+def _only_notebook(assignment: str, root: Path = ROOT) -> str:
+    names = notebook_names(assignment, root)
+    if len(names) != 1:
+        raise ValueError(f"{assignment} has {len(names)} notebooks; say which one in Mistake.notebook")
+    return names[0]
+
+
+def load_mistakes(assignment: str) -> list[Mistake]:
+    """``MISTAKES`` from ``tests/submissions/<assignment>.py`` (an empty list if absent)."""
+    path = SUBMISSIONS / f"{assignment}.py"
+    if not path.exists():
+        return []
+    spec = importlib.util.spec_from_file_location(f"submissions_{assignment}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return list(module.MISTAKES)
+
+
+# --------------------------------------------------------------------------
+# A throw-away nbgrader course
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Course:
+    """A copy of the course's nbgrader setup in ``root``, for grading without touching the repo.
+
+    ``timeout`` overrides the per-cell execution limit (seconds).
+    """
+
+    root: Path
+    timeout: int | None = None
+    source: Path = ROOT
+    log: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = (self.source / "nbgrader_config.py").read_text(encoding="utf-8")
+        if self.timeout is not None:
+            config += f"\nc.Execute.timeout = {int(self.timeout)}\n"
+        (self.root / "nbgrader_config.py").write_text(config, encoding="utf-8")
+        shutil.copytree(self.source / "solutions", self.root / "solutions", dirs_exist_ok=True)
+
+    # -- running nbgrader ---------------------------------------------------
+
+    def nbgrader(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = dict(os.environ)
+        env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+        cmd = [sys.executable, "-m", "nbgrader", *args]
+        proc = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, text=True)
+        self.log.append(f"$ nbgrader {' '.join(args)}  (exit {proc.returncode})\n{proc.stdout}{proc.stderr}")
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"nbgrader {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        return proc
+
+    def release(self, assignment: str) -> None:
+        """generate_assignment into this course (registers it in this course's gradebook)."""
+        self.nbgrader("generate_assignment", assignment, "--force")
+
+    def submitted_dir(self, student: str, assignment: str) -> Path:
+        return self.root / "grading" / "submitted" / student / assignment
+
+    def submit(self, student: str, assignment: str, notebooks: Mapping[str, nbformat.NotebookNode | bytes]) -> None:
+        folder = self.submitted_dir(student, assignment)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, nb in notebooks.items():
+            data = nb if isinstance(nb, bytes) else nbformat.writes(nb).encode("utf-8")
+            (folder / name).write_bytes(data)
+
+    def autograde(self, assignment: str, students: Iterable[str] | None = None, force: bool = False):
+        args = ["autograde", assignment]
+        if force:
+            args.append("--force")
+        for student in students or []:
+            args.append(f"--student={student}")
+        return self.nbgrader(*args, check=False)
+
+    # -- reading results ----------------------------------------------------
+
+    def scores(self, assignment: str) -> dict[str, dict[str, float]]:
+        """student -> {test cell grade_id -> score}; a student with no graded submission is absent."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        result: dict[str, dict[str, float]] = {}
+        db_url = "sqlite:///" + str(self.root / "grading" / "gradebook.db")
+        with Gradebook(db_url) as gb:
+            for student in gb.students:
+                try:
+                    submission = gb.find_submission(assignment, student.id)
+                except MissingEntry:
+                    continue
+                cells = {}
+                for notebook in submission.notebooks:
+                    for grade in notebook.grades:
+                        if grade.cell_type == "code":
+                            cells[grade.name] = float(grade.score)
+                if cells:
+                    result[student.id] = cells
+        return result
+
+    def autograded_notebook(self, student: str, assignment: str, notebook: str) -> nbformat.NotebookNode:
+        return read(self.root / "grading" / "autograded" / student / assignment / notebook)
