@@ -158,8 +158,8 @@ class Document:
     text: str
 
 
-# Test suites, the IDE and vendored packages are left out: they are not prose.
-_SKIP_PARTS = {"test", "tests", "idlelib", "site-packages", "dist-packages", "lib2to3", "turtledemo"}
+# Test suites, the IDE and vendored packages are not prose; pydoc_data is the fine-tuning domain.
+_SKIP_PARTS = {"test", "tests", "idlelib", "site-packages", "dist-packages", "lib2to3", "turtledemo", "pydoc_data"}
 
 
 def _docstrings_of(source: str) -> list[str]:

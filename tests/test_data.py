@@ -1,0 +1,93 @@
+"""course_lib.data: deterministic, offline, and shaped as documented."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course_lib import data
+
+
+@pytest.mark.parametrize("make", [data.eight_gaussians, data.swiss_roll, data.two_moons])
+def test_toy_data_is_deterministic_and_2d(make):
+    a, b = make(500, seed=1), make(500, seed=1)
+    assert a.shape == (500, 2) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.equal(a, make(500, seed=2))
+
+
+def test_gaussian_ring_sits_on_its_modes():
+    x = data.gaussian_ring(4000, modes=8, radius=2.0, std=0.02)
+    centers = data.ring_centers(8, 2.0)
+    nearest = torch.cdist(x, centers).min(dim=1)
+    assert nearest.values.max() < 0.02 * 6  # within 6 sigma
+    counts = torch.bincount(nearest.indices, minlength=8)
+    assert counts.min() > 400  # every mode is used, roughly equally (expected 500)
+    assert torch.linalg.norm(centers, dim=1).allclose(torch.full((8,), 2.0))
+    assert math.isclose(x.norm(dim=1).mean().item(), 2.0, abs_tol=0.01)
+
+
+def test_toy_data_rejects_bad_n():
+    with pytest.raises(ValueError, match="positive int"):
+        data.swiss_roll(0)
+
+
+def test_digits_in_range_and_split_is_a_partition():
+    x, y = data.load_digits()
+    assert x.shape == (1797, 1, 8, 8) and y.shape == (1797,)
+    assert x.min() == -1.0 and x.max() == 1.0
+    assert set(y.tolist()) == set(range(10))
+    xt, yt = data.digits_split("train")
+    xv, yv = data.digits_split("val")
+    assert len(xt) + len(xv) == 1797 and len(xv) == round(0.2 * 1797)
+    assert torch.equal(data.digits_split("val")[0], xv)  # deterministic
+    # no image is in both (compare exact pixel rows; duplicates in the data set would show up here too)
+    train_rows = {tuple(r) for r in xt.flatten(1).tolist()}
+    overlap = sum(tuple(r) in train_rows for r in xv.flatten(1).tolist())
+    assert overlap <= 2  # the digits set itself holds a couple of identical images
+
+
+def test_random_batches():
+    x = torch.arange(10.0)
+    y = torch.arange(10)
+    batches = data.random_batches(x, y, batch_size=4, seed=0)
+    bx, by = next(batches)
+    assert bx.shape == (4,) and torch.equal(bx.long(), by)
+    with pytest.raises(ValueError, match="first dimension"):
+        next(data.random_batches(x, torch.arange(3), batch_size=2))
+
+
+def test_corpora_are_documents_split_by_document():
+    for name, make in data.CORPORA.items():
+        docs = make()
+        names = [d.name for d in docs]
+        assert len(names) == len(set(names))
+        train = data.split_documents(docs, "train")
+        val = data.split_documents(docs, "val")
+        assert {d.name for d in train}.isdisjoint({d.name for d in val})
+        assert len(train) + len(val) == len(docs)
+        assert 0.03 < len(val) / len(docs) < 0.2, name
+        assert data.text_corpus(name, "train") == "\n\n".join(d.text for d in train)
+
+
+def test_corpus_sizes_are_as_documented():
+    pre = data.text_corpus("docstrings", "all")
+    fine = data.text_corpus("reference", "all")
+    assert 1.0e6 < len(pre) < 3.0e6
+    assert 0.3e6 < len(fine) < 0.7e6
+    # The fine-tuning domain is not in the pre-training corpus.
+    assert "pydoc_data" not in {d.name.split(".")[0] for d in data.docstring_documents()}
+
+
+def test_split_does_not_depend_on_order_or_company():
+    docs = list(data.reference_documents())
+    val = {d.name for d in data.split_documents(docs, "val")}
+    assert val == {d.name for d in data.split_documents(docs[::-1], "val")}
+    assert val >= {d.name for d in data.split_documents(docs[:20], "val")}
+
+
+def test_text_corpus_rejects_unknown_names():
+    with pytest.raises(ValueError, match="docstrings"):
+        data.text_corpus("shakespeare")
