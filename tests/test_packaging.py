@@ -9,10 +9,10 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 
@@ -49,9 +49,9 @@ def _environment_requirements() -> tuple[dict[str, Requirement], list[str]]:
 def test_environment_yml_has_the_same_packages_and_ranges_as_pyproject():
     wanted = _pyproject_requirements()
     have, _ = _environment_requirements()
-    assert set(have) == set(wanted), f"only in pyproject: {set(wanted) - set(have)}; only in environment.yml: {set(have) - set(wanted)}"
+    assert set(have) == set(wanted), (set(wanted) - set(have), set(have) - set(wanted))
     for name, req in wanted.items():
-        assert have[name].specifier == req.specifier, f"{name}: pyproject {req.specifier} vs environment.yml {have[name].specifier}"
+        assert have[name].specifier == req.specifier, (name, str(req.specifier), str(have[name].specifier))
 
 
 def test_environment_yml_takes_cpu_torch():

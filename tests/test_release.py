@@ -59,12 +59,17 @@ def test_no_solution_or_hidden_test_text_in_release(assignment, name):
         assert marker not in release_text
     visible = []  # lines that legitimately appear outside the secret regions
     secret = []
+    begins = (harness.SOLUTION_BEGIN, harness.HIDDEN_BEGIN)
+    ends = (harness.SOLUTION_END, harness.HIDDEN_END)
     for cell in source.cells:
-        lines = cell.source.splitlines()
-        sol = harness.marked_regions(cell.source, harness.SOLUTION_BEGIN, harness.SOLUTION_END)
-        hid = harness.marked_regions(cell.source, harness.HIDDEN_BEGIN, harness.HIDDEN_END)
-        secret += sol + hid
-        visible += [line for line in lines if line not in sol and line not in hid]
+        inside = False
+        for line in cell.source.splitlines():
+            if line.strip() in begins:
+                inside = True
+            elif line.strip() in ends:
+                inside = False
+            else:
+                (secret if inside else visible).append(line)
     visible_set = {line.strip() for line in visible}
     leaked = []
     for line in secret:
