@@ -100,84 +100,89 @@ class Graded:
         return self.full_log[-6000:]
 
 
-@pytest.fixture(scope="module", params=ASSIGNMENTS)
+@pytest.fixture(scope="class")
 def graded(request, tmp_path_factory) -> Graded:
-    return Graded(request.param, tmp_path_factory.mktemp(f"course-{request.param}"))
+    """The test class's assignment, graded once for all its tests."""
+    assignment = request.cls.assignment
+    return Graded(assignment, tmp_path_factory.mktemp(f"course-{assignment}"))
 
 
-def test_solutions_score_full_marks(graded):
-    assert graded.scores.get("solution") == graded.points, graded.explain()
-
-
-def test_blank_release_scores_zero(graded):
-    assert "blank" in graded.scores, graded.explain()
-    assert graded.total("blank") == 0, graded.scores["blank"]
-
-
-def test_each_mistake_loses_exactly_its_tests(graded):
-    assert graded.mistakes, f"tests/submissions/{graded.assignment}.py defines no MISTAKES"
-    wrong = {}
-    for mistake in graded.mistakes:
-        expected = {gid: 0.0 if gid in mistake.fails else pts for gid, pts in graded.points.items()}
-        if graded.scores.get(mistake.name) != expected:
-            wrong[mistake.name] = {"expected": expected, "got": graded.scores.get(mistake.name)}
-    assert not wrong, wrong
-
-
-def test_regrading_gives_the_same_scores(graded):
-    assert all(proc.returncode == 0 for proc in graded.second), graded.explain()
-    for student in graded.regraded:
-        assert graded.rescored[student] == graded.scores[student], student
-
-
-def test_grading_never_modifies_submissions(graded):
-    assert graded.before == graded.after
-
-
-# ---------------------------------------------------------------------------
-# The broken submissions (welcome batch only)
-# ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def robust(graded) -> Graded:
     if graded.assignment != ROBUSTNESS:
         pytest.skip("broken submissions are graded in the welcome batch")
     return graded
 
 
-def test_infinite_loop_times_out_and_later_cells_still_run(robust):
-    scores = robust.scores["infinite-loop"]
-    assert scores["test_softmax_values"] == scores["test_softmax_stable"] == 0
-    # The cross-entropy answer and tests come after the looping cell and still earn their points.
-    assert scores["test_cross_entropy_values"] == robust.points["test_cross_entropy_values"]
-    assert scores["test_cross_entropy_stable"] == robust.points["test_cross_entropy_stable"]
-    assert "timeout" in robust.full_log.lower() or "timed out" in robust.full_log.lower()
+class RoundTrip:
+    """The tests for one assignment; a subclass per assignment is made below, so that
+    pytest-xdist (``--dist loadscope``) grades different assignments on different workers."""
+
+    assignment = ""
+    __test__ = False  # only the per-assignment subclasses below are collected
+
+    def test_solutions_score_full_marks(self, graded):
+        assert graded.scores.get("solution") == graded.points, graded.explain()
+
+    def test_blank_release_scores_zero(self, graded):
+        assert "blank" in graded.scores, graded.explain()
+        assert graded.total("blank") == 0, graded.scores["blank"]
+
+    def test_each_mistake_loses_exactly_its_tests(self, graded):
+        assert graded.mistakes, f"tests/submissions/{graded.assignment}.py defines no MISTAKES"
+        wrong = {}
+        for mistake in graded.mistakes:
+            expected = {gid: 0.0 if gid in mistake.fails else pts for gid, pts in graded.points.items()}
+            if graded.scores.get(mistake.name) != expected:
+                wrong[mistake.name] = {"expected": expected, "got": graded.scores.get(mistake.name)}
+        assert not wrong, wrong
+
+    def test_regrading_gives_the_same_scores(self, graded):
+        assert all(proc.returncode == 0 for proc in graded.second), graded.explain()
+        for student in graded.regraded:
+            assert graded.rescored[student] == graded.scores[student], student
+
+    def test_grading_never_modifies_submissions(self, graded):
+        assert graded.before == graded.after
+
+    # ---------------------------------------------------------------------------
+    # The broken submissions (welcome batch only)
+    # ---------------------------------------------------------------------------
+
+    def test_infinite_loop_times_out_and_later_cells_still_run(self, robust):
+        scores = robust.scores["infinite-loop"]
+        assert scores["test_softmax_values"] == scores["test_softmax_stable"] == 0
+        # The cross-entropy answer and tests come after the looping cell and still earn their points.
+        assert scores["test_cross_entropy_values"] == robust.points["test_cross_entropy_values"]
+        assert scores["test_cross_entropy_stable"] == robust.points["test_cross_entropy_stable"]
+        assert "timeout" in robust.full_log.lower() or "timed out" in robust.full_log.lower()
+
+    def test_kernel_crash_scores_zero_and_others_are_graded(self, robust):
+        assert robust.total("kernel-crash") == 0
+        assert "DeadKernelError" in robust.full_log
+        # "solution" sorts after "kernel-crash" and "invalid-json": the batch went on past them.
+        assert robust.scores.get("solution") == robust.points
+
+    def test_invalid_json_is_reported_and_others_are_graded(self, robust):
+        assert robust.total("invalid-json") == 0
+        log = robust.full_log
+        assert "invalid-json" in log and ("NotJSONError" in log or "not valid JSON" in log or "JSON" in log)
+        assert robust.scores.get("solution") == robust.points
+
+    def test_edited_read_only_test_cell_is_graded_with_the_original(self, robust):
+        scores = robust.scores["edited-test"]
+        assert scores["test_softmax_values"] == 0, "the edited test cell must not hand out its points"
+        assert scores["test_cross_entropy_values"] == robust.points["test_cross_entropy_values"]
+        name = robust.names[0]
+        graded_nb = robust.course.autograded_notebook("edited-test", robust.assignment, name)
+        source_nb = harness.read(harness.ROOT / "solutions" / robust.assignment / name)
+        assert (
+            harness.test_cells(graded_nb)["test_softmax_values"].source
+            == harness.test_cells(source_nb)["test_softmax_values"].source
+        )
+        assert "cell test_softmax_values has changed" in robust.full_log
 
 
-def test_kernel_crash_scores_zero_and_others_are_graded(robust):
-    assert robust.total("kernel-crash") == 0
-    assert "DeadKernelError" in robust.full_log
-    # "solution" sorts after "kernel-crash" and "invalid-json": the batch went on past them.
-    assert robust.scores.get("solution") == robust.points
-
-
-def test_invalid_json_is_reported_and_others_are_graded(robust):
-    assert robust.total("invalid-json") == 0
-    log = robust.full_log
-    assert "invalid-json" in log and ("NotJSONError" in log or "not valid JSON" in log or "JSON" in log)
-    assert robust.scores.get("solution") == robust.points
-
-
-def test_edited_read_only_test_cell_is_graded_with_the_original(robust):
-    scores = robust.scores["edited-test"]
-    assert scores["test_softmax_values"] == 0, "the edited test cell must not hand out its points"
-    assert scores["test_cross_entropy_values"] == robust.points["test_cross_entropy_values"]
-    name = robust.names[0]
-    graded_nb = robust.course.autograded_notebook("edited-test", robust.assignment, name)
-    source_nb = harness.read(harness.ROOT / "solutions" / robust.assignment / name)
-    assert (
-        harness.test_cells(graded_nb)["test_softmax_values"].source
-        == harness.test_cells(source_nb)["test_softmax_values"].source
-    )
-    assert "cell test_softmax_values has changed" in robust.full_log
+for _assignment in ASSIGNMENTS:
+    _name = "TestRoundTrip_" + _assignment
+    globals()[_name] = type(_name, (RoundTrip,), {"assignment": _assignment, "__test__": True})
