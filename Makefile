@@ -12,6 +12,8 @@ LAB_ARGS ?=
 PYTEST_ARGS ?=
 
 BIN := $(CURDIR)/$(VENV)/bin
+# Jupyter refuses to run as root unless told; containers and CI machines often are root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 STAMP := $(VENV)/.installed
 # nbgrader shells out to alembic: the environment's bin/ must be on PATH.
 export PATH := $(BIN):$(PATH)
@@ -41,7 +43,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
+	$(BIN)/jupyter lab --LabApp.default_url=/lab/tree/notebooks $(ALLOW_ROOT) $(LAB_ARGS)
 
 doctor: $(STAMP)
 	$(BIN)/python -m course_lib doctor
