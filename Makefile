@@ -21,7 +21,7 @@ export MPLBACKEND ?= Agg
 
 ASSIGNMENTS := $(notdir $(patsubst %/,%,$(sort $(dir $(wildcard solutions/*/*.ipynb)))))
 
-.PHONY: help install lab test lint release check-release links grade-demo doctor clean
+.PHONY: help install lab test lint release check-release links grade-demo publish doctor clean
 
 help:
 	@echo "make lab           install if needed, then open JupyterLab at notebooks/"
@@ -30,6 +30,7 @@ help:
 	@echo "make check-release fail if notebooks/ differs from a fresh release"
 	@echo "make links         regenerate badges and Colab install lines from pyproject's Repository URL"
 	@echo "make grade-demo    grade a few example submissions in a throw-away course and print the table"
+	@echo "make publish DIR=d write a student-only copy of the course (no solutions, no hidden tests) to d"
 	@echo "make doctor        check the environment ([OK]/[FAIL] per requirement)"
 	@echo "make lint          ruff"
 
@@ -70,6 +71,10 @@ links: $(STAMP)
 
 grade-demo: $(STAMP)
 	$(BIN)/python tools/grade_demo.py
+
+publish: $(STAMP)
+	@test -n "$(DIR)" || { echo "usage: make publish DIR=/path/to/student-copy"; exit 2; }
+	$(BIN)/python tools/publish.py "$(DIR)"
 
 clean:
 	rm -rf grading .pytest_cache .ruff_cache

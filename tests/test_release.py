@@ -57,27 +57,7 @@ def test_no_solution_or_hidden_test_text_in_release(assignment, name):
     release_text = (ROOT / "notebooks" / assignment / name).read_text(encoding="utf-8")
     for marker in (harness.SOLUTION_BEGIN, harness.HIDDEN_BEGIN, harness.SOLUTION_END, harness.HIDDEN_END):
         assert marker not in release_text
-    visible = []  # lines that legitimately appear outside the secret regions
-    secret = []
-    begins = (harness.SOLUTION_BEGIN, harness.HIDDEN_BEGIN)
-    ends = (harness.SOLUTION_END, harness.HIDDEN_END)
-    for cell in source.cells:
-        inside = False
-        for line in cell.source.splitlines():
-            if line.strip() in begins:
-                inside = True
-            elif line.strip() in ends:
-                inside = False
-            else:
-                (secret if inside else visible).append(line)
-    visible_set = {line.strip() for line in visible}
-    leaked = []
-    for line in secret:
-        text = line.strip()
-        if len(text) < 12 or text.startswith("#") or text in visible_set:
-            continue
-        if json.dumps(text)[1:-1] in release_text:
-            leaked.append(text)
+    leaked = [line for line in harness.secret_lines(source) if json.dumps(line)[1:-1] in release_text]
     assert not leaked, f"secret lines found in notebooks/{assignment}/{name}: {leaked}"
 
 

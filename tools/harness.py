@@ -118,6 +118,32 @@ def marked_regions(source: str, begin: str, end: str) -> list[str]:
     return found
 
 
+def secret_lines(nb: nbformat.NotebookNode, min_length: int = 12, solutions: bool = True) -> list[str]:
+    """Lines only a grader may see: inside hidden-test (and, if ``solutions``, solution) markers.
+
+    Short lines, comments and lines that also appear outside the markers (a
+    visible check repeated in a hidden one) are left out: finding those in a
+    student copy proves nothing.
+    """
+    begins, ends = (HIDDEN_BEGIN,), (HIDDEN_END,)
+    if solutions:
+        begins, ends = (SOLUTION_BEGIN, HIDDEN_BEGIN), (SOLUTION_END, HIDDEN_END)
+    secret, visible = [], set()
+    for cell in nb.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            text = line.strip()
+            if text in begins:
+                inside = True
+            elif text in ends:
+                inside = False
+            elif inside:
+                secret.append(text)
+            else:
+                visible.add(text)
+    return [t for t in dict.fromkeys(secret) if len(t) >= min_length and not t.startswith("#") and t not in visible]
+
+
 # --------------------------------------------------------------------------
 # Building submissions (as notebook JSON text, or raw bytes for broken ones)
 # --------------------------------------------------------------------------
