@@ -17,15 +17,15 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 STAMP := $(VENV)/.installed
 # nbgrader shells out to alembic: the environment's bin/ must be on PATH.
 export PATH := $(BIN):$(PATH)
-export MPLBACKEND ?= Agg
 
 ASSIGNMENTS := $(notdir $(patsubst %/,%,$(sort $(dir $(wildcard solutions/*/*.ipynb)))))
 
-.PHONY: help install lab test lint release check-release links grade-demo publish doctor clean
+.PHONY: help install lab test test-browser lint release check-release links grade-demo publish doctor clean
 
 help:
 	@echo "make lab           install if needed, then open JupyterLab at notebooks/"
 	@echo "make test          install if needed, then lint, pytest, grading round trip, nbval (FAST mode)"
+	@echo "make test-browser  drive JupyterLab in headless Chromium (installs chromium and playwright if missing)"
 	@echo "make release       regenerate notebooks/ from solutions/ with nbgrader"
 	@echo "make check-release fail if notebooks/ differs from a fresh release"
 	@echo "make links         regenerate badges and Colab install lines from pyproject's Repository URL"
@@ -54,8 +54,21 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	COURSE_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadscope tests solutions \
-		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 $(PYTEST_ARGS)
+	COURSE_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadscope tests solutions \
+		--ignore=tests/browser --nbval-lax --nbval-current-env --nbval-cell-timeout=300 $(PYTEST_ARGS)
+
+# Debian's chromium (Playwright's own browser download is not used); sudo when not root.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+BROWSER_STAMP := $(VENV)/.browser-installed
+
+$(BROWSER_STAMP): $(STAMP)
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+	$(BIN)/python -m pip install --quiet -e ".[browser]"
+	touch $(BROWSER_STAMP)
+
+test-browser: $(BROWSER_STAMP)
+	COURSE_FAST=1 $(BIN)/python -m pytest -p no:cacheprovider -rP -q tests/browser $(PYTEST_ARGS)
 
 release: $(STAMP)
 	@for a in $(ASSIGNMENTS); do \
