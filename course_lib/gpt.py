@@ -1,0 +1,326 @@
+"""A small GPT (Radford et al. 2019), in the order you would explain it (notebook 05).
+
+Config -> causal self-attention (built on notebook 04's ``split_heads``,
+``merge_heads`` and ``scaled_dot_product_attention``) -> MLP -> pre-LayerNorm
+block -> the model (token + position embeddings, blocks, final LayerNorm, a
+language-model head tied to the token embedding). Then the objective
+(:func:`lm_loss`), sampling (:func:`sample_next_token`, :func:`generate`, with
+a key/value cache) and loading Hugging Face GPT-2 weights.
+
+Shapes: B batch, T time (tokens), C channels (``n_embd``), H heads, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import merge_heads, scaled_dot_product_attention, split_heads
+
+KV = tuple[torch.Tensor, torch.Tensor]  # keys and values of one layer: (B, H, T_past, C // H) each
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    block_size: int = 64  # the longest context the model sees
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+
+
+def causal_mask_with_past(T: int, T_past: int, device: torch.device | None = None) -> torch.Tensor:
+    """(T, T_past + T) bool: query i (absolute position T_past + i) may attend keys 0 .. T_past + i."""
+    return torch.ones(T, T_past + T, dtype=torch.bool, device=device).tril(diagonal=T_past)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where position t sees positions <= t only.
+
+    One linear layer makes queries, keys and values at once (``qkv``, as GPT-2's
+    ``c_attn``). ``fast=True`` uses PyTorch's fused attention; ``fast=False``
+    the course's own ``scaled_dot_product_attention`` (tests prove them equal).
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+        self.fast = True
+
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
+        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, H, T, C // H)
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)  # (B, H, T_past + T, C // H)
+            v = torch.cat([past[1], v], dim=2)
+        T_past = k.shape[2] - T
+        if self.fast:
+            if T_past == 0:
+                y = F.scaled_dot_product_attention(
+                    q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+                )
+            else:
+                mask = causal_mask_with_past(T, T_past, x.device)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            y, _ = scaled_dot_product_attention(q, k, v, causal_mask_with_past(T, T_past, x.device))
+        return self.proj(merge_heads(y)), (k, v)  # (B, T, C)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: C -> 4C -> GELU -> C (GPT-2's tanh-approximated GELU)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        a, present = self.attn(self.ln_1(x), past)
+        x = x + a  # the residual goes *around* the sublayer
+        x = x + self.mlp(self.ln_2(x))
+        return x, present
+
+
+class GPT(nn.Module):
+    """Token ids (B, T) -> next-token logits (B, T, V)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying (Press & Wolf 2017)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by 1/sqrt(2 * n_layer)
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # the tied matrix counts once
+
+    def set_fast_attention(self, fast: bool) -> GPT:
+        for block in self.blocks:
+            block.attn.fast = fast
+        return self
+
+    def forward(
+        self, idx: torch.Tensor, past: list[KV] | None = None, use_cache: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[KV]]:
+        """Logits (B, T, V); with ``use_cache`` also each layer's keys and values so far.
+
+        ``past`` holds the keys/values of the tokens before ``idx`` (from an
+        earlier call with ``use_cache=True``); positions continue after them.
+        """
+        if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long or idx.dim() != 2:
+            raise ValueError(f"idx must be a (B, T) int64 tensor, got {getattr(idx, 'shape', type(idx))}")
+        B, T = idx.shape
+        T_past = past[0][0].shape[2] if past else 0
+        if T_past + T > self.config.block_size:
+            raise ValueError(f"{T_past} past + {T} new tokens exceed block_size={self.config.block_size}")
+        pos = torch.arange(T_past, T_past + T, device=idx.device)  # (T,)
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        presents = []
+        for i, block in enumerate(self.blocks):
+            x, present = block(x, past[i] if past else None)
+            presents.append(present)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        return (logits, presents) if use_cache else logits
+
+
+def lm_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy of logits computed on ``tokens``, with the shift made explicit.
+
+    logits: (B, T, V), the model's output for tokens (B, T). The logits at
+    position t predict token t + 1, so they are scored against
+    ``tokens[:, 1:]`` and the last position (which has no next token) is
+    dropped: the mean is over B * (T - 1) predictions. Returns a scalar.
+    """
+    if logits.dim() != 3 or tokens.shape != logits.shape[:2]:
+        raise ValueError(f"logits must be (B, T, V) and tokens (B, T); got {tuple(logits.shape)}, {tuple(tokens.shape)}")
+    if tokens.shape[1] < 2:
+        raise ValueError("need at least 2 tokens per sequence: one to read, one to predict")
+    predictions = logits[:, :-1, :]  # (B, T-1, V): what each position says comes next
+    targets = tokens[:, 1:]  # (B, T-1): what actually came next
+    return F.cross_entropy(predictions.reshape(-1, predictions.shape[-1]), targets.reshape(-1))
+
+
+def sample_next_token(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One token id per row of ``logits`` (B, V) -> (B,).
+
+    ``temperature`` divides the logits before the softmax (0 means greedy:
+    the arg-max). ``top_k`` keeps the k largest logits; ``top_p`` keeps the
+    smallest set of tokens, most likely first, whose probabilities add up to
+    at least p (nucleus sampling, Holtzman et al. 2020). Everything else gets
+    probability 0.
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape (B, V), got {tuple(logits.shape)}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None:
+        if not 1 <= top_k:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        drop_sorted = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p  # mass before this token
+        drop = drop_sorted.scatter(1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+@torch.no_grad()
+def generate(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens: (B, T + max_new_tokens).
+
+    With ``use_cache`` each step feeds only the newest token and reuses the
+    keys/values of the earlier ones. When the context would exceed
+    ``block_size``, both paths keep the last ``block_size`` tokens (the cache is
+    rebuilt from that window).
+    """
+    was_training = model.training
+    model.eval()
+    block = model.config.block_size
+    past: list[KV] | None = None
+    try:
+        for _ in range(max_new_tokens):
+            if use_cache and past is not None and past[0][0].shape[2] < block:
+                logits, past = model(idx[:, -1:], past=past, use_cache=True)
+            elif use_cache:
+                logits, past = model(idx[:, -block:], use_cache=True)
+            else:
+                logits = model(idx[:, -block:])
+            next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
+            idx = torch.cat([idx, next_id[:, None]], dim=1)
+    finally:
+        model.train(was_training)
+    return idx
+
+
+# --------------------------------------------------------------------------
+# Hugging Face GPT-2 weights
+# --------------------------------------------------------------------------
+
+
+def config_from_hf(hf_config) -> GPTConfig:
+    """A GPTConfig matching a ``transformers.GPT2Config``."""
+    return GPTConfig(
+        vocab_size=hf_config.vocab_size,
+        block_size=hf_config.n_positions,
+        n_layer=hf_config.n_layer,
+        n_head=hf_config.n_head,
+        n_embd=hf_config.n_embd,
+    )
+
+
+@torch.no_grad()
+def load_hf_state_dict(model: GPT, state_dict: Mapping[str, torch.Tensor]) -> GPT:
+    """Copy a ``GPT2LMHeadModel`` state dict into ``model``.
+
+    GPT-2 stores its linear layers as ``Conv1D`` with weights shaped (in, out):
+    they are transposed into ``nn.Linear``'s (out, in).
+    """
+    sd = {k.removeprefix("transformer."): v for k, v in state_dict.items()}
+    c = model.config
+    if sd["wte.weight"].shape != (c.vocab_size, c.n_embd) or sd["wpe.weight"].shape[0] != c.block_size:
+        raise ValueError(
+            f"weights are for vocab {tuple(sd['wte.weight'].shape)} and {sd['wpe.weight'].shape[0]} positions; "
+            f"the model has vocab_size={c.vocab_size}, n_embd={c.n_embd}, block_size={c.block_size}"
+        )
+    model.wte.weight.copy_(sd["wte.weight"])
+    model.wpe.weight.copy_(sd["wpe.weight"])
+    for i, block in enumerate(model.blocks):
+        p = f"h.{i}."
+        pairs = [
+            (block.ln_1.weight, sd[p + "ln_1.weight"], False),
+            (block.ln_1.bias, sd[p + "ln_1.bias"], False),
+            (block.attn.qkv.weight, sd[p + "attn.c_attn.weight"], True),
+            (block.attn.qkv.bias, sd[p + "attn.c_attn.bias"], False),
+            (block.attn.proj.weight, sd[p + "attn.c_proj.weight"], True),
+            (block.attn.proj.bias, sd[p + "attn.c_proj.bias"], False),
+            (block.ln_2.weight, sd[p + "ln_2.weight"], False),
+            (block.ln_2.bias, sd[p + "ln_2.bias"], False),
+            (block.mlp.fc.weight, sd[p + "mlp.c_fc.weight"], True),
+            (block.mlp.fc.bias, sd[p + "mlp.c_fc.bias"], False),
+            (block.mlp.proj.weight, sd[p + "mlp.c_proj.weight"], True),
+            (block.mlp.proj.bias, sd[p + "mlp.c_proj.bias"], False),
+        ]
+        for ours, theirs, transpose in pairs:
+            ours.copy_(theirs.t() if transpose else theirs)
+    model.ln_f.weight.copy_(sd["ln_f.weight"])
+    model.ln_f.bias.copy_(sd["ln_f.bias"])
+    return model
+
+
+def from_hf(hf_model) -> GPT:
+    """A GPT with the weights of a ``transformers.GPT2LMHeadModel`` (any size, e.g. a real ``gpt2``)."""
+    model = GPT(config_from_hf(hf_model.config))
+    return load_hf_state_dict(model, hf_model.state_dict())
