@@ -181,7 +181,9 @@ def lm_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     dropped: the mean is over B * (T - 1) predictions. Returns a scalar.
     """
     if logits.dim() != 3 or tokens.shape != logits.shape[:2]:
-        raise ValueError(f"logits must be (B, T, V) and tokens (B, T); got {tuple(logits.shape)}, {tuple(tokens.shape)}")
+        raise ValueError(
+            f"logits must be (B, T, V) and tokens (B, T); got {tuple(logits.shape)} and {tuple(tokens.shape)}"
+        )
     if tokens.shape[1] < 2:
         raise ValueError("need at least 2 tokens per sequence: one to read, one to predict")
     predictions = logits[:, :-1, :]  # (B, T-1, V): what each position says comes next
