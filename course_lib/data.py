@@ -145,6 +145,22 @@ def random_batches(
         yield tuple(t[idx] for t in tensors)
 
 
+def random_windows(ids: torch.Tensor, length: int, batch_size: int, seed: int = 0) -> Iterator[torch.Tensor]:
+    """An endless stream of ``(batch_size, length)`` windows cut at random offsets from a 1-D id tensor.
+
+    For language modelling: the model reads a window and predicts each next id inside it.
+    """
+    if ids.dim() != 1:
+        raise ValueError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
+    if not 0 < length <= len(ids):
+        raise ValueError(f"length must be in [1, {len(ids)}], got {length}")
+    g = _generator(seed)
+    offsets = torch.arange(length)
+    while True:
+        starts = torch.randint(len(ids) - length + 1, (batch_size, 1), generator=g)
+        yield ids[starts + offsets]  # (batch_size, length)
+
+
 # --------------------------------------------------------------------------
 # Text: two corpora from the Python installation
 # --------------------------------------------------------------------------

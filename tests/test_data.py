@@ -91,3 +91,12 @@ def test_split_does_not_depend_on_order_or_company():
 def test_text_corpus_rejects_unknown_names():
     with pytest.raises(ValueError, match="docstrings"):
         data.text_corpus("shakespeare")
+
+
+def test_random_windows_are_contiguous_slices():
+    ids = torch.arange(100)
+    windows = next(data.random_windows(ids, 8, batch_size=5, seed=3))
+    assert windows.shape == (5, 8)
+    assert torch.equal(windows[:, 1:] - windows[:, :-1], torch.ones(5, 7, dtype=torch.long))
+    with pytest.raises(ValueError, match="length"):
+        next(data.random_windows(ids, 101, batch_size=1))
