@@ -1,0 +1,119 @@
+"""Fine-tuning helpers (notebook 06): LoRA (Hu et al. 2021), freezing, and counting what trains.
+
+LoRA keeps a pre-trained weight ``W`` (out, in) frozen and learns a low-rank
+update ``B A`` with ``A`` (r, in) and ``B`` (out, r):
+
+    y = W x + b + (alpha / r) * B A x
+
+``B`` starts at zero, so a freshly wrapped layer computes exactly what the
+base layer did; only ``A`` and ``B`` (r * (in + out) numbers) are trained.
+After training, :func:`merge_lora` folds ``(alpha / r) B A`` into ``W`` and the
+model is an ordinary model again, as fast as before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+class LoRALinear(nn.Module):
+    """A frozen ``nn.Linear`` plus a trainable low-rank update of rank ``r``, scaled by ``alpha / r``."""
+
+    def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0) -> None:
+        super().__init__()
+        if not isinstance(base, nn.Linear):
+            raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
+        if not isinstance(r, int) or r < 1:
+            raise ValueError(f"rank r must be a positive int, got {r!r}")
+        if alpha <= 0:
+            raise ValueError(f"alpha must be positive, got {alpha}")
+        self.base = base
+        self.base.requires_grad_(False)
+        self.r = r
+        self.alpha = alpha
+        self.scale = alpha / r
+        out_features, in_features = base.weight.shape
+        factory = {"device": base.weight.device, "dtype": base.weight.dtype}
+        self.lora_A = nn.Parameter(torch.empty(r, in_features, **factory))  # (r, in)
+        self.lora_B = nn.Parameter(torch.zeros(out_features, r, **factory))  # (out, r): zero, so no change at start
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear initialises its weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., in) -> (..., out) = W x + b + (alpha / r) B A x."""
+        return self.base(x) + self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)
+
+    def delta_weight(self) -> torch.Tensor:
+        """The update (alpha / r) B A, shaped like the base weight (out, in)."""
+        return self.scale * (self.lora_B @ self.lora_A)
+
+    def merged(self) -> nn.Linear:
+        """A plain ``nn.Linear`` computing the same function: W + (alpha / r) B A."""
+        out_features, in_features = self.base.weight.shape
+        layer = nn.Linear(in_features, out_features, bias=self.base.bias is not None)
+        layer = layer.to(device=self.base.weight.device, dtype=self.base.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(self.base.weight + self.delta_weight())
+            if self.base.bias is not None:
+                layer.bias.copy_(self.base.bias)
+        return layer
+
+    def extra_repr(self) -> str:
+        out_features, in_features = self.base.weight.shape
+        return f"in={in_features}, out={out_features}, r={self.r}, alpha={self.alpha}"
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Set ``requires_grad=False`` on every parameter of ``model``."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def apply_lora(model: nn.Module, target_modules: Iterable[str], r: int = 8, alpha: float = 16.0) -> list[str]:
+    """Freeze ``model`` and wrap each ``nn.Linear`` whose name ends with one of ``target_modules`` in LoRA.
+
+    Names are matched on their last components, e.g. ``["attn.qkv", "attn.proj"]``
+    or ``["qkv"]``. Returns the full names of the wrapped layers; raises
+    ``ValueError`` if none matched (a typo would otherwise train nothing).
+    """
+    targets = tuple(target_modules)
+    if not targets:
+        raise ValueError("target_modules is empty: name the layers to adapt, e.g. ['attn.qkv']")
+    freeze(model)
+    chosen = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and any(name == t or name.endswith("." + t) for t in targets)
+    ]
+    if not chosen:
+        linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        raise ValueError(f"no nn.Linear matches {list(targets)}; the model's linear layers: {linear[:12]}")
+    for name in chosen:
+        parent, _, attr = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, attr, LoRALinear(getattr(owner, attr), r=r, alpha=alpha))
+    return chosen
+
+
+def merge_lora(model: nn.Module) -> int:
+    """Replace every ``LoRALinear`` in ``model`` by its merged ``nn.Linear``; return how many were merged."""
+    wrapped = [name for name, module in model.named_modules() if isinstance(module, LoRALinear)]
+    for name in wrapped:
+        parent, _, attr = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, attr, getattr(owner, attr).merged())
+    return len(wrapped)
+
+
+def count_trainable_parameters(model: nn.Module) -> int:
+    """Number of parameters with ``requires_grad=True`` (each shared tensor counted once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters, trainable or not (each shared tensor counted once)."""
+    return sum(p.numel() for p in model.parameters())

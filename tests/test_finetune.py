@@ -1,0 +1,97 @@
+"""course_lib.finetune: LoRA equals its published formula, merges exactly, and trains only what it should."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib.finetune import (
+    LoRALinear,
+    apply_lora,
+    count_parameters,
+    count_trainable_parameters,
+    merge_lora,
+)
+from course_lib.gpt import GPT, GPTConfig, lm_loss
+
+CFG = GPTConfig(vocab_size=29, block_size=10, n_layer=2, n_head=2, n_embd=16)
+
+
+def _gpt(seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(CFG)
+
+
+def test_a_fresh_lora_layer_is_exactly_the_base_layer():
+    torch.manual_seed(0)
+    base = nn.Linear(6, 4)
+    lora = LoRALinear(base, r=2, alpha=8)
+    x = torch.randn(3, 5, 6)
+    assert torch.equal(lora(x), base(x))
+    assert torch.count_nonzero(lora.lora_B) == 0 and torch.count_nonzero(lora.lora_A) > 0
+
+
+def test_lora_output_is_w_x_plus_b_plus_scaled_b_a_x():
+    torch.manual_seed(0)
+    base = nn.Linear(6, 4)
+    lora = LoRALinear(base, r=3, alpha=12)
+    with torch.no_grad():
+        lora.lora_A.normal_()
+        lora.lora_B.normal_()
+    x = torch.randn(5, 6)
+    expected = F.linear(x, base.weight, base.bias) + (12 / 3) * F.linear(F.linear(x, lora.lora_A), lora.lora_B)
+    torch.testing.assert_close(lora(x), expected)
+    torch.testing.assert_close(lora.delta_weight(), 4.0 * lora.lora_B @ lora.lora_A)
+
+
+def test_apply_lora_freezes_the_rest_and_counts_are_exact():
+    model = _gpt()
+    total = count_parameters(model)
+    wrapped = apply_lora(model, ["attn.qkv", "attn.proj"], r=4, alpha=8)
+    assert wrapped == ["blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.1.attn.qkv", "blocks.1.attn.proj"]
+    # per layer: qkv r*(16 + 48) + proj r*(16 + 16); two layers
+    assert count_trainable_parameters(model) == 2 * (4 * (16 + 48) + 4 * (16 + 16)) == 768
+    assert count_parameters(model) == total + 768
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert all(n.endswith(("lora_A", "lora_B")) for n in trainable)
+
+
+def test_only_lora_parameters_receive_gradients():
+    model = _gpt()
+    apply_lora(model, ["qkv"], r=2, alpha=4)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, LoRALinear):
+                m.lora_B.normal_(0, 0.1)  # so that A's gradient is not zero either
+    x = torch.randint(29, (2, 10))
+    lm_loss(model(x), x).backward()
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None, name
+
+
+def test_merge_keeps_outputs_and_removes_lora():
+    model = _gpt()
+    apply_lora(model, ["qkv", "fc"], r=3, alpha=6)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, LoRALinear):
+                m.lora_B.normal_(0, 0.2)
+    x = torch.randint(29, (3, 10))
+    before = model(x)
+    assert merge_lora(model) == 4
+    assert not any(isinstance(m, LoRALinear) for m in model.modules())
+    torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-5)
+
+
+def test_errors_name_what_is_wrong():
+    with pytest.raises(ValueError, match="no nn.Linear matches"):
+        apply_lora(_gpt(), ["attention.query"])
+    with pytest.raises(TypeError, match="wraps an nn.Linear"):
+        LoRALinear(nn.Conv1d(2, 2, 1))
+    with pytest.raises(ValueError, match="rank"):
+        LoRALinear(nn.Linear(2, 2), r=0)
