@@ -140,3 +140,308 @@ def bar_probabilities(
     ax.set_ylim(0, 1)
     ax.set_title(title)
     return fig
+
+
+# --------------------------------------------------------------------------
+# Attention (notebook 04): heat maps and a per-layer / per-head explorer
+# --------------------------------------------------------------------------
+
+
+def plot_attention(
+    weights: torch.Tensor | np.ndarray,
+    ax: Axes | None = None,
+    title: str = "",
+    query_labels: Sequence[str] | None = None,
+    key_labels: Sequence[str] | None = None,
+    colorbar: bool = False,
+) -> Figure:
+    """Heat map of one attention matrix ``(T_q, T_k)``: row i = how query i spreads its weight over the keys."""
+    w = _numpy(weights)
+    if w.ndim != 2:
+        raise ValueError(f"weights must have shape (T_q, T_k), got {w.shape}")
+    fig, ax = _axes(ax, (0.3 * w.shape[1] + 1.5, 0.3 * w.shape[0] + 1.2))
+    image = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=max(1e-9, float(w.max())), interpolation="nearest")
+    ax.set_xlabel("key position")
+    ax.set_ylabel("query position")
+    for setter, labels, n in ((ax.set_xticks, key_labels, w.shape[1]), (ax.set_yticks, query_labels, w.shape[0])):
+        if labels is not None:
+            if len(labels) != n:
+                raise ValueError(f"expected {n} labels, got {len(labels)}")
+            setter(range(n), labels=list(labels), fontsize=8)
+    ax.set_title(title)
+    if colorbar:
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return fig
+
+
+def plot_attention_heads(
+    maps: Sequence[torch.Tensor | np.ndarray],
+    example: int = 0,
+    labels: Sequence[str] | None = None,
+    target_labels: Sequence[str] | None = None,
+) -> Figure:
+    """A grid of heat maps, one row per layer and one column per head.
+
+    maps: one ``(N, H, T_q, T_k)`` tensor per layer (as ``SequenceModel`` returns);
+    ``example`` picks which of the N sequences to draw.
+    """
+    arrays = [_numpy(m) for m in maps]
+    if not arrays or any(a.ndim != 4 for a in arrays):
+        raise ValueError("maps must be a non-empty list of (N, H, T_q, T_k) tensors")
+    layers, heads = len(arrays), arrays[0].shape[1]
+    fig, axes = plt.subplots(layers, heads, figsize=(2.4 * heads, 2.4 * layers), squeeze=False)
+    for layer, a in enumerate(arrays):
+        for head in range(heads):
+            plot_attention(
+                a[example, head], ax=axes[layer, head], title=f"layer {layer} head {head}",
+                key_labels=labels, query_labels=target_labels,
+            )
+    fig.tight_layout()
+    return fig
+
+
+def attention_explorer(
+    maps: Sequence[torch.Tensor | np.ndarray],
+    tokens: torch.Tensor | np.ndarray | None = None,
+    targets: torch.Tensor | np.ndarray | None = None,
+):
+    """An ipywidgets explorer: pick an example, a layer and a head (or their mean) and see its attention map.
+
+    maps: one ``(N, H, T_q, T_k)`` tensor per layer; tokens (N, T_k) and targets
+    (N, T_q) label the axes. Works with ipywidgets 7.7 and 8.
+    """
+    import ipywidgets as widgets
+
+    arrays = [_numpy(m) for m in maps]
+    if not arrays or any(a.ndim != 4 for a in arrays):
+        raise ValueError("maps must be a non-empty list of (N, H, T_q, T_k) tensors")
+    n, heads = arrays[0].shape[:2]
+    toks = None if tokens is None else _numpy(tokens)
+    tgts = None if targets is None else _numpy(targets)
+
+    def show(example: int = 0, layer: int = 0, head: str = "0") -> None:
+        a = arrays[layer][example]
+        w = a.mean(axis=0) if head == "mean" else a[int(head)]
+        fig, ax = plt.subplots(figsize=(4.2, 3.8))
+        plot_attention(
+            w, ax=ax, colorbar=True, title=f"example {example}, layer {layer}, head {head}",
+            key_labels=None if toks is None else [str(t) for t in toks[example]],
+            query_labels=None if tgts is None else [str(t) for t in tgts[example]],
+        )
+        if toks is not None:
+            ax.set_xlabel("key: input token")
+        if tgts is not None:
+            ax.set_ylabel("query: target token")
+        plt.show()
+
+    return widgets.interactive(
+        show,
+        example=widgets.IntSlider(value=0, min=0, max=n - 1, description="example"),
+        layer=widgets.IntSlider(value=0, min=0, max=len(arrays) - 1, description="layer"),
+        head=widgets.Dropdown(options=[str(h) for h in range(heads)] + ["mean"], value="0", description="head"),
+    )
+
+
+# --------------------------------------------------------------------------
+# GANs (notebook 01): a live training plot and a latent-space explorer
+# --------------------------------------------------------------------------
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with Jupyter
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ != "TerminalInteractiveShell"
+
+
+class LivePlot:
+    """A figure that redraws in place while a model trains; pass it as ``run_loop``'s ``callback``.
+
+    Every ``every`` steps (and after step ``total_steps - 1``) it draws the
+    training ``metrics`` (running mean over ``smooth`` steps) and, when
+    ``draw_samples(ax)`` is given, a second panel such as a scatter of the
+    current samples. In a notebook the figure is replaced through an IPython
+    display handle, so one picture updates during training; elsewhere it is
+    drawn but not shown. ``figures`` counts the redraws.
+    """
+
+    def __init__(
+        self,
+        total_steps: int,
+        every: int,
+        metrics: Sequence[str] = ("d_loss", "g_loss"),
+        draw_samples=None,
+        title: str = "",
+        smooth: int = 1,
+    ):
+        if total_steps <= 0 or every <= 0:
+            raise ValueError(f"total_steps and every must be positive, got {total_steps} and {every}")
+        self.total_steps, self.every, self.metrics = total_steps, every, list(metrics)
+        self.draw_samples, self.title, self.smooth = draw_samples, title, smooth
+        self.handle = None
+        self.figures = 0
+
+    def __call__(self, step: int, history: History) -> None:
+        if (step + 1) % self.every == 0 or step + 1 == self.total_steps:
+            self.draw(step, history)
+
+    def draw(self, step: int, history: History) -> Figure:
+        panels = 2 if self.draw_samples is not None else 1
+        fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.5), squeeze=False)
+        shown = [m for m in self.metrics if m in history.train]
+        smooth = min(self.smooth, max(1, len(next(iter(history.train.values()), [])) // 2))
+        plot_history(history, shown, ax=axes[0, 0], title=f"{self.title} step {step + 1}", smooth=smooth)
+        if self.draw_samples is not None:
+            self.draw_samples(axes[0, 1])
+        fig.tight_layout()
+        self.figures += 1
+        if _in_notebook():
+            from IPython.display import display
+
+            if self.handle is None:
+                self.handle = display(fig, display_id=True)
+            else:
+                self.handle.update(fig)
+        plt.close(fig)
+        return fig
+
+
+def latent_explorer(generator, latent_dim: int, label_fn=None, strip: int = 9, max_seed: int = 99):
+    """An ipywidgets explorer of a generator's latent space (ipywidgets 7.7 and 8).
+
+    Pick a base latent vector (by ``seed``), one coordinate (``dim``) and its
+    ``value``: the first panel shows G(z); the strip shows G(z) as that one
+    coordinate sweeps from -3 to 3. ``generator`` maps ``(B, latent_dim)`` to
+    images ``(B, 1, H, W)``; ``label_fn(images) -> (B,) labels`` (optional, e.g.
+    the digits classifier) titles the panels.
+    """
+    import ipywidgets as widgets
+
+    if latent_dim <= 0:
+        raise ValueError(f"latent_dim must be positive, got {latent_dim}")
+
+    @torch.no_grad()
+    def show(seed: int = 0, dim: int = 0, value: float = 0.0) -> None:
+        was_training = getattr(generator, "training", False)
+        if hasattr(generator, "eval"):
+            generator.eval()
+        try:
+            z = torch.randn(1, latent_dim, generator=torch.Generator().manual_seed(seed))
+            z[0, dim] = value
+            sweep = z.repeat(strip, 1)
+            sweep[:, dim] = torch.linspace(-3, 3, strip)
+            images = generator(torch.cat([z, sweep])).cpu()
+        finally:
+            if hasattr(generator, "train"):
+                generator.train(was_training)
+        labels = None if label_fn is None else [int(v) for v in label_fn(images)]
+        fig, axes = plt.subplots(1, 2, figsize=(9, 2.4), gridspec_kw={"width_ratios": [1, 4]})
+        show_images(images[:1], nrow=1, ax=axes[0], title=f"G(z): {labels[0]}" if labels else "G(z)")
+        sweep_title = f"z[{dim}] from -3 to 3" + (f"   labels {labels[1:]}" if labels else "")
+        show_images(images[1:], nrow=strip, ax=axes[1], title=sweep_title)
+        plt.show()
+
+    return widgets.interactive(
+        show,
+        seed=widgets.IntSlider(value=0, min=0, max=max_seed, description="seed"),
+        dim=widgets.Dropdown(options=list(range(latent_dim)), value=0, description="dim"),
+        value=widgets.FloatSlider(value=0.0, min=-3.0, max=3.0, step=0.25, description="value"),
+    )
+
+
+# --------------------------------------------------------------------------
+# Diffusion (notebooks 02 and 03): noising strips, SNR curves, the t-slider explorer
+# --------------------------------------------------------------------------
+
+
+def _noised(x0: torch.Tensor, schedule, t: int, seed: int = 0) -> torch.Tensor:
+    """``x_t`` for every example at one step ``t``, with noise fixed by ``seed`` (so a slider moves smoothly)."""
+    from .diffusion import q_sample
+
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    return q_sample(x0, torch.full((len(x0),), int(t)), schedule, noise)
+
+
+def noising_strip(x0: torch.Tensor, schedule, ts: Sequence[int], seed: int = 0, title: str = "") -> Figure:
+    """Data being noised: one column per step in ``ts``.
+
+    Images ``(N, 1, H, W)`` give an N-row grid (row = example, column = t); points ``(N, 2)``
+    give one scatter panel per t.
+    """
+    ts = [int(t) for t in ts]
+    if x0.dim() == 4:
+        cols = torch.stack([_noised(x0, schedule, t, seed) for t in ts], dim=1)  # (N, len(ts), 1, H, W)
+        fig = show_images(cols.flatten(0, 1).clamp(-1.5, 1.5), nrow=len(ts), value_range=(-1.5, 1.5))
+        fig.axes[0].set_title(title or "t = " + ", ".join(map(str, ts)), fontsize=9)
+        return fig
+    if x0.dim() == 2 and x0.shape[1] == 2:
+        fig, axes = plt.subplots(1, len(ts), figsize=(2.2 * len(ts), 2.4))
+        for ax, t in zip(np.atleast_1d(axes), ts):
+            scatter_2d(_noised(x0, schedule, t, seed), ax=ax, lim=3.0, s=1.0, title=f"t = {t}")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        return fig
+    raise ValueError(f"x0 must be images (N, 1, H, W) or points (N, 2), got {tuple(x0.shape)}")
+
+
+def plot_snr(schedules: dict, ax: Axes | None = None) -> Figure:
+    """Signal-to-noise ratio ``alpha_bar / (1 - alpha_bar)`` against t, log scale, one curve per schedule."""
+    fig, ax = _axes(ax, (5, 3.2))
+    for name, schedule in schedules.items():
+        ax.plot(_numpy(schedule.snr()), label=name)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="0.6", lw=0.8, ls="--")
+    ax.set_xlabel("t")
+    ax.set_ylabel("SNR = alpha_bar / (1 - alpha_bar)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def diffusion_explorer(images: torch.Tensor, points: torch.Tensor, schedules: dict, seed: int = 0):
+    """An ipywidgets slider over t: digits and 2-D points noised by each schedule, side by side.
+
+    images: (N, 1, H, W) in [-1, 1]; points: (M, 2); schedules: name -> NoiseSchedule (same T).
+    The noise is fixed, so moving the slider shows one sample path of q(x_t | x_0).
+    Works with ipywidgets 7.7 and 8.
+    """
+    import ipywidgets as widgets
+
+    if not schedules:
+        raise ValueError("schedules must name at least one NoiseSchedule")
+    T = min(s.T for s in schedules.values())
+
+    def show(t: int = 0) -> None:
+        fig, axes = plt.subplots(2, len(schedules), figsize=(3.6 * len(schedules), 6.4), squeeze=False)
+        for col, (name, schedule) in enumerate(schedules.items()):
+            ab = float(schedule.alpha_bars[t])
+            show_images(
+                _noised(images, schedule, t, seed).clamp(-1.5, 1.5), nrow=int(np.sqrt(len(images))) or 1,
+                ax=axes[0, col], value_range=(-1.5, 1.5), title=f"{name}: t = {t}, alpha_bar = {ab:.3f}",
+            )
+            scatter_2d(_noised(points, schedule, t, seed), ax=axes[1, col], lim=3.0, s=1.0)
+        fig.tight_layout()
+        plt.show()
+
+    return widgets.interactive(
+        show, t=widgets.IntSlider(value=0, min=0, max=T - 1, step=max(1, T // 100), description="t")
+    )
+
+
+def reverse_chain_figure(chain: dict, reference: torch.Tensor | None = None, lim: float = 2.0) -> Figure:
+    """2-D samples along the reverse chain: ``chain`` maps t -> points (N, 2) (-1 = the final samples)."""
+    keys = sorted(chain, reverse=True)
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.3 * len(keys), 2.5))
+    for ax, t in zip(np.atleast_1d(axes), keys):
+        scatter_2d(chain[t], ax=ax, reference=reference, lim=lim, s=1.0, title="samples" if t < 0 else f"x at t = {t}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.tight_layout()
+    return fig

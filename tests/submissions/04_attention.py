@@ -1,0 +1,169 @@
+"""Mistake submissions for 04_attention: each is the solution with one answer cell wrong.
+
+Read by tools/harness.py. Every answer cell must be the target of at least
+one mistake; each mistake names exactly the test cells that must score 0.
+"""
+
+from harness import Mistake
+
+SDPA_TESTS = {"test_sdpa_values", "test_sdpa_mask", "test_sdpa_empty_rows"}
+
+MISTAKES = [
+    Mistake(
+        name="sdpa-softmax-wrong-axis",
+        cell="scaled_dot_product_attention",
+        why="normalises over the queries (dim=-2): no error, every column sums to 1 instead of every row",
+        code='''
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-2).nan_to_num(0.0)
+    return weights @ v, weights
+''',
+        fails=SDPA_TESTS,
+    ),
+    Mistake(
+        name="sdpa-no-scale",
+        cell="scaled_dot_product_attention",
+        why="forgets the 1/sqrt(d)",
+        code='''
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    return weights @ v, weights
+''',
+        # the empty-rows case also has rows with several keys, where the scale matters
+        fails=SDPA_TESTS,
+    ),
+    Mistake(
+        name="sdpa-inverted-mask",
+        cell="scaled_dot_product_attention",
+        why="masks where the mask is True: right without a mask, wrong with one",
+        code='''
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    return weights @ v, weights
+''',
+        fails={"test_sdpa_mask", "test_sdpa_empty_rows"},
+    ),
+    Mistake(
+        name="sdpa-mask-with-zero",
+        cell="scaled_dot_product_attention",
+        why="fills masked scores with 0: exp(0) = 1, so masked keys keep weight",
+        code='''
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, 0.0)
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights
+''',
+        fails={"test_sdpa_mask", "test_sdpa_empty_rows"},
+    ),
+    Mistake(
+        name="sdpa-nan-for-empty-rows",
+        cell="scaled_dot_product_attention",
+        why="the textbook formula: right everywhere except a query with nothing to attend to, which gets NaN",
+        code='''
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights
+''',
+        fails={"test_sdpa_empty_rows"},
+    ),
+    Mistake(
+        name="sdpa-calls-torch",
+        cell="scaled_dot_product_attention",
+        why="computes the output with torch's fused attention, the function the exercise asks to write",
+        code='''
+import torch.nn.functional as F
+
+
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), weights
+''',
+        fails={"test_sdpa_values"},
+    ),
+    Mistake(
+        name="causal-mask-upper",
+        cell="causal_mask",
+        why="the upper triangle: every query sees the future and not the past",
+        code='''
+def causal_mask(T):
+    return torch.ones(T, T, dtype=torch.bool).triu()
+''',
+        fails={"test_causal_mask"},
+    ),
+    Mistake(
+        name="padding-mask-off-by-one",
+        cell="padding_mask",
+        why="t <= length keeps one padding token",
+        code='''
+def padding_mask(lengths, T):
+    return torch.arange(T) <= lengths[:, None]
+''',
+        fails={"test_padding_mask"},
+    ),
+    Mistake(
+        name="split-heads-no-transpose",
+        cell="split_heads",
+        why="reshapes (B, T, D) straight to (B, H, T, dh), mixing tokens",
+        code='''
+def split_heads(x, num_heads):
+    B, T, D = x.shape
+    return x.reshape(B, num_heads, T, D // num_heads)
+''',
+        fails={"test_split_heads", "test_multi_head_attention"},
+    ),
+    Mistake(
+        name="merge-heads-wrong-order",
+        cell="merge_heads",
+        why="merges the heads feature by feature (B, T, dh, H) instead of head by head",
+        code='''
+def merge_heads(x):
+    B, H, T, dh = x.shape
+    return x.permute(0, 2, 3, 1).reshape(B, T, H * dh)
+''',
+        fails={"test_merge_heads", "test_multi_head_attention"},
+    ),
+    Mistake(
+        name="positions-sin-cos-swapped",
+        cell="sinusoidal_positions",
+        why="cosines in the even columns, sines in the odd ones",
+        code='''
+def sinusoidal_positions(T, d):
+    t = torch.arange(T, dtype=torch.float32)[:, None]
+    freq = 10000 ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)
+    pe = torch.zeros(T, d)
+    pe[:, 0::2] = torch.cos(t * freq)
+    pe[:, 1::2] = torch.sin(t * freq)
+    return pe
+''',
+        fails={"test_sinusoidal_positions"},
+    ),
+    Mistake(
+        name="positions-concatenated",
+        cell="sinusoidal_positions",
+        why="all sines then all cosines, as two halves, instead of interleaved",
+        code='''
+def sinusoidal_positions(T, d):
+    t = torch.arange(T, dtype=torch.float32)[:, None]
+    freq = 10000 ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)
+    return torch.cat([torch.sin(t * freq), torch.cos(t * freq)], dim=1)
+''',
+        fails={"test_sinusoidal_positions"},
+    ),
+]
