@@ -59,6 +59,7 @@ def test_setup_seeds_and_reports(monkeypatch, capsys):
     line = capsys.readouterr().out.strip()
     assert line.count("\n") == 0 and "FAST mode on" in line and "device cpu" in line and "seed 3" in line
     assert session.fast and course_lib.FAST
+    assert torch.get_num_threads() == 1  # FAST runs share the CPU with other kernels
 
 
 def test_seed_must_be_an_int():
