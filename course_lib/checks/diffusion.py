@@ -1,0 +1,669 @@
+"""Shortcuts, common mistakes and test fixtures for notebooks 02 (forward) and 03 (reverse diffusion).
+
+The checks hand answers a *bare* schedule (:func:`bare_schedule`): betas, alphas,
+alpha_bars and alpha_bars_prev are real, every precomputed derived term (square
+roots, posterior coefficients) is NaN, so an answer must compute what the
+exercise asks instead of reading it off the schedule. The references run on the
+full schedule rebuilt from the same betas.
+
+Each mistaken function below is what an answer computes when it makes that
+mistake; ``grading.check_function`` names the one that matches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+import torch
+
+from .. import diffusion as D
+
+# --------------------------------------------------------------------------
+# Fixtures: a bare schedule, toy noise-prediction models
+# --------------------------------------------------------------------------
+
+_DERIVED = (
+    "sqrt_alpha_bars",
+    "sqrt_one_minus_alpha_bars",
+    "posterior_variance",
+    "posterior_mean_coef_x0",
+    "posterior_mean_coef_xt",
+)
+
+
+def bare_schedule(betas: torch.Tensor) -> D.NoiseSchedule:
+    """A :class:`NoiseSchedule` whose derived terms are NaN: only betas, alphas and alpha_bars(_prev) are usable."""
+    full = D.NoiseSchedule.from_betas(betas)
+    values = {k: getattr(full, k) for k in full.__dataclass_fields__}
+    for k in _DERIVED:
+        values[k] = torch.full_like(values[k], float("nan"))
+    return D.NoiseSchedule(**values)
+
+
+def full(schedule: D.NoiseSchedule) -> D.NoiseSchedule:
+    """The complete schedule with the same betas."""
+    return D.NoiseSchedule.from_betas(schedule.betas)
+
+
+def _timesteps(t: Any, x: torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(t)
+    return t.expand(len(x)) if t.dim() == 0 else t
+
+
+def toy_model(x: torch.Tensor, t: Any, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """A fixed, cheap stand-in for a trained noise predictor: ``(B, ...) -> (B, ...)``.
+
+    Depends on ``x``, on ``t`` (an int or a ``(B,)`` tensor) and on the labels, with a distinct
+    answer when ``labels`` is None (the unconditional model).
+    """
+    tt = _timesteps(t, x).to(x.dtype).reshape(len(x), *([1] * (x.dim() - 1)))
+    out = torch.tanh(0.8 * x + 0.05 * tt) + 0.3 * torch.sin(1.7 * x)
+    if labels is not None:
+        lab = torch.as_tensor(labels).to(x.dtype).reshape(len(x), *([1] * (x.dim() - 1)))
+        out = out + 0.25 * torch.cos(x + lab) + 0.1 * lab
+    return out
+
+
+class RecordingModel:
+    """A model that returns zeros and remembers every ``(x, t, labels)`` it was called with."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, Any]] = []
+
+    def __call__(self, x: torch.Tensor, t: Any, labels: torch.Tensor | None = None) -> torch.Tensor:
+        self.calls.append((x.detach().clone(), _timesteps(t, x).clone(), labels))
+        return torch.zeros_like(x)
+
+
+@contextlib.contextmanager
+def substitute(namespace: MutableMapping[str, Any], **names: Any) -> Iterator[None]:
+    """Temporarily bind ``names`` in ``namespace`` (a notebook's ``globals()``), then restore them.
+
+    Lets a check run a student's loop with the reference step, so a slip in the
+    step is not counted twice.
+    """
+    missing = object()
+    saved = {k: namespace.get(k, missing) for k in names}
+    namespace.update(names)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is missing:
+                namespace.pop(k, None)
+            else:
+                namespace[k] = v
+
+
+# --------------------------------------------------------------------------
+# References with the students' signatures (they rebuild the full schedule)
+# --------------------------------------------------------------------------
+
+
+def reference_alpha_bars(betas: torch.Tensor) -> torch.Tensor:
+    return D.NoiseSchedule.from_betas(betas).alpha_bars
+
+
+def reference_q_sample(x0, t, schedule, noise=None):
+    return D.q_sample(x0, t, full(schedule), noise)
+
+
+def reference_posterior(x0, xt, t, schedule):
+    return D.q_posterior_mean_variance(x0, xt, t, full(schedule))
+
+
+def reference_diffusion_loss(model, x0, schedule, labels=None, t=None, noise=None):
+    return D.diffusion_loss(model, x0, full(schedule), labels, t, noise)
+
+
+def reference_p_sample(model, xt, t, schedule, noise=None):
+    return D.p_sample(model, xt, t, full(schedule), noise)
+
+
+def reference_ddpm_sample(model, shape, schedule, generator):
+    return D.ddpm_sample(model, shape, full(schedule), generator=generator)
+
+
+def reference_ddim_step(eps, xt, t, t_prev, schedule):
+    return D.ddim_step(eps, xt, t, t_prev, full(schedule))
+
+
+def reference_ddim_sample(model, x_T, schedule, steps):
+    return D.ddim_sample(model, tuple(x_T.shape), full(schedule), steps, x_T=x_T)
+
+
+def reference_guided_noise(model, xt, t, labels, guidance_scale):
+    return D.guided_noise(model, xt, t, labels, guidance_scale)
+
+
+def _shape_like(values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return values[t].reshape(len(t), *([1] * (x.dim() - 1)))
+
+
+_PRECOMPUTED = (
+    "read a precomputed term of the schedule (such as `schedule.sqrt_alpha_bars`): the checks' schedule "
+    "holds only betas, alphas, alpha_bars and alpha_bars_prev, so compute the rest from those"
+)
+
+# --------------------------------------------------------------------------
+# Notebook 02: schedules
+# --------------------------------------------------------------------------
+
+SCHEDULE_SHORTCUTS = [
+    "course_lib.diffusion.linear_beta_schedule",
+    "course_lib.diffusion.cosine_beta_schedule",
+    "course_lib.diffusion.cosine_alpha_bar",
+    "course_lib.diffusion.NoiseSchedule.linear",
+    "course_lib.diffusion.NoiseSchedule.cosine",
+]
+
+
+def _linear_arange(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    return beta_start + (beta_end - beta_start) * torch.arange(T, dtype=torch.float64).float() / T
+
+
+def _linear_skips_first(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    return torch.linspace(beta_start, beta_end, T + 1, dtype=torch.float64)[1:].float()
+
+
+LINEAR_MISTAKES = {
+    "the last beta falls short of beta_end: `arange(T) / T` stops one step early; "
+    "`torch.linspace(beta_start, beta_end, T)` includes both ends": _linear_arange,
+    "made T + 1 points and dropped the first: the first beta must be beta_start": _linear_skips_first,
+}
+
+
+def _cosine_from(alpha_bar_fn, T: int, clip: bool = True) -> torch.Tensor:
+    u = torch.arange(T + 1, dtype=torch.float64) / T
+    ab = alpha_bar_fn(u)
+    betas = 1 - ab[1:] / ab[:-1]
+    return (betas.clamp(max=0.999) if clip else betas).float()
+
+
+def _cosine_no_clip(T: int, s: float = 0.008) -> torch.Tensor:
+    return _cosine_from(lambda u: D.cosine_alpha_bar(u, s), T, clip=False)
+
+
+def _cosine_not_squared(T: int, s: float = 0.008) -> torch.Tensor:
+    return _cosine_from(lambda u: torch.cos((u + s) / (1 + s) * math.pi / 2), T)
+
+
+def _cosine_no_offset(T: int, s: float = 0.008) -> torch.Tensor:
+    return _cosine_from(lambda u: torch.cos(u * math.pi / 2) ** 2, T)
+
+
+def _cosine_returns_alpha_bars(T: int, s: float = 0.008) -> torch.Tensor:
+    u = torch.arange(1, T + 1, dtype=torch.float64) / T
+    return D.cosine_alpha_bar(u, s).float()
+
+
+def _cosine_shifted(T: int, s: float = 0.008) -> torch.Tensor:
+    u = torch.arange(T + 1, dtype=torch.float64) / T
+    ab = D.cosine_alpha_bar(u, s)
+    betas = 1 - ab[:-1] / torch.cat([torch.ones(1, dtype=torch.float64), ab[:-2]])
+    return betas.clamp(max=0.999).float()
+
+
+COSINE_MISTAKES = {
+    "the last betas exceed 0.999: clip them with `.clamp(max=0.999)` (near t = T, alpha_bar reaches 0 "
+    "and 1 - alpha_bar(t+1)/alpha_bar(t) becomes 1)": _cosine_no_clip,
+    "forgot to square the cosine: f(u) = cos(((u + s) / (1 + s)) * pi / 2) ** 2": _cosine_not_squared,
+    "left out the offset s: use (u + s) / (1 + s) inside the cosine": _cosine_no_offset,
+    "returned alpha_bar instead of the betas: beta_t = 1 - alpha_bar((t+1)/T) / alpha_bar(t/T)": (
+        _cosine_returns_alpha_bars
+    ),
+    "off by one: beta_t is 1 - alpha_bar((t+1)/T) / alpha_bar(t/T), so beta_0 compares u = 1/T with u = 0": (
+        _cosine_shifted
+    ),
+}
+
+ALPHA_BAR_SHORTCUTS = [
+    "course_lib.diffusion.NoiseSchedule.from_betas",
+    "course_lib.checks.diffusion.reference_alpha_bars",
+]
+
+
+def _alpha_bars_are_alphas(betas: torch.Tensor) -> torch.Tensor:
+    return 1 - betas
+
+
+def _alpha_bars_cumsum(betas: torch.Tensor) -> torch.Tensor:
+    return torch.cumsum(1 - betas, dim=0)
+
+
+def _alpha_bars_of_betas(betas: torch.Tensor) -> torch.Tensor:
+    return torch.cumprod(betas, dim=0)
+
+
+def _alpha_bars_shifted(betas: torch.Tensor) -> torch.Tensor:
+    return torch.cat([torch.ones(1, dtype=betas.dtype), torch.cumprod(1 - betas, dim=0)[:-1]])
+
+
+ALPHA_BAR_MISTAKES = {
+    "returned alpha_t = 1 - beta_t where alpha_bar_t, the running *product* of the alphas, belongs: "
+    "use torch.cumprod": _alpha_bars_are_alphas,
+    "summed the alphas: alpha_bar is a cumulative product (torch.cumprod), not a sum": _alpha_bars_cumsum,
+    "multiplied the betas: alpha_bar_t is the product of alpha_s = 1 - beta_s": _alpha_bars_of_betas,
+    "off by one: alpha_bar_0 = alpha_0 = 1 - beta_0 already includes step 0 (do not start from 1)": (
+        _alpha_bars_shifted
+    ),
+}
+
+# --------------------------------------------------------------------------
+# Notebook 02: q_sample
+# --------------------------------------------------------------------------
+
+Q_SAMPLE_SHORTCUTS = ["course_lib.diffusion.q_sample", "course_lib.checks.diffusion.reference_q_sample"]
+
+
+def _q(x0, t, schedule, noise, signal, noise_var):
+    t = _timesteps(t, x0)
+    return _shape_like(signal, t, x0) * x0 + _shape_like(noise_var, t, x0).sqrt() * noise
+
+
+def _q_alpha(x0, t, schedule, noise=None):
+    a = schedule.alphas
+    return _q(x0, t, schedule, noise, a.sqrt(), 1 - a)
+
+
+def _q_no_sqrt(x0, t, schedule, noise=None):
+    ab = schedule.alpha_bars
+    t = _timesteps(t, x0)
+    return _shape_like(ab, t, x0) * x0 + _shape_like(1 - ab, t, x0) * noise
+
+
+def _q_signal_no_sqrt(x0, t, schedule, noise=None):
+    ab = schedule.alpha_bars
+    return _q(x0, t, schedule, noise, ab, 1 - ab)
+
+
+def _q_off_by_one(x0, t, schedule, noise=None):
+    ab = schedule.alpha_bars
+    return _q(x0, _timesteps(t, x0) - 1, schedule, noise, ab.sqrt(), 1 - ab)
+
+
+def _q_off_by_one_up(x0, t, schedule, noise=None):
+    ab = torch.cat([schedule.alpha_bars[1:], schedule.alpha_bars[-1:]])
+    return _q(x0, t, schedule, noise, ab.sqrt(), 1 - ab)
+
+
+def _q_swapped(x0, t, schedule, noise=None):
+    ab = schedule.alpha_bars
+    return _q(x0, t, schedule, noise, (1 - ab).sqrt(), ab)
+
+
+def _q_precomputed(x0, t, schedule, noise=None):
+    return _q(x0, t, schedule, noise, schedule.sqrt_alpha_bars, schedule.sqrt_one_minus_alpha_bars**2)
+
+
+Q_SAMPLE_MISTAKES = {
+    "used alpha_t where alpha_bar_t belongs: one step's alpha only describes q(x_t | x_{t-1}); "
+    "the jump from x_0 needs the cumulative product alpha_bar_t": _q_alpha,
+    "forgot the square roots: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise "
+    "(alpha_bar_t is a variance, the coefficients are standard deviations)": _q_no_sqrt,
+    "forgot the square root on the signal coefficient: sqrt(alpha_bar_t) x_0": _q_signal_no_sqrt,
+    "off by one between t and the schedule index: timesteps are 0 .. T-1, so use alpha_bars[t], "
+    "not alpha_bars[t - 1]": _q_off_by_one,
+    "off by one between t and the schedule index: use alpha_bars[t], not alpha_bars[t + 1]": _q_off_by_one_up,
+    "swapped the coefficients: x_0 gets sqrt(alpha_bar_t), the noise gets sqrt(1 - alpha_bar_t)": _q_swapped,
+    _PRECOMPUTED: _q_precomputed,
+}
+
+# --------------------------------------------------------------------------
+# Notebook 03: the posterior
+# --------------------------------------------------------------------------
+
+POSTERIOR_SHORTCUTS = [
+    "course_lib.diffusion.q_posterior_mean_variance",
+    "course_lib.checks.diffusion.reference_posterior",
+]
+
+
+def _posterior(x0, xt, t, betas, alphas, ab, ab_prev):
+    t = _timesteps(t, xt)
+    coef0 = betas * ab_prev.sqrt() / (1 - ab)
+    coeft = (1 - ab_prev) * alphas.sqrt() / (1 - ab)
+    var = betas * (1 - ab_prev) / (1 - ab)
+    mean = _shape_like(coef0, t, xt) * x0 + _shape_like(coeft, t, xt) * xt
+    return mean, _shape_like(var, t, xt)
+
+
+def _post_prev_is_current(x0, xt, t, schedule):
+    s = schedule
+    return _posterior(x0, xt, t, s.betas, s.alphas, s.alpha_bars, s.alpha_bars)
+
+
+def _post_alpha_for_alpha_bar(x0, xt, t, schedule):
+    s = schedule
+    prev_alphas = torch.cat([torch.ones(1), s.alphas[:-1]])
+    return _posterior(x0, xt, t, s.betas, s.alphas, s.alphas, prev_alphas)
+
+
+def _post_no_sqrt(x0, xt, t, schedule):
+    s = schedule
+    return _posterior(x0, xt, t, s.betas, s.alphas**2, s.alpha_bars, s.alpha_bars_prev)
+
+
+def _post_swapped(x0, xt, t, schedule):
+    return _posterior(xt, x0, t, schedule.betas, schedule.alphas, schedule.alpha_bars, schedule.alpha_bars_prev)
+
+
+def _post_precomputed(x0, xt, t, schedule):
+    t = _timesteps(t, xt)
+    s = schedule
+    mean = _shape_like(s.posterior_mean_coef_x0, t, xt) * x0 + _shape_like(s.posterior_mean_coef_xt, t, xt) * xt
+    return mean, _shape_like(s.posterior_variance, t, xt)
+
+
+POSTERIOR_MISTAKES = {
+    "used alpha_bar_t where alpha_bar_{t-1} belongs (off by one): the posterior mixes x_0 at the noise "
+    "level of the step *before* t; use alpha_bars_prev[t]": _post_prev_is_current,
+    "used alpha_t where alpha_bar_t belongs: x_0 is t + 1 steps away, so its coefficients need the "
+    "cumulative products": _post_alpha_for_alpha_bar,
+    "forgot the square root of alpha_t in the x_t coefficient: (1 - alpha_bar_{t-1}) sqrt(alpha_t) / "
+    "(1 - alpha_bar_t)": _post_no_sqrt,
+    "swapped x_0 and x_t: the coefficient with beta_t multiplies x_0": _post_swapped,
+    _PRECOMPUTED: _post_precomputed,
+}
+
+# --------------------------------------------------------------------------
+# Notebook 03: the training loss
+# --------------------------------------------------------------------------
+
+LOSS_SHORTCUTS = ["course_lib.diffusion.diffusion_loss", "course_lib.checks.diffusion.reference_diffusion_loss"]
+
+
+def _loss_parts(model, x0, schedule, labels, t, noise, use_alpha=False):
+    ab = schedule.alphas if use_alpha else schedule.alpha_bars
+    tt = _timesteps(t, x0)
+    xt = _shape_like(ab, tt, x0).sqrt() * x0 + _shape_like(1 - ab, tt, x0).sqrt() * noise
+    eps = model(xt, tt) if labels is None else model(xt, tt, labels)
+    return xt, eps
+
+
+def _loss_predicts_x0(model, x0, schedule, labels=None, t=None, noise=None):
+    _, eps = _loss_parts(model, x0, schedule, labels, t, noise)
+    return ((eps - x0) ** 2).mean()
+
+
+def _loss_alpha(model, x0, schedule, labels=None, t=None, noise=None):
+    _, eps = _loss_parts(model, x0, schedule, labels, t, noise, use_alpha=True)
+    return ((eps - noise) ** 2).mean()
+
+
+def _loss_sum(model, x0, schedule, labels=None, t=None, noise=None):
+    _, eps = _loss_parts(model, x0, schedule, labels, t, noise)
+    return ((eps - noise) ** 2).sum()
+
+
+def _loss_ignores_labels(model, x0, schedule, labels=None, t=None, noise=None):
+    _, eps = _loss_parts(model, x0, schedule, None, t, noise)
+    return ((eps - noise) ** 2).mean()
+
+
+def _loss_model_on_x0(model, x0, schedule, labels=None, t=None, noise=None):
+    tt = _timesteps(t, x0)
+    eps = model(x0, tt) if labels is None else model(x0, tt, labels)
+    return ((eps - noise) ** 2).mean()
+
+
+LOSS_MISTAKES = {
+    "compared the prediction with x_0: the model predicts the *noise*, so the target is `noise`": _loss_predicts_x0,
+    "noised with alpha_t where alpha_bar_t belongs: build x_t with the closed form q(x_t | x_0)": _loss_alpha,
+    "summed the squared errors: average them (`.mean()`), so the loss does not grow with the batch": _loss_sum,
+    "did not pass the labels to the model: call model(x_t, t, labels) when labels are given": _loss_ignores_labels,
+    "gave the model the clean x_0: it must see the noisy x_t": _loss_model_on_x0,
+}
+
+# --------------------------------------------------------------------------
+# Notebook 03: one ancestral step, and the loop
+# --------------------------------------------------------------------------
+
+P_SAMPLE_SHORTCUTS = [
+    "course_lib.diffusion.p_sample",
+    "course_lib.diffusion.p_mean_from_eps",
+    "course_lib.checks.diffusion.reference_p_sample",
+]
+
+
+def _p(model, xt, t, schedule, noise, alpha_for_mean=None, sqrt_ab=True, noise_at_zero=False, var=None):
+    s = schedule
+    tt = _timesteps(t, xt)
+    eps = model(xt, tt)
+    alpha = s.alphas if alpha_for_mean is None else alpha_for_mean
+    denom = (1 - s.alpha_bars).sqrt() if sqrt_ab else 1 - s.alpha_bars
+    mean = (xt - _shape_like(s.betas / denom, tt, xt) * eps) / _shape_like(alpha.sqrt(), tt, xt)
+    if int(t) == 0 and not noise_at_zero:
+        return mean
+    return mean + _shape_like(s.betas if var is None else var, tt, xt).sqrt() * noise
+
+
+def _p_alpha_bar(model, xt, t, schedule, noise=None):
+    return _p(model, xt, t, schedule, noise, alpha_for_mean=schedule.alpha_bars)
+
+
+def _p_no_sqrt(model, xt, t, schedule, noise=None):
+    return _p(model, xt, t, schedule, noise, sqrt_ab=False)
+
+
+def _p_noise_at_zero(model, xt, t, schedule, noise=None):
+    return _p(model, xt, t, schedule, noise, noise_at_zero=True)
+
+
+def _p_variance_no_sqrt(model, xt, t, schedule, noise=None):
+    return _p(model, xt, t, schedule, noise, var=schedule.betas**2)
+
+
+P_SAMPLE_MISTAKES = {
+    "divided by sqrt(alpha_bar_t) where sqrt(alpha_t) belongs: one reverse step undoes one forward "
+    "step, whose signal factor is sqrt(alpha_t)": _p_alpha_bar,
+    "forgot the square root: the noise coefficient is beta_t / sqrt(1 - alpha_bar_t)": _p_no_sqrt,
+    "added noise at the last step (t = 0): the final step returns the mean, so the sample is not "
+    "left with fresh noise": _p_noise_at_zero,
+    "multiplied the noise by beta_t: the standard deviation is sigma_t = sqrt(beta_t)": _p_variance_no_sqrt,
+}
+
+DDPM_SHORTCUTS = ["course_lib.diffusion.ddpm_sample", "course_lib.checks.diffusion.reference_ddpm_sample"]
+
+
+def _ddpm_loop(model, shape, schedule, generator, times, noise_at_zero=False):
+    x = torch.randn(shape, generator=generator)
+    for t in times:
+        noise = torch.randn(shape, generator=generator) if (t > 0 or noise_at_zero) else None
+        x = D.p_sample(model, x, t, full(schedule), noise)
+    return x
+
+
+def _ddpm_forward_order(model, shape, schedule, generator):
+    return _ddpm_loop(model, shape, schedule, generator, range(schedule.T))
+
+
+def _ddpm_skips_last(model, shape, schedule, generator):
+    return _ddpm_loop(model, shape, schedule, generator, range(schedule.T - 1, 0, -1))
+
+
+def _ddpm_skips_first(model, shape, schedule, generator):
+    return _ddpm_loop(model, shape, schedule, generator, range(schedule.T - 2, -1, -1))
+
+
+def seeded(sampler):
+    """``sampler(model, shape, schedule, generator)`` as ``f(model, shape, schedule, seed)``.
+
+    Each call gets a fresh generator, so the answer and the reference draw the same numbers.
+    """
+
+    def run(model, shape, schedule, seed):
+        return sampler(model, shape, schedule, torch.Generator().manual_seed(seed))
+
+    run.__name__ = getattr(sampler, "__name__", "sampler")
+    return run
+
+
+DDPM_MISTAKES = {
+    "ran the steps forwards: sampling goes from t = T-1 down to t = 0": seeded(_ddpm_forward_order),
+    "stopped before t = 0: `range(T - 1, -1, -1)` includes the final step": seeded(_ddpm_skips_last),
+    "started at T-2: the first step is t = T-1 (`range(T - 1, -1, -1)`)": seeded(_ddpm_skips_first),
+}
+
+# --------------------------------------------------------------------------
+# Notebook 03: DDIM
+# --------------------------------------------------------------------------
+
+DDIM_SHORTCUTS = [
+    "course_lib.diffusion.ddim_step",
+    "course_lib.diffusion.ddim_sample",
+    "course_lib.checks.diffusion.reference_ddim_step",
+]
+
+
+def _ddim(eps, xt, ab_t, ab_prev):
+    x0_hat = (xt - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)
+    return math.sqrt(ab_prev) * x0_hat + math.sqrt(1 - ab_prev) * eps
+
+
+def _ddim_t_minus_1(eps, xt, t, t_prev, schedule):
+    ab = schedule.alpha_bars
+    return _ddim(eps, xt, ab[t].item(), ab[t - 1].item() if t > 0 else 1.0)
+
+
+def _ddim_negative_index(eps, xt, t, t_prev, schedule):
+    ab = schedule.alpha_bars
+    return _ddim(eps, xt, ab[t].item(), ab[t_prev].item())
+
+
+def _ddim_alphas(eps, xt, t, t_prev, schedule):
+    a = schedule.alphas
+    return _ddim(eps, xt, a[t].item(), a[t_prev].item() if t_prev >= 0 else 1.0)
+
+
+def _ddim_no_sqrt(eps, xt, t, t_prev, schedule):
+    ab = schedule.alpha_bars
+    ab_t, ab_prev = ab[t].item(), ab[t_prev].item() if t_prev >= 0 else 1.0
+    x0_hat = (xt - (1 - ab_t) * eps) / math.sqrt(ab_t)
+    return math.sqrt(ab_prev) * x0_hat + (1 - ab_prev) * eps
+
+
+DDIM_STEP_MISTAKES = {
+    "used alpha_bar_{t-1} where alpha_bar_{t_prev} belongs: DDIM jumps from t straight to t_prev, "
+    "which can be many steps earlier": _ddim_t_minus_1,
+    "at the final step t_prev = -1, alpha_bars[-1] is Python's *last* entry (almost 0); "
+    "the step before t = 0 is clean data, so use 1.0 there": _ddim_negative_index,
+    "used alpha_t where alpha_bar_t belongs: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps": _ddim_alphas,
+    "forgot a square root: the noise coefficients are sqrt(1 - alpha_bar)": _ddim_no_sqrt,
+}
+
+
+def _ddim_loop(model, x_T, schedule, times, last_alpha_bar=1.0):
+    ab = schedule.alpha_bars
+    x = x_T
+    for i, t in enumerate(times):
+        ab_prev = ab[times[i + 1]].item() if i + 1 < len(times) else last_alpha_bar
+        eps = model(x, torch.full((len(x),), t, dtype=torch.long))
+        x = _ddim(eps, x, ab[t].item(), ab_prev)
+    return x
+
+
+def _ddim_sample_stops_at_zero(model, x_T, schedule, steps):
+    times = D.ddim_timesteps(schedule.T, steps)
+    return _ddim_loop(model, x_T, schedule, times, last_alpha_bar=schedule.alpha_bars[0].item())
+
+
+def _ddim_sample_leading(model, x_T, schedule, steps):
+    times = [k * (schedule.T // steps) for k in range(steps)][::-1]
+    return _ddim_loop(model, x_T, schedule, times)
+
+
+DDIM_SAMPLE_MISTAKES = {
+    "ended at t_prev = 0 instead of -1: the last jump goes to clean data (alpha_bar = 1)": _ddim_sample_stops_at_zero,
+    "made your own timesteps: use `ddim_timesteps(schedule.T, steps)`": _ddim_sample_leading,
+}
+
+# --------------------------------------------------------------------------
+# Notebook 03: classifier-free guidance
+# --------------------------------------------------------------------------
+
+GUIDANCE_SHORTCUTS = [
+    "course_lib.diffusion.guided_noise",
+    "course_lib.diffusion.predict_noise",
+    "course_lib.checks.diffusion.reference_guided_noise",
+]
+
+
+def _cfg(model, xt, t, labels):
+    return model(xt, t, labels), model(xt, t)
+
+
+def _cfg_swapped(model, xt, t, labels, guidance_scale):
+    cond, uncond = _cfg(model, xt, t, labels)
+    return cond + guidance_scale * (uncond - cond)
+
+
+def _cfg_cond_only(model, xt, t, labels, guidance_scale):
+    cond, _ = _cfg(model, xt, t, labels)
+    return guidance_scale * cond
+
+
+def _cfg_no_base(model, xt, t, labels, guidance_scale):
+    cond, uncond = _cfg(model, xt, t, labels)
+    return guidance_scale * (cond - uncond)
+
+
+GUIDANCE_MISTAKES = {
+    "swapped the conditional and unconditional predictions: start from the *unconditional* eps_u and "
+    "move towards the conditional one, eps_u + s (eps_c - eps_u)": _cfg_swapped,
+    "scaled the conditional prediction alone: guidance extrapolates *away from the unconditional* one, "
+    "eps_u + s (eps_c - eps_u)": _cfg_cond_only,
+    "left out the unconditional base term: eps_u + s (eps_c - eps_u)": _cfg_no_base,
+}
+
+
+# --------------------------------------------------------------------------
+# Notebook 03: what diffusion_loss draws when t and noise are not given
+# --------------------------------------------------------------------------
+
+
+def check_loss_sampling(student_fn, T: int = 10, n: int = 4000, seed: int = 0) -> None:
+    """Fail unless ``student_fn(model, x0, schedule)`` draws t uniformly from 0..T-1 and standard normal noise.
+
+    Runs the answer on ``x0 = 0`` with a model that records what it is shown: then
+    ``x_t = sqrt(1 - alpha_bar_t) noise``, so dividing by that scale must give N(0, 1) noise.
+    """
+    from ..grading import CheckFailed
+
+    torch.manual_seed(seed)
+    schedule = D.NoiseSchedule.linear(T, 1e-3, 0.2)  # complete: the answer uses course_lib's q_sample
+    model = RecordingModel()
+    try:
+        student_fn(model, torch.zeros(n, 2), schedule)
+    except NotImplementedError:
+        raise CheckFailed("diffusion_loss is not implemented yet.") from None
+    except (IndexError, ValueError) as exc:
+        raise CheckFailed(
+            f"diffusion_loss raised {type(exc).__name__} ({exc}) when it drew its own timesteps. "
+            "Likely cause: off by one between t and the schedule index: draw t with "
+            "torch.randint(T, ...) (0 .. T-1), not 1 .. T."
+        ) from exc
+    if len(model.calls) != 1:
+        raise CheckFailed(f"diffusion_loss should call the model once, it called it {len(model.calls)} times.")
+    xt, t, _ = model.calls[0]
+    if t.shape != (n,) or t.is_floating_point():
+        raise CheckFailed(f"the model should get integer timesteps of shape ({n},), got {t.dtype} {tuple(t.shape)}.")
+    if t.min() < 0 or t.max() > T - 1:
+        got = f"{t.min().item()} .. {t.max().item()}"
+        raise CheckFailed(f"timesteps must be in 0 .. T-1 = {T - 1}; the model got {got}.")
+    counts = torch.bincount(t, minlength=T)
+    if counts.min() < 0.6 * n / T:
+        raise CheckFailed(
+            f"t should be uniform over 0 .. {T - 1}; counts per step were {counts.tolist()}. "
+            "Draw it with torch.randint(T, (B,))."
+        )
+    z = xt / (1 - schedule.alpha_bars[t]).sqrt().unsqueeze(1)
+    if not (abs(z.mean().item()) < 0.1 and abs(z.std().item() - 1) < 0.1):
+        raise CheckFailed(
+            f"with x0 = 0, x_t / sqrt(1 - alpha_bar_t) should be standard normal noise; it has mean "
+            f"{z.mean().item():.3f} and std {z.std().item():.3f}. Draw noise with torch.randn_like(x0) and "
+            "build x_t with the closed form at the same t the model is given."
+        )

@@ -1,0 +1,158 @@
+"""Mistake submissions for 02_forward_diffusion: each is the solution with one answer cell wrong.
+
+Read by tools/harness.py. Every answer cell is the target of at least one
+mistake; each mistake names exactly the test cells that must score 0.
+"""
+
+from harness import Mistake
+
+MISTAKES = [
+    Mistake(
+        name="linear-arange",
+        cell="linear_beta_schedule",
+        why="arange(T) / T never reaches beta_end",
+        code='''
+def linear_beta_schedule(T, beta_start=1e-4, beta_end=0.02):
+    return beta_start + (beta_end - beta_start) * torch.arange(T) / T
+''',
+        fails={"test_linear_beta_schedule"},
+    ),
+    Mistake(
+        name="linear-calls-reference",
+        cell="linear_beta_schedule",
+        why="imports the course_lib reference",
+        code='''
+from course_lib.diffusion import linear_beta_schedule as _ready
+
+
+def linear_beta_schedule(T, beta_start=1e-4, beta_end=0.02):
+    return _ready(T, beta_start, beta_end)
+''',
+        fails={"test_linear_beta_schedule"},
+    ),
+    Mistake(
+        name="cosine-no-clip",
+        cell="cosine_beta_schedule",
+        why="the last beta reaches 1",
+        code='''
+def cosine_beta_schedule(T, s=0.008):
+    u = torch.arange(T + 1, dtype=torch.float64) / T
+    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]
+    return (1 - alpha_bar[1:] / alpha_bar[:-1]).float()
+''',
+        fails={"test_cosine_beta_schedule"},
+    ),
+    Mistake(
+        name="cosine-not-squared",
+        cell="cosine_beta_schedule",
+        why="cos instead of cos squared",
+        code='''
+def cosine_beta_schedule(T, s=0.008):
+    u = torch.arange(T + 1, dtype=torch.float64) / T
+    f = torch.cos((u + s) / (1 + s) * math.pi / 2)
+    alpha_bar = f / f[0]
+    return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999).float()
+''',
+        fails={"test_cosine_beta_schedule"},
+    ),
+    Mistake(
+        name="alpha-bars-are-alphas",
+        cell="compute_alpha_bars",
+        why="alpha used where alpha_bar belongs",
+        code='''
+def compute_alpha_bars(betas):
+    return 1 - betas
+''',
+        fails={"test_alpha_bars"},
+    ),
+    Mistake(
+        name="alpha-bars-cumsum",
+        cell="compute_alpha_bars",
+        why="a running sum instead of a product",
+        code='''
+def compute_alpha_bars(betas):
+    return torch.cumsum(1 - betas, dim=0)
+''',
+        fails={"test_alpha_bars"},
+    ),
+    Mistake(
+        name="q-sample-alpha-not-alpha-bar",
+        cell="q_sample",
+        why="one step's alpha where the cumulative alpha_bar belongs",
+        code='''
+def q_sample(x0, t, schedule, noise=None):
+    if noise is None:
+        noise = torch.randn_like(x0)
+    a = schedule.alphas[t].reshape(-1, *([1] * (x0.dim() - 1)))
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+''',
+        fails={"test_q_sample_points", "test_q_sample_images"},
+    ),
+    Mistake(
+        name="q-sample-no-sqrt",
+        cell="q_sample",
+        why="variances used as standard deviations",
+        code='''
+def q_sample(x0, t, schedule, noise=None):
+    if noise is None:
+        noise = torch.randn_like(x0)
+    ab = schedule.alpha_bars[t].reshape(-1, *([1] * (x0.dim() - 1)))
+    return ab * x0 + (1 - ab) * noise
+''',
+        fails={"test_q_sample_points", "test_q_sample_images"},
+    ),
+    Mistake(
+        name="q-sample-off-by-one",
+        cell="q_sample",
+        why="1-based habit: alpha_bars[t - 1]",
+        code='''
+def q_sample(x0, t, schedule, noise=None):
+    if noise is None:
+        noise = torch.randn_like(x0)
+    ab = schedule.alpha_bars[t - 1].reshape(-1, *([1] * (x0.dim() - 1)))
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+''',
+        fails={"test_q_sample_points", "test_q_sample_images"},
+    ),
+    Mistake(
+        name="q-sample-points-only",
+        cell="q_sample",
+        why="[:, None] broadcasts against (B, 2) but not against images",
+        code='''
+def q_sample(x0, t, schedule, noise=None):
+    if noise is None:
+        noise = torch.randn_like(x0)
+    ab = schedule.alpha_bars[t][:, None]
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+''',
+        fails={"test_q_sample_images"},
+    ),
+    Mistake(
+        name="q-sample-precomputed",
+        cell="q_sample",
+        why="reads the schedule's precomputed square roots instead of computing them",
+        code='''
+def q_sample(x0, t, schedule, noise=None):
+    if noise is None:
+        noise = torch.randn_like(x0)
+    shape = (-1, *([1] * (x0.dim() - 1)))
+    return (schedule.sqrt_alpha_bars[t].reshape(shape) * x0
+            + schedule.sqrt_one_minus_alpha_bars[t].reshape(shape) * noise)
+''',
+        fails={"test_q_sample_points", "test_q_sample_images"},
+    ),
+    Mistake(
+        name="q-sample-calls-reference",
+        cell="q_sample",
+        why="calls course_lib's q_sample",
+        code='''
+import course_lib.diffusion
+
+
+def q_sample(x0, t, schedule, noise=None):
+    return course_lib.diffusion.q_sample(x0, t, course_lib.diffusion.NoiseSchedule.from_betas(schedule.betas), noise)
+''',
+        fails={"test_q_sample_points"},
+    ),
+]
