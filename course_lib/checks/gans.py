@@ -1,0 +1,419 @@
+"""Shortcuts and common mistakes for notebook 01 (GAN losses, the training step, WGAN-GP).
+
+Each mistaken function below is what a student's answer computes when it
+makes that mistake; ``grading.check_function`` (and :func:`check_train_step`
+here) names the one that matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..gan import discriminator_loss, gan_train_step, generator_loss, gradient_penalty
+from ..grading import CheckFailed, check_close, check_untampered
+
+BCE_SHORTCUTS = [
+    "torch.nn.functional.binary_cross_entropy_with_logits",
+    "torch.nn.functional.binary_cross_entropy",
+    "torch.binary_cross_entropy_with_logits",
+    "torch.nn.BCEWithLogitsLoss.forward",
+    "torch.nn.BCELoss.forward",
+    "course_lib.gan.discriminator_loss",
+    "course_lib.gan.generator_loss",
+]
+
+# --------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------
+
+
+def _d_swapped_labels(real_logits, fake_logits):
+    return F.softplus(real_logits).mean() + F.softplus(-fake_logits).mean()
+
+
+def _d_log_sigmoid(real_logits, fake_logits):
+    p_real, p_fake = torch.sigmoid(real_logits), torch.sigmoid(fake_logits)
+    return -torch.log(p_real).mean() - torch.log(1 - p_fake).mean()
+
+
+def _d_no_minus(real_logits, fake_logits):
+    return -discriminator_loss(real_logits, fake_logits)
+
+
+def _d_averaged(real_logits, fake_logits):
+    return discriminator_loss(real_logits, fake_logits) / 2
+
+
+def _d_summed(real_logits, fake_logits):
+    return F.softplus(-real_logits).sum() + F.softplus(fake_logits).sum()
+
+
+def _d_real_only(real_logits, fake_logits):
+    return F.softplus(-real_logits).mean()
+
+
+_LOG_SIGMOID = (
+    "took log(sigmoid(x)) in two steps: for a large |logit| sigmoid rounds to exactly 0 or 1 and the log "
+    "becomes -inf. Use the identities -log(sigmoid(x)) = softplus(-x) and -log(1 - sigmoid(x)) = softplus(x)"
+)
+
+DISCRIMINATOR_LOSS_MISTAKES = {
+    "swapped the labels: real samples are labelled 1 (loss softplus(-real)), fake samples 0 "
+    "(loss softplus(fake))": _d_swapped_labels,
+    _LOG_SIGMOID: _d_log_sigmoid,
+    "forgot the minus sign: a cross-entropy is a *negative* log-likelihood, so it is >= 0": _d_no_minus,
+    "divided the sum of the two terms by 2: the loss is mean over real + mean over fake": _d_averaged,
+    "summed over the batch instead of averaging: use .mean() for each term": _d_summed,
+    "left out the fake samples: D must also learn to say 0 on G's samples": _d_real_only,
+}
+
+
+def _g_ns_wrong_label(fake_logits, non_saturating=True):
+    return F.softplus(fake_logits).mean() if non_saturating else -F.softplus(-fake_logits).mean()
+
+
+def _g_always_saturating(fake_logits, non_saturating=True):
+    return -F.softplus(fake_logits).mean()
+
+
+def _g_always_non_saturating(fake_logits, non_saturating=True):
+    return F.softplus(-fake_logits).mean()
+
+
+def _g_saturating_sign(fake_logits, non_saturating=True):
+    return generator_loss(fake_logits, True) if non_saturating else F.softplus(fake_logits).mean()
+
+
+def _g_log_sigmoid(fake_logits, non_saturating=True):
+    p = torch.sigmoid(fake_logits)
+    return -torch.log(p).mean() if non_saturating else torch.log(1 - p).mean()
+
+
+GENERATOR_LOSS_MISTAKES = {
+    "used the wrong target: the non-saturating generator wants D to say *real* (label 1) on its "
+    "samples, so its loss is softplus(-fake_logits) = -log D(G(z))": _g_ns_wrong_label,
+    "ignored `non_saturating`: True gives mean(softplus(-fake)), False the minimax form "
+    "mean(log(1 - D(G(z)))) = -mean(softplus(fake))": _g_always_saturating,
+    "ignored `non_saturating=False`: the saturating (minimax) form is mean(log(1 - D(G(z)))) "
+    "= -mean(softplus(fake))": _g_always_non_saturating,
+    "wrong sign of the saturating loss: G *minimises* log(1 - D(G(z))), which is -softplus(fake) "
+    "(it is <= 0)": _g_saturating_sign,
+    _LOG_SIGMOID: _g_log_sigmoid,
+}
+
+# --------------------------------------------------------------------------
+# The training step
+# --------------------------------------------------------------------------
+
+
+def _step_no_detach(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    fake = G(z)
+    d_loss = discriminator_loss(D(real), D(fake))  # no detach: D's loss flows into G
+    opt_D.zero_grad()
+    d_loss.backward(retain_graph=True)
+    opt_D.step()
+    g_loss = generator_loss(D(fake), non_saturating)
+    opt_G.zero_grad()
+    g_loss.backward()
+    opt_G.step()
+    return d_loss.item(), g_loss.item()
+
+
+def _step_no_detach_zero_first(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    opt_D.zero_grad()
+    opt_G.zero_grad()
+    fake = G(z)
+    d_loss = discriminator_loss(D(real), D(fake))
+    d_loss.backward(retain_graph=True)
+    opt_D.step()
+    g_loss = generator_loss(D(fake), non_saturating)
+    g_loss.backward()
+    opt_G.step()
+    return d_loss.item(), g_loss.item()
+
+
+def _step_g_grad_into_d(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    fake = G(z)
+    d_loss = discriminator_loss(D(real), D(fake.detach()))
+    g_loss = generator_loss(D(fake), non_saturating)
+    opt_D.zero_grad()
+    opt_G.zero_grad()
+    d_loss.backward()
+    g_loss.backward()  # also lands in D's .grad before D steps
+    opt_D.step()
+    opt_G.step()
+    return d_loss.item(), g_loss.item()
+
+
+def _step_g_first(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    fake = G(z)
+    g_loss = generator_loss(D(fake), non_saturating)
+    opt_G.zero_grad()
+    g_loss.backward()
+    opt_G.step()
+    d_loss = discriminator_loss(D(real), D(fake.detach()))
+    opt_D.zero_grad()
+    d_loss.backward()
+    opt_D.step()
+    return d_loss.item(), g_loss.item()
+
+
+def _step_g_labels_zero(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    fake = G(z)
+    d_loss = discriminator_loss(D(real), D(fake.detach()))
+    opt_D.zero_grad()
+    d_loss.backward()
+    opt_D.step()
+    g_loss = F.softplus(D(fake)).mean()  # label 0: G helps D
+    opt_G.zero_grad()
+    g_loss.backward()
+    opt_G.step()
+    return d_loss.item(), g_loss.item()
+
+
+def _step_d_labels_swapped(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    fake = G(z)
+    d_loss = discriminator_loss(D(fake.detach()), D(real))
+    opt_D.zero_grad()
+    d_loss.backward()
+    opt_D.step()
+    g_loss = generator_loss(D(fake), non_saturating)
+    opt_G.zero_grad()
+    g_loss.backward()
+    opt_G.step()
+    return d_loss.item(), g_loss.item()
+
+
+def _step_no_zero_grad(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    fake = G(z)
+    d_loss = discriminator_loss(D(real), D(fake.detach()))
+    d_loss.backward()
+    opt_D.step()
+    g_loss = generator_loss(D(fake), non_saturating)
+    g_loss.backward()
+    opt_G.step()
+    return d_loss.item(), g_loss.item()
+
+
+def _step_ignores_flag(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    return gan_train_step(G, D, opt_G, opt_D, real, z, True)
+
+
+TRAIN_STEP_MISTAKES = {
+    "the discriminator's loss backpropagated into G: use `G(z).detach()` (or generate under "
+    "`torch.no_grad()`) for D's fake batch": _step_no_detach,
+    "the discriminator's loss backpropagated into G, and G's update used that gradient too: detach the "
+    "fake batch for D's loss, and call `opt_G.zero_grad()` just before G's backward pass": _step_no_detach_zero_first,
+    "G's loss reached D's update: compute and backpropagate G's loss only after `opt_D.step()`, and "
+    "call `opt_D.zero_grad()` right before D's own backward pass": _step_g_grad_into_d,
+    "updated G before D: the order is D first (on real and detached fake), then G against the updated D": _step_g_first,
+    "G used label 0 for its samples: G wants D to call them real, so its loss is "
+    "`generator_loss(D(fake))` (label 1)": _step_g_labels_zero,
+    "D's labels are swapped: `discriminator_loss(D(real), D(fake))`, with the real logits first": (
+        _step_d_labels_swapped
+    ),
+    "gradients from an earlier step were kept: call `opt_D.zero_grad()` before D's backward pass and "
+    "`opt_G.zero_grad()` before G's": _step_no_zero_grad,
+    "`non_saturating` was ignored: pass it on to `generator_loss`": _step_ignores_flag,
+}
+
+
+def _players(seed: int, latent_dim: int, data_dim: int, batch: int):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        G = nn.Sequential(nn.Linear(latent_dim, 6), nn.Tanh(), nn.Linear(6, data_dim)).double()
+        D = nn.Sequential(nn.Linear(data_dim, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+    real = torch.randn(batch, data_dim, generator=gen, dtype=torch.float64)
+    z = torch.randn(batch, latent_dim, generator=gen, dtype=torch.float64)
+    # Gradients "left over from the previous step": a correct step clears them before using .grad.
+    stale = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in [*G.parameters(), *D.parameters()]]
+    return G, D, real, z, stale
+
+
+def _run_step(step: Callable, case: Mapping) -> dict[str, object]:
+    """Run ``step`` on fresh copies of one case's players; report what it did."""
+    G, D, real, z, stale = _players(case["seed"], case["latent_dim"], case["data_dim"], case["batch"])
+    for p, s in zip([*G.parameters(), *D.parameters()], stale):
+        p.grad = s.clone()
+    passes = {"G": 0}
+
+    def count(_grad):
+        passes["G"] += 1
+
+    first = next(G.parameters())
+    first.register_hook(count)
+    opt_G = torch.optim.SGD(G.parameters(), lr=case["lr"])
+    opt_D = torch.optim.SGD(D.parameters(), lr=case["lr"])
+    out = step(G, D, opt_G, opt_D, real.clone(), z.clone(), non_saturating=case["non_saturating"])
+    flat = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()])  # noqa: E731
+    return {"out": out, "D": flat(D), "G": flat(G), "passes": passes["G"]}
+
+
+def _differs(actual, expected, name: str) -> str | None:
+    try:
+        check_close(actual, expected, name=name, atol=1e-7, rtol=1e-6)
+    except CheckFailed as failure:
+        return str(failure)
+    return None
+
+
+def _first_difference(got: dict, want: dict) -> str | None:
+    if not isinstance(got["out"], (tuple, list)) or len(got["out"]) != 2:
+        return f"the step should return (d_loss, g_loss), got {got['out']!r}"
+    for key, name in [
+        ("passes", "number of backward passes that reached G's parameters"),
+        ("D", "D's parameters after the step"),
+        ("G", "G's parameters after the step"),
+    ]:
+        reason = _differs(float(got[key]) if key == "passes" else got[key],
+                          float(want[key]) if key == "passes" else want[key], name)
+        if reason:
+            return reason
+    return _differs(tuple(float(v) for v in got["out"]), want["out"], "the returned (d_loss, g_loss)")
+
+
+def check_train_step(
+    student_step: Callable,
+    cases: list[Mapping],
+    reference_step: Callable = gan_train_step,
+    mistakes: Mapping[str, Callable] | None = None,
+) -> None:
+    """Run the student's and the reference step on identical tiny players and compare what they did.
+
+    Each case is ``{"seed", "latent_dim", "data_dim", "batch", "lr", "non_saturating"}``.
+    G and D are small double-precision MLPs with SGD (so the comparison is exact),
+    whose ``.grad`` hold stale values as if left over from an earlier step. Compared:
+    how many backward passes reach G (one: G's own), D's and G's parameters after
+    the step, and the returned losses. A mistake that reproduces the difference is
+    named as the likely cause.
+    """
+    check_untampered()
+    mistakes = TRAIN_STEP_MISTAKES if mistakes is None else mistakes
+    for number, case in enumerate(cases, start=1):
+        try:
+            got = _run_step(student_step, case)
+        except NotImplementedError:
+            raise CheckFailed("gan_train_step is not implemented yet: replace `raise NotImplementedError()`.") from None
+        except Exception as exc:
+            raise CheckFailed(f"gan_train_step raised {type(exc).__name__}: {exc}") from exc
+        want = _run_step(reference_step, case)
+        reason = _first_difference(got, want)
+        if reason is None:
+            continue
+        lines = ["gan_train_step is not right yet.", f"  Case {number} of {len(cases)}: {dict(case)}", f"  {reason}"]
+        for description, mistaken in mistakes.items():
+            try:
+                wrong = _run_step(mistaken, case)
+            except Exception:
+                continue
+            if _first_difference(wrong, want) is not None and _first_difference(got, wrong) is None:
+                lines.append(f"  Likely cause: {description}")
+                break
+        raise CheckFailed("\n".join(lines))
+
+
+# --------------------------------------------------------------------------
+# Gradient penalty
+# --------------------------------------------------------------------------
+
+GRADIENT_PENALTY_SHORTCUTS = ["course_lib.gan.gradient_penalty"]
+
+
+def _gp_interpolate(real, fake, alpha):
+    alpha = alpha.reshape((len(real),) + (1,) * (real.dim() - 1))
+    return alpha, alpha * real + (1 - alpha) * fake
+
+
+def _gp_from(critic, x_hat, reduce):
+    x_hat = x_hat.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return reduce(grad)
+
+
+def _gp_swapped(critic, real, fake, alpha=None):
+    return gradient_penalty(critic, fake, real, alpha)
+
+
+def _gp_squared_norm(critic, real, fake, alpha=None):
+    _, x_hat = _gp_interpolate(real, fake, alpha)
+    return _gp_from(critic, x_hat, lambda g: ((g.flatten(1).pow(2).sum(1) - 1) ** 2).mean())
+
+
+def _gp_no_minus_one(critic, real, fake, alpha=None):
+    _, x_hat = _gp_interpolate(real, fake, alpha)
+    return _gp_from(critic, x_hat, lambda g: (g.flatten(1).norm(dim=1) ** 2).mean())
+
+
+def _gp_batch_norm(critic, real, fake, alpha=None):
+    _, x_hat = _gp_interpolate(real, fake, alpha)
+    return _gp_from(critic, x_hat, lambda g: (g.norm() - 1) ** 2)
+
+
+def _gp_last_axis_norm(critic, real, fake, alpha=None):
+    _, x_hat = _gp_interpolate(real, fake, alpha)
+    return _gp_from(critic, x_hat, lambda g: ((g.norm(dim=-1) - 1) ** 2).mean())
+
+
+def _gp_on_real(critic, real, fake, alpha=None):
+    return gradient_penalty(critic, real, real, alpha)
+
+
+def _gp_one_sided(critic, real, fake, alpha=None):
+    _, x_hat = _gp_interpolate(real, fake, alpha)
+    return _gp_from(critic, x_hat, lambda g: ((g.flatten(1).norm(dim=1) - 1).clamp_min(0) ** 2).mean())
+
+
+GRADIENT_PENALTY_MISTAKES = {
+    "mixed the wrong way round: x_hat = alpha * real + (1 - alpha) * fake": _gp_swapped,
+    "penalised the squared norm: take the square root (`.norm(dim=1)`) before subtracting 1": _gp_squared_norm,
+    "forgot the - 1: the penalty pushes the gradient norm towards 1, not 0": _gp_no_minus_one,
+    "took one norm over the whole batch: flatten each sample (`grad.flatten(1)`) and take one norm per "
+    "sample (`.norm(dim=1)`)": _gp_batch_norm,
+    "took the norm over the last axis only: for images, flatten each sample first (`grad.flatten(1)`)": (
+        _gp_last_axis_norm
+    ),
+    "evaluated the critic on real samples only: the gradient is taken at the interpolates x_hat": _gp_on_real,
+    "used a one-sided penalty max(0, norm - 1)^2: WGAN-GP's is two-sided, (norm - 1)^2": _gp_one_sided,
+}
+
+
+def penalty_parameter_gradients(gp_fn: Callable, seed: int = 0) -> torch.Tensor:
+    """Gradient of ``gp_fn(critic, real, fake, alpha)`` with respect to a small critic's parameters.
+
+    Zero (or an error) when the penalty was computed without ``create_graph=True``,
+    i.e. when it cannot train the critic.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        critic = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 1)).double()
+    real = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    fake = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    alpha = torch.rand(6, generator=gen, dtype=torch.float64)
+    penalty = gp_fn(critic, real, fake, alpha)
+    if not isinstance(penalty, torch.Tensor) or not penalty.requires_grad:
+        raise CheckFailed(
+            "the penalty does not depend on the critic's parameters, so it cannot train the critic. "
+            "Likely cause: `torch.autograd.grad(...)` needs `create_graph=True` (and no `.detach()` "
+            "or `.item()` on the result)."
+        )
+    grads = torch.autograd.grad(penalty, list(critic.parameters()), allow_unused=True)
+    params = list(critic.parameters())
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+
+
+__all__ = [
+    "BCE_SHORTCUTS",
+    "DISCRIMINATOR_LOSS_MISTAKES",
+    "GENERATOR_LOSS_MISTAKES",
+    "GRADIENT_PENALTY_MISTAKES",
+    "GRADIENT_PENALTY_SHORTCUTS",
+    "TRAIN_STEP_MISTAKES",
+    "check_train_step",
+    "penalty_parameter_gradients",
+]

@@ -1,0 +1,280 @@
+"""Mistake submissions for 01_gans: each is the solution with one answer cell wrong.
+
+Read by tools/harness.py. Every answer cell must be the target of at least
+one mistake; each mistake names exactly the test cells that must score 0.
+"""
+
+from harness import Mistake
+
+_D_TESTS = {"test_discriminator_loss", "test_discriminator_loss_stable"}
+_G_TESTS = {"test_generator_loss", "test_generator_loss_stable"}
+_GP_TESTS = {"test_gradient_penalty", "test_gradient_penalty_backprop"}
+
+MISTAKES = [
+    # ---- discriminator_loss -------------------------------------------------
+    Mistake(
+        name="d-swapped-labels",
+        cell="discriminator_loss",
+        why="real labelled 0 and fake labelled 1",
+        code='''
+def discriminator_loss(real_logits, fake_logits):
+    return F.softplus(real_logits).mean() + F.softplus(-fake_logits).mean()
+''',
+        fails=_D_TESTS,
+    ),
+    Mistake(
+        name="d-log-of-sigmoid",
+        cell="discriminator_loss",
+        why="log(sigmoid(x)) in two steps: right for moderate logits, inf for confident ones",
+        code='''
+def discriminator_loss(real_logits, fake_logits):
+    return -torch.log(torch.sigmoid(real_logits)).mean() - torch.log(1 - torch.sigmoid(fake_logits)).mean()
+''',
+        fails={"test_discriminator_loss_stable"},
+    ),
+    Mistake(
+        name="d-calls-bce",
+        cell="discriminator_loss",
+        why="calls torch's binary cross-entropy, which the exercise asks to write",
+        code='''
+def discriminator_loss(real_logits, fake_logits):
+    ones, zeros = torch.ones_like(real_logits), torch.zeros_like(fake_logits)
+    return (F.binary_cross_entropy_with_logits(real_logits, ones)
+            + F.binary_cross_entropy_with_logits(fake_logits, zeros))
+''',
+        fails={"test_discriminator_loss"},
+    ),
+    Mistake(
+        name="d-halved",
+        cell="discriminator_loss",
+        why="averages the two terms instead of adding them",
+        code='''
+def discriminator_loss(real_logits, fake_logits):
+    return (F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()) / 2
+''',
+        fails=_D_TESTS,
+    ),
+    # ---- generator_loss -----------------------------------------------------
+    Mistake(
+        name="g-wrong-label",
+        cell="generator_loss",
+        why="the non-saturating loss with label 0: G helps D instead of fooling it",
+        code='''
+def generator_loss(fake_logits, non_saturating=True):
+    if non_saturating:
+        return F.softplus(fake_logits).mean()
+    return -F.softplus(fake_logits).mean()
+''',
+        fails={"test_generator_loss", "test_generator_loss_stable"},
+    ),
+    Mistake(
+        name="g-log-of-sigmoid",
+        cell="generator_loss",
+        why="log(sigmoid(x)) in two steps",
+        code='''
+def generator_loss(fake_logits, non_saturating=True):
+    p = torch.sigmoid(fake_logits)
+    if non_saturating:
+        return -torch.log(p).mean()
+    return torch.log(1 - p).mean()
+''',
+        fails={"test_generator_loss_stable"},
+    ),
+    Mistake(
+        name="g-ignores-flag",
+        cell="generator_loss",
+        why="always the non-saturating form",
+        code='''
+def generator_loss(fake_logits, non_saturating=True):
+    return F.softplus(-fake_logits).mean()
+''',
+        fails=_G_TESTS,
+    ),
+    # ---- gan_train_step -----------------------------------------------------
+    Mistake(
+        name="step-no-detach",
+        cell="gan_train_step",
+        why="D's loss backpropagates into G (parameters still right: caught by the backward-pass count)",
+        code='''
+def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    fake = G(z)
+    d_loss = discriminator_loss(D(real), D(fake))
+    opt_D.zero_grad()
+    d_loss.backward(retain_graph=True)
+    opt_D.step()
+    g_loss = generator_loss(D(fake), non_saturating)
+    opt_G.zero_grad()
+    g_loss.backward()
+    opt_G.step()
+    return d_loss.item(), g_loss.item()
+''',
+        fails={"test_gan_train_step"},
+    ),
+    Mistake(
+        name="step-g-before-d",
+        cell="gan_train_step",
+        why="updates G first, against the old D",
+        code='''
+def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    fake = G(z)
+    g_loss = generator_loss(D(fake), non_saturating)
+    opt_G.zero_grad()
+    g_loss.backward()
+    opt_G.step()
+    d_loss = discriminator_loss(D(real), D(fake.detach()))
+    opt_D.zero_grad()
+    d_loss.backward()
+    opt_D.step()
+    return d_loss.item(), g_loss.item()
+''',
+        fails={"test_gan_train_step"},
+    ),
+    Mistake(
+        name="step-g-label-zero",
+        cell="gan_train_step",
+        why="the generator's loss uses label 0 for its own samples",
+        code='''
+def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    fake = G(z)
+    d_loss = discriminator_loss(D(real), D(fake.detach()))
+    opt_D.zero_grad()
+    d_loss.backward()
+    opt_D.step()
+    g_loss = F.softplus(D(fake)).mean()  # label 0
+    opt_G.zero_grad()
+    g_loss.backward()
+    opt_G.step()
+    return d_loss.item(), g_loss.item()
+''',
+        fails={"test_gan_train_step"},
+    ),
+    Mistake(
+        name="step-g-grad-into-d",
+        cell="gan_train_step",
+        why="both losses backpropagated before either optimiser steps: G's gradient lands in D's update",
+        code='''
+def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    opt_D.zero_grad()
+    opt_G.zero_grad()
+    fake = G(z)
+    d_loss = discriminator_loss(D(real), D(fake.detach()))
+    g_loss = generator_loss(D(fake), non_saturating)
+    (d_loss + g_loss).backward()
+    opt_D.step()
+    opt_G.step()
+    return d_loss.item(), g_loss.item()
+''',
+        fails={"test_gan_train_step"},
+    ),
+    Mistake(
+        name="step-no-zero-grad",
+        cell="gan_train_step",
+        why="never zeroes gradients: the previous step's gradients are added in",
+        code='''
+def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
+    fake = G(z)
+    d_loss = discriminator_loss(D(real), D(fake.detach()))
+    d_loss.backward()
+    opt_D.step()
+    g_loss = generator_loss(D(fake), non_saturating)
+    g_loss.backward()
+    opt_G.step()
+    return d_loss.item(), g_loss.item()
+''',
+        fails={"test_gan_train_step"},
+    ),
+    # ---- gradient_penalty ---------------------------------------------------
+    Mistake(
+        name="gp-no-create-graph",
+        cell="gradient_penalty",
+        why="right value, but without create_graph=True the penalty cannot train the critic",
+        code='''
+def gradient_penalty(critic, real, fake, alpha=None):
+    B = real.shape[0]
+    if alpha is None:
+        alpha = torch.rand(B)
+    alpha = alpha.reshape((B,) + (1,) * (real.dim() - 1))
+    x_hat = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+''',
+        fails={"test_gradient_penalty_backprop"},
+    ),
+    Mistake(
+        name="gp-norm-over-batch",
+        cell="gradient_penalty",
+        why="one gradient norm for the whole batch instead of one per sample",
+        code='''
+def gradient_penalty(critic, real, fake, alpha=None):
+    B = real.shape[0]
+    if alpha is None:
+        alpha = torch.rand(B)
+    alpha = alpha.reshape((B,) + (1,) * (real.dim() - 1))
+    x_hat = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return (grad.norm() - 1) ** 2
+''',
+        fails=_GP_TESTS,
+    ),
+    Mistake(
+        name="gp-last-axis-norm",
+        cell="gradient_penalty",
+        why="norm over the last axis only: right for 2-D points, wrong for images",
+        code='''
+def gradient_penalty(critic, real, fake, alpha=None):
+    B = real.shape[0]
+    if alpha is None:
+        alpha = torch.rand(B)
+    alpha = alpha.reshape((B,) + (1,) * (real.dim() - 1))
+    x_hat = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.norm(dim=-1) - 1) ** 2).mean()
+''',
+        fails={"test_gradient_penalty"},
+    ),
+    Mistake(
+        name="gp-squared-norm",
+        cell="gradient_penalty",
+        why="penalises (|grad|^2 - 1)^2",
+        code='''
+def gradient_penalty(critic, real, fake, alpha=None):
+    B = real.shape[0]
+    if alpha is None:
+        alpha = torch.rand(B)
+    alpha = alpha.reshape((B,) + (1,) * (real.dim() - 1))
+    x_hat = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).pow(2).sum(dim=1) - 1) ** 2).mean()
+''',
+        fails=_GP_TESTS,
+    ),
+    Mistake(
+        name="gp-swapped-mix",
+        cell="gradient_penalty",
+        why="x_hat = alpha * fake + (1 - alpha) * real",
+        code='''
+def gradient_penalty(critic, real, fake, alpha=None):
+    B = real.shape[0]
+    if alpha is None:
+        alpha = torch.rand(B)
+    alpha = alpha.reshape((B,) + (1,) * (real.dim() - 1))
+    x_hat = (alpha * fake + (1 - alpha) * real).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+''',
+        fails=_GP_TESTS,
+    ),
+    Mistake(
+        name="gp-calls-reference",
+        cell="gradient_penalty",
+        why="calls course_lib's reference",
+        code='''
+import course_lib.gan
+
+
+def gradient_penalty(critic, real, fake, alpha=None):
+    return course_lib.gan.gradient_penalty(critic, real, fake, alpha)
+''',
+        fails={"test_gradient_penalty"},
+    ),
+]
