@@ -22,7 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 WIDGET_NOTEBOOKS = sorted(
-    p.relative_to(ROOT) for p in (ROOT / "solutions").glob("*/*.ipynb") if "ipywidgets" in p.read_text()
+    p.relative_to(ROOT)
+    for p in (ROOT / "solutions").glob("*/*.ipynb")
+    if "ipywidgets" in p.read_text() or "explorer(" in p.read_text()
 )
 
 MOVE_EVERY_SLIDER = '''
@@ -74,7 +76,7 @@ def test_explorers_work_on_ipywidgets_7_7(env_77, notebook, tmp_path):
     proc = subprocess.run(
         [str(env_77 / "bin" / "python"), "-m", "nbconvert", "--to", "notebook", "--execute",
          "--ExecutePreprocessor.timeout=300", "--output", str(path), str(path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     executed = nbformat.read(path, as_version=4)
