@@ -331,6 +331,9 @@ class _ForbiddenCall(Exception):
     pass
 
 
+_MISSING = object()  # marks an attribute the owner did not define itself (e.g. inherited by torch.Tensor)
+
+
 def _resolve(target: str) -> tuple[Any, str, Any]:
     """'torch.nn.functional.softmax' -> (module, 'softmax', the function)."""
     parts = target.split(".")
@@ -426,14 +429,6 @@ def forbid_reference(
             f"{name} uses {what}, which is what this exercise asks you to build yourself."
             + (f" {instead}" if instead else "")
         )
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING = _Missing()
 
 __all__ = [
     "CheckFailed",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -12,15 +11,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from envtools import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -29,7 +24,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def test_make_lab_serves_the_notebooks(tmp_path):
-    port, token = _free_port(), "course-test-token"
+    port, token = free_port(), "course-test-token"
     args = f"--no-browser --port {port} --ServerApp.ip=127.0.0.1 --IdentityProvider.token={token}"
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path)}
     proc = subprocess.Popen(

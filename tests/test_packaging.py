@@ -8,12 +8,12 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 import tomllib
 import yaml
+from envtools import borrowing_env
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,11 +86,7 @@ def test_hf_extra_is_optional():
 def test_postbuild_is_idempotent_and_hides_only_the_instructor_tools(tmp_path):
     """Run binder/postBuild twice in a throw-away environment that borrows this one's packages."""
     env = tmp_path / "env"
-    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(env)], check=True)
-    site = Path(subprocess.check_output(
-        [str(env / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
-    ).strip())
-    (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    borrowing_env(env)
     # What installing nbgrader into a real environment puts in its config folder.
     shutil.copytree(Path(sys.prefix) / "etc" / "jupyter", env / "etc" / "jupyter")
     repo = tmp_path / "repo"

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import nbformat
 import pytest
+from envtools import borrowing_env
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -49,13 +48,9 @@ print(f"moved {moved} slider positions in {len(explorers)} explorer(s) on ipywid
 @pytest.fixture(scope="module")
 def env_77(tmp_path_factory) -> Path:
     env = tmp_path_factory.mktemp("ipywidgets77") / "env"
-    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(env)], check=True)
-    python = env / "bin" / "python"
-    site = subprocess.check_output(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
-    ).strip()
     # This environment's packages, and the course itself (its editable install is a .pth, not followed).
-    Path(site, "borrowed.pth").write_text(f"{sysconfig.get_paths()['purelib']}\n{ROOT}\n")
+    site = borrowing_env(env, also=(ROOT,))
+    python = env / "bin" / "python"
     subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--target", site,
          "ipywidgets==7.7.5", "ipython_genutils==0.2.0"],

@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from envtools import free_port
 
 playwright = pytest.importorskip("playwright.sync_api", reason="make test-browser installs playwright")
 
@@ -48,11 +48,6 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _explorer_notebooks() -> list[Path]:
@@ -75,7 +70,7 @@ def lab(tmp_path_factory):
     for item in ("notebooks", "solutions", "nbgrader_config.py"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, course / item)
-    port, token = _free_port(), "browser-test-token"
+    port, token = free_port(), "browser-test-token"
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # the kernel must use the inline backend
     env.update(COURSE_FAST="1", JUPYTER_RUNTIME_DIR=str(course / ".runtime"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"

@@ -1,0 +1,34 @@
+"""Helpers for tests that start servers or build throw-away Python environments."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A localhost TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def borrowing_env(env: Path, also: tuple[Path, ...] = ()) -> Path:
+    """A venv at ``env`` (no pip of its own) that sees this environment's packages behind its own.
+
+    Packages installed into it (``python -m pip install`` works through the borrowed pip)
+    take precedence over the borrowed ones; ``also`` adds more paths (e.g. the course
+    itself, whose editable install is a .pth file that is not followed). Returns its site-packages.
+    """
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    site = Path(
+        subprocess.check_output(
+            [str(env / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+        ).strip()
+    )
+    paths = [sysconfig.get_paths()["purelib"], *map(str, also)]
+    (site / "borrowed.pth").write_text("".join(f"{p}\n" for p in paths))
+    return site
