@@ -48,6 +48,27 @@ def causal_mask_with_past(T: int, T_past: int, device: torch.device | None = Non
     return torch.ones(T, T_past + T, dtype=torch.bool, device=device).tril(diagonal=T_past)
 
 
+def attention_with_past(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: KV | None = None
+) -> tuple[torch.Tensor, KV]:
+    """Causal attention of T new queries over the cached past and the new keys (the KV-cache step).
+
+    q, k, v: (B, H, T, d) for the T new positions; past: None, or the keys and
+    values of the T_past earlier positions, each (B, H, T_past, d). The new keys
+    and values are appended after the past ones (along the time axis, dim 2);
+    new query i sits at absolute position T_past + i, so it may attend to keys
+    0 .. T_past + i. Returns the output (B, H, T, d) and the updated cache
+    (keys, values), each (B, H, T_past + T, d).
+    """
+    if past is not None:
+        k = torch.cat([past[0], k], dim=2)  # (B, H, T_past + T, d)
+        v = torch.cat([past[1], v], dim=2)
+    T = q.shape[2]
+    mask = causal_mask_with_past(T, k.shape[2] - T, q.device)  # (T, T_past + T)
+    y, _ = scaled_dot_product_attention(q, k, v, mask)
+    return y, (k, v)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where position t sees positions <= t only.
 
@@ -191,6 +212,43 @@ def lm_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(predictions.reshape(-1, predictions.shape[-1]), targets.reshape(-1))
 
 
+def next_token_probs(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> torch.Tensor:
+    """The distribution :func:`sample_next_token` draws from: (B, V) logits -> (B, V) probabilities.
+
+    ``temperature`` divides the logits before the softmax (0 means greedy: all
+    the mass on the arg-max). ``top_k`` keeps the k largest logits; ``top_p``
+    keeps the smallest set of tokens, most likely first, whose probabilities
+    add up to at least p (nucleus sampling, Holtzman et al. 2020), computed
+    after the temperature and top-k. Everything else gets probability 0.
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape (B, V), got {tuple(logits.shape)}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if temperature == 0:
+        return F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        sorted_probs = torch.softmax(sorted_logits, dim=-1)
+        drop_sorted = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p  # the mass before this token is enough
+        drop = drop_sorted.scatter(1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return torch.softmax(logits, dim=-1)
+
+
 def sample_next_token(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -198,7 +256,7 @@ def sample_next_token(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """One token id per row of ``logits`` (B, V) -> (B,).
+    """One token id per row of ``logits`` (B, V) -> (B,), drawn from :func:`next_token_probs`.
 
     ``temperature`` divides the logits before the softmax (0 means greedy:
     the arg-max). ``top_k`` keeps the k largest logits; ``top_p`` keeps the
@@ -206,28 +264,28 @@ def sample_next_token(
     at least p (nucleus sampling, Holtzman et al. 2020). Everything else gets
     probability 0.
     """
-    if logits.dim() != 2:
-        raise ValueError(f"logits must have shape (B, V), got {tuple(logits.shape)}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    probs = next_token_probs(logits, temperature, top_k, top_p)
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits / temperature
-    if top_k is not None:
-        if not 1 <= top_k:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None:
-        if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        drop_sorted = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p  # mass before this token
-        drop = drop_sorted.scatter(1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def forward_with_cache(model: GPT, idx: torch.Tensor, past: list[KV] | None = None) -> tuple[torch.Tensor, list[KV]]:
+    """``model(idx, past=past, use_cache=True)`` spelled out: logits (B, T, V) and every layer's cache.
+
+    The T new tokens sit at absolute positions T_past .. T_past + T - 1, where
+    T_past = ``past[0][0].shape[2]`` (0 without a past), so their position
+    embeddings continue where the cached tokens stopped.
+    """
+    B, T = idx.shape
+    T_past = past[0][0].shape[2] if past else 0
+    pos = torch.arange(T_past, T_past + T, device=idx.device)  # (T,)
+    x = model.drop(model.wte(idx) + model.wpe(pos))  # (B, T, C)
+    presents = []
+    for i, block in enumerate(model.blocks):
+        x, present = block(x, past[i] if past else None)
+        presents.append(present)
+    return model.lm_head(model.ln_f(x)), presents
 
 
 @torch.no_grad()

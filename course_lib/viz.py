@@ -445,3 +445,60 @@ def reverse_chain_figure(chain: dict, reference: torch.Tensor | None = None, lim
             ax.get_legend().remove()
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------
+# Pre-training (notebook 05): the sampling explorer
+# --------------------------------------------------------------------------
+
+
+def sampling_explorer(model, encode, decode, prompt: str = "Return the ", max_new_tokens: int = 120, show: int = 20):
+    """An ipywidgets explorer of temperature, top-k and top-p (ipywidgets 7.7 and 8).
+
+    Left: the model's next-token distribution after ``prompt`` once the
+    settings are applied (the ``show`` most likely tokens; grey bars are the
+    plain softmax, coloured ones what is left to sample from). Below: a
+    continuation of ``max_new_tokens`` tokens sampled with those settings.
+    ``top_k`` 0 and ``top_p`` 1 mean "off". ``encode``/``decode`` map text to
+    ids and back.
+    """
+    import ipywidgets as widgets
+
+    from .gpt import generate, next_token_probs
+
+    start = torch.tensor([encode(prompt)], dtype=torch.long)
+    if start.shape[1] == 0:
+        raise ValueError("the prompt must encode to at least one token")
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        last_logits = model(start[:, -model.config.block_size :])[:, -1, :]  # (1, V)
+    model.train(was_training)
+
+    def draw(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> None:
+        options = {"top_k": top_k or None, "top_p": top_p if top_p < 1 else None}
+        plain = next_token_probs(last_logits, temperature)[0]
+        kept = next_token_probs(last_logits, temperature, **options)[0]
+        order = torch.argsort(plain, descending=True)[:show]
+        labels = [repr(decode([int(i)]))[1:-1] or "?" for i in order]
+        fig, ax = plt.subplots(figsize=(9, 2.6))
+        x = np.arange(len(order))
+        ax.bar(x, plain[order].numpy(), color="0.8", label="softmax(logits / T)")
+        ax.bar(x, kept[order].numpy(), width=0.5, label="after top-k / top-p")
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_ylabel("probability")
+        ax.set_title(f"next token after {prompt!r}: {int((kept > 0).sum())} token(s) can be sampled")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        plt.show()
+        out = generate(model, start, max_new_tokens, temperature=temperature, use_cache=True,
+                       generator=torch.Generator().manual_seed(seed), **options)
+        print(prompt + decode(out[0, start.shape[1]:].tolist()))
+
+    return widgets.interactive(
+        draw,
+        temperature=widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.1, description="temperature"),
+        top_k=widgets.IntSlider(value=0, min=0, max=int(last_logits.shape[-1]), description="top_k"),
+        top_p=widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top_p"),
+        seed=widgets.IntSlider(value=0, min=0, max=20, description="seed"),
+    )

@@ -148,3 +148,21 @@ def test_same_logits_as_hugging_face_gpt2():
     x = _tokens(2, 16, vocab=50)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), hf(x).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_sampling_explorer_builds_a_widget_and_draws():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    pytest.importorskip("ipywidgets")
+    from course_lib import viz
+    from course_lib.tokenizer import CharTokenizer
+
+    tok = CharTokenizer("abcdefghij ")
+    model = _model(cfg=GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=8))
+    explorer = viz.sampling_explorer(model, tok.encode, tok.decode, prompt="abc ", max_new_tokens=20)
+    assert [w.description for w in explorer.children[:4]] == ["temperature", "top_k", "top_p", "seed"]
+    for index, value in [(0, 0.0), (0, 1.5), (1, 3), (2, 0.5), (3, 7)]:  # each redraw must not raise
+        explorer.children[index].value = value
+    with pytest.raises(ValueError, match="prompt"):
+        viz.sampling_explorer(model, tok.encode, tok.decode, prompt="")

@@ -1,0 +1,565 @@
+"""Shortcuts, runners and common mistakes for notebook 05 (tokenizers, GPT block, LM loss, sampling, KV cache).
+
+Each mistaken function below is what a student's answer computes when it
+makes that mistake; ``grading.check_function`` names the one that matches.
+Modules are compared by building the student's and the reference class from
+the same configuration and copying one set of seeded weights into both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..attention import scaled_dot_product_attention
+from ..gpt import MLP, CausalSelfAttention, GPTConfig, next_token_probs
+
+# ---------------------------------------------------------------------------
+# BPE: pair counts and merges
+# ---------------------------------------------------------------------------
+
+
+def _pairs_non_overlapping(ids):
+    counts, i = {}, 0
+    while i + 1 < len(ids):
+        pair = (ids[i], ids[i + 1])
+        counts[pair] = counts.get(pair, 0) + 1
+        i += 2 if ids[i] == ids[i + 1] else 1
+    return counts
+
+
+def _pairs_wrap_around(ids):
+    counts = {}
+    for pair in zip(ids, list(ids[1:]) + list(ids[:1])):
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def _pairs_stride_two(ids):
+    counts = {}
+    for pair in zip(ids[::2], ids[1::2]):
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+PAIR_COUNTS_MISTAKES = {
+    "overlapping pairs were counted once: in [5, 5, 5] the pair (5, 5) occurs twice (positions 0-1 and "
+    "1-2); count every adjacent pair `zip(ids, ids[1:])`": _pairs_non_overlapping,
+    "the sequence wrapped around: the last id and the first are not neighbours (use ids[1:], "
+    "not a rotation)": _pairs_wrap_around,
+    "only pairs starting at even positions were counted: slide the window one step at a time": _pairs_stride_two,
+}
+
+PAIR_COUNTS_SHORTCUTS = ["course_lib.tokenizer.get_pair_counts"]
+
+
+def _merge_overlapping(ids, pair, new_id):
+    out = []
+    for i, a in enumerate(ids):
+        if i + 1 < len(ids) and (a, ids[i + 1]) == tuple(pair):
+            out.append(new_id)
+        elif not (i > 0 and (ids[i - 1], a) == tuple(pair)):
+            out.append(a)
+    return out
+
+
+def _merge_drops_last(ids, pair, new_id):
+    out, i = [], 0
+    while i + 1 < len(ids):
+        if (ids[i], ids[i + 1]) == tuple(pair):
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def _merge_first_only(ids, pair, new_id):
+    ids = list(ids)
+    for i in range(len(ids) - 1):
+        if (ids[i], ids[i + 1]) == tuple(pair):
+            return ids[:i] + [new_id] + ids[i + 2 :]
+    return ids
+
+
+def _merge_keeps_second(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == tuple(pair):
+            out.extend([new_id, ids[i + 1]])
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+MERGE_MISTAKES = {
+    "overlapping matches were all replaced: after replacing a pair, continue *after* it (i += 2), so "
+    "[7, 7, 7] merged on (7, 7) gives [new_id, 7]": _merge_overlapping,
+    "the last id went missing: when no pair starts at the last position, still copy that id": _merge_drops_last,
+    "only the first occurrence was replaced: replace every occurrence, scanning left to right": _merge_first_only,
+    "the pair's second id was kept: new_id replaces *both* ids of the pair": _merge_keeps_second,
+}
+
+MERGE_SHORTCUTS = ["course_lib.tokenizer.merge"]
+
+
+def slow_bpe_reference(text: str, num_merges: int) -> list[tuple[int, int]]:
+    """The textbook loop on the raw UTF-8 bytes of ``text`` (no pre-tokenization): count, pick, merge, repeat.
+
+    Ties go to the pair seen first, as ``max`` over a dict in insertion order does.
+    """
+    from ..tokenizer import get_pair_counts, merge
+
+    ids = list(text.encode("utf-8"))
+    merges = []
+    for step in range(num_merges):
+        counts = get_pair_counts(ids)
+        if not counts:
+            break
+        pair = max(counts, key=counts.get)
+        ids = merge(ids, pair, 256 + step)
+        merges.append(pair)
+    return merges
+
+
+# ---------------------------------------------------------------------------
+# CharTokenizer
+# ---------------------------------------------------------------------------
+
+
+def char_tokenizer_round(cls: type, text: str, probe: str) -> tuple:
+    """What the test compares: vocabulary size, the ids of ``probe``, and decode(encode(probe))."""
+    tok = cls(text)
+    ids = tok.encode(probe)
+    return (tok.vocab_size, list(ids), tok.decode(ids))
+
+
+class _CharFirstSeen:
+    def __init__(self, chars):
+        self.chars = list(dict.fromkeys(chars))
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+
+    @property
+    def vocab_size(self):
+        return len(self.chars)
+
+    def encode(self, text):
+        return [self.stoi[c] for c in text]
+
+    def decode(self, ids):
+        return "".join(self.chars[i] for i in ids)
+
+
+class _CharDuplicates(_CharFirstSeen):
+    def __init__(self, chars):
+        self.chars = sorted(chars)
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+
+
+class _CharOneBased(_CharFirstSeen):
+    def __init__(self, chars):
+        self.chars = sorted(set(chars))
+        self.stoi = {c: i + 1 for i, c in enumerate(self.chars)}
+
+    def decode(self, ids):
+        return "".join(self.chars[i - 1] for i in ids)
+
+
+def _char_mistake(cls: type) -> Callable:
+    return lambda text, probe: char_tokenizer_round(cls, text, probe)
+
+
+CHAR_TOKENIZER_MISTAKES = {
+    "ids follow the order in which characters first appear; give them in *sorted* character order, so the "
+    "same alphabet always gets the same ids": _char_mistake(_CharFirstSeen),
+    "repeated characters got several ids: build the vocabulary from the *distinct* characters "
+    "(`sorted(set(chars))`)": _char_mistake(_CharDuplicates),
+    "ids start at 1: the first character gets id 0, so ids run 0 .. vocab_size - 1": _char_mistake(_CharOneBased),
+}
+
+# ---------------------------------------------------------------------------
+# The transformer block
+# ---------------------------------------------------------------------------
+
+
+def _randomize(module: nn.Module, seed: int) -> None:
+    """Seeded weights everywhere, LayerNorms included (so swapping ln_1 and ln_2 shows)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.dim() > 1 else 0.5) + (1.0 if p.dim() == 1 else 0))
+
+
+def block_output(block_cls: type, config: GPTConfig, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """Build ``block_cls(config)``, give it the reference block's seeded weights, return its output x (B, T, C)."""
+    from ..gpt import Block
+
+    reference = Block(config)
+    _randomize(reference, seed)
+    block = block_cls(config)
+    missing = set(reference.state_dict()) - set(block.state_dict())
+    if missing:
+        raise ValueError(
+            f"the block has no parameters named {sorted(missing)}: keep the names ln_1, attn, ln_2 and mlp"
+        )
+    block.load_state_dict(reference.state_dict())
+    block.eval()
+    with torch.no_grad():
+        out = block(x)
+    return out[0] if isinstance(out, tuple) else out
+
+
+class _BlockBase(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+
+class _BlockPostLN(_BlockBase):
+    def forward(self, x, past=None):
+        a, present = self.attn(x, past)
+        x = self.ln_1(x + a)
+        return self.ln_2(x + self.mlp(x)), present
+
+
+class _BlockResidualAfterNorm(_BlockBase):
+    def forward(self, x, past=None):
+        h = self.ln_1(x)
+        a, present = self.attn(h, past)
+        x = h + a
+        h = self.ln_2(x)
+        return h + self.mlp(h), present
+
+
+class _BlockNoNorm(_BlockBase):
+    def forward(self, x, past=None):
+        a, present = self.attn(x, past)
+        x = x + a
+        return x + self.mlp(x), present
+
+
+class _BlockOneNorm(_BlockBase):
+    def forward(self, x, past=None):
+        a, present = self.attn(self.ln_1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln_1(x)), present
+
+
+class _BlockNoResidual(_BlockBase):
+    def forward(self, x, past=None):
+        a, present = self.attn(self.ln_1(x), past)
+        return a + self.mlp(self.ln_2(a)), present
+
+
+class _BlockParallel(_BlockBase):
+    def forward(self, x, past=None):
+        a, present = self.attn(self.ln_1(x), past)
+        return x + a + self.mlp(self.ln_2(x)), present
+
+
+def _block_mistake(cls: type) -> Callable:
+    return lambda config, x, seed: block_output(cls, config, x, seed)
+
+
+BLOCK_MISTAKES = {
+    "post-LN: LayerNorm applied *after* the residual sum, ln(x + attn(x)), as in the original Transformer; GPT-2 "
+    "normalises the sublayer's *input*: x + attn(ln_1(x))": _block_mistake(_BlockPostLN),
+    "the residual adds the normalised x: the skip connection must carry x itself, x + attn(ln_1(x)), "
+    "not ln_1(x) + attn(ln_1(x))": _block_mistake(_BlockResidualAfterNorm),
+    "no LayerNorm before the sublayers: use x + attn(ln_1(x)) and x + mlp(ln_2(x))": _block_mistake(_BlockNoNorm),
+    "ln_1 used twice: the MLP's input is ln_2(x)": _block_mistake(_BlockOneNorm),
+    "the first residual connection is missing: x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x))": _block_mistake(
+        _BlockNoResidual
+    ),
+    "the MLP read the block's input instead of the output of the attention step: compute x = x + attn(ln_1(x)) "
+    "first, then x + mlp(ln_2(x)) on that new x": _block_mistake(_BlockParallel),
+}
+
+# ---------------------------------------------------------------------------
+# The language-model loss
+# ---------------------------------------------------------------------------
+
+
+def _loss_unshifted(logits, tokens):
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
+
+
+def _loss_shift_backwards(logits, tokens):
+    p, t = logits[:, 1:], tokens[:, :-1]
+    return F.cross_entropy(p.reshape(-1, p.shape[-1]), t.reshape(-1))
+
+
+def _loss_softmax_time_axis(logits, tokens):
+    logp = torch.log_softmax(logits, dim=1)[:, :-1]
+    return -logp.gather(-1, tokens[:, 1:, None]).mean()
+
+
+def _loss_sum(logits, tokens):
+    p, t = logits[:, :-1], tokens[:, 1:]
+    return F.cross_entropy(p.reshape(-1, p.shape[-1]), t.reshape(-1), reduction="sum")
+
+
+def _loss_mean_over_batch(logits, tokens):
+    p, t = logits[:, :-1], tokens[:, 1:]
+    return F.cross_entropy(p.reshape(-1, p.shape[-1]), t.reshape(-1), reduction="sum") / tokens.shape[0]
+
+
+def _loss_probabilities(logits, tokens):
+    probs = torch.softmax(logits, dim=-1)[:, :-1]
+    return -probs.gather(-1, tokens[:, 1:, None]).mean()
+
+
+def _loss_log2(logits, tokens):
+    return _loss_unshifted(logits[:, :-1], tokens[:, 1:]) / math.log(2)
+
+
+LM_LOSS_MISTAKES = {
+    "targets not shifted: the logits at position t predict token t + 1, so score logits[:, :-1] against "
+    "tokens[:, 1:] (scoring a token against its own position asks the model to copy its input)": _loss_unshifted,
+    "shifted the wrong way: drop the *last* logits and the *first* tokens (logits[:, :-1] vs tokens[:, 1:])": (
+        _loss_shift_backwards
+    ),
+    "log-softmax over the wrong axis: the distribution is over the vocabulary, the last axis (dim=-1), not "
+    "over time": _loss_softmax_time_axis,
+    "summed instead of averaged: return the mean over all B * (T - 1) predictions": _loss_sum,
+    "averaged over the batch only: divide by the number of predictions, B * (T - 1), not by B": (
+        _loss_mean_over_batch
+    ),
+    "used probabilities instead of log-probabilities: the loss is -log p(next token)": _loss_probabilities,
+    "measured in bits: cross-entropy here is in nats (natural log); bits are nats / ln 2": _loss_log2,
+}
+
+LM_LOSS_SHORTCUTS = ["course_lib.gpt.lm_loss"]
+
+# ---------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------
+
+
+def sampled_frequencies(
+    sample_fn: Callable, logits: torch.Tensor, n: int = 20000, seed: int = 0, **options
+) -> torch.Tensor:
+    """How often ``sample_fn`` picks each token when asked ``n`` times about each row of ``logits`` (B, V).
+
+    Returns (B, V) frequencies that sum to 1 per row.
+    """
+    B, V = logits.shape
+    rows = logits.repeat_interleave(n, dim=0)  # (B * n, V)
+    ids = sample_fn(rows, generator=torch.Generator().manual_seed(seed), **options)
+    if not isinstance(ids, torch.Tensor) or ids.shape != (B * n,):
+        got = getattr(ids, "shape", ids)
+        raise ValueError(f"sample_next_token should return a ({B * n},) tensor of ids, got {got}")
+    counts = F.one_hot(ids.long().view(B, n), V).sum(dim=1)  # (B, V)
+    return counts.double() / n
+
+
+def _probs(temperature_after=False, k_shift=0, p_mode="right"):
+    def probs(logits, temperature=1.0, top_k=None, top_p=None):
+        if temperature == 0:
+            return next_token_probs(logits, 0)
+        z = logits if temperature_after else logits / temperature
+        if top_k is not None:
+            k = max(1, min(top_k + k_shift, z.shape[-1]))
+            kth = torch.topk(z, k, dim=-1).values[:, -1:]
+            z = z.masked_fill(z < kth, float("-inf"))
+        if top_p is not None:
+            sorted_z, order = torch.sort(z, descending=True, dim=-1)
+            sp = torch.softmax(sorted_z, dim=-1)
+            cum = sp.cumsum(dim=-1)
+            if p_mode == "exclude-boundary":
+                drop_sorted = cum > top_p
+                drop_sorted[:, 0] = False
+            elif p_mode == "one-extra":  # drop only once the mass before the *previous* token reached p
+                reached = cum - sp >= top_p
+                drop_sorted = torch.cat([torch.zeros_like(reached[:, :1]), reached[:, :-1]], 1)
+            elif p_mode == "ascending":
+                sorted_z, order = torch.sort(z, descending=False, dim=-1)
+                sp = torch.softmax(sorted_z, dim=-1)
+                drop_sorted = sp.cumsum(dim=-1) - sp >= top_p
+            else:
+                drop_sorted = cum - sp >= top_p
+            z = z.masked_fill(drop_sorted.scatter(1, order, drop_sorted), float("-inf"))
+        p = torch.softmax(z, dim=-1)
+        if temperature_after:
+            p = p / temperature
+            p = p / p.sum(dim=-1, keepdim=True)  # what torch.multinomial does with unnormalised weights
+        return p
+
+    return probs
+
+
+def _probs_temperature_times(logits, temperature=1.0, top_k=None, top_p=None):
+    if temperature == 0:
+        return next_token_probs(logits, 0)
+    return next_token_probs(logits * temperature, 1.0, top_k, top_p)
+
+
+SAMPLING_MISTAKES = {
+    "temperature applied after the softmax: dividing probabilities by T changes nothing once they are "
+    "renormalised; divide the *logits* by T, then softmax": _probs(temperature_after=True),
+    "multiplied the logits by the temperature: divide by it (low T must sharpen the distribution)": (
+        _probs_temperature_times
+    ),
+    "top-k kept one token too many: keep exactly the k largest logits (`torch.topk(logits, k)`)": _probs(k_shift=1),
+    "top-k kept one token too few: keep exactly the k largest logits, the k-th one included": _probs(k_shift=-1),
+    "top-p dropped the boundary token: keep the smallest set whose mass *reaches* p, i.e. also the token that "
+    "crosses p (drop a token only when the mass *before* it is already >= p)": _probs(p_mode="exclude-boundary"),
+    "top-p kept one token past the boundary: stop at the first token whose cumulative mass reaches p": _probs(
+        p_mode="one-extra"
+    ),
+    "top-p sorted the wrong way: accumulate the probabilities from the *most* likely token down": _probs(
+        p_mode="ascending"
+    ),
+}
+
+SAMPLING_SHORTCUTS = ["course_lib.gpt.sample_next_token", "course_lib.gpt.next_token_probs"]
+
+# ---------------------------------------------------------------------------
+# The KV cache: attention over the past, positions after the past
+# ---------------------------------------------------------------------------
+
+
+def _concat(past, k, v):
+    if past is None:
+        return k, v
+    return torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+
+
+def _attn_no_mask(q, k, v, past=None):
+    k, v = _concat(past, k, v)
+    y, _ = scaled_dot_product_attention(q, k, v)
+    return y, (k, v)
+
+
+def _attn_mask_ignores_past(q, k, v, past=None):
+    k, v = _concat(past, k, v)
+    T, T_all = q.shape[2], k.shape[2]
+    y, _ = scaled_dot_product_attention(q, k, v, torch.ones(T, T_all, dtype=torch.bool).tril())
+    return y, (k, v)
+
+
+def _attn_square_mask_on_new(q, k, v, past=None):
+    k, v = _concat(past, k, v)
+    T, T_all = q.shape[2], k.shape[2]
+    mask = torch.ones(T, T_all, dtype=torch.bool)
+    mask[:, T_all - T :] = torch.ones(T, T, dtype=torch.bool).tril()
+    mask[:, : T_all - T] = False
+    y, _ = scaled_dot_product_attention(q, k, v, mask)
+    return y, (k, v)
+
+
+def _attn_cache_not_returned(q, k, v, past=None):
+    k_all, v_all = _concat(past, k, v)
+    T, T_all = q.shape[2], k_all.shape[2]
+    mask = torch.ones(T, T_all, dtype=torch.bool).tril(diagonal=T_all - T)
+    y, _ = scaled_dot_product_attention(q, k_all, v_all, mask)
+    return y, (k, v)
+
+
+def _attn_past_after(q, k, v, past=None):
+    if past is not None:
+        k, v = torch.cat([k, past[0]], dim=2), torch.cat([v, past[1]], dim=2)
+    T, T_all = q.shape[2], k.shape[2]
+    y, _ = scaled_dot_product_attention(q, k, v, torch.ones(T, T_all, dtype=torch.bool).tril(diagonal=T_all - T))
+    return y, (k, v)
+
+
+ATTENTION_WITH_PAST_MISTAKES = {
+    "no causal mask: a new query may attend only to keys at positions <= its own (T_past + i)": _attn_no_mask,
+    "the mask ignores the past: with T_past cached keys, query i sits at position T_past + i and may see keys "
+    "0 .. T_past + i, so the mask is `torch.ones(T, T_past + T).tril(diagonal=T_past)`": _attn_mask_ignores_past,
+    "the cached keys were masked out: new queries must see every past key": _attn_square_mask_on_new,
+    "the returned cache holds only the new keys and values: return the concatenation (past, then new), so the "
+    "next step sees everything": _attn_cache_not_returned,
+    "the past went after the new keys: concatenate `torch.cat([past_k, k], dim=2)`, oldest first": (
+        _attn_past_after
+    ),
+}
+
+ATTENTION_WITH_PAST_SHORTCUTS = [
+    "torch.nn.functional.scaled_dot_product_attention",
+    "course_lib.gpt.attention_with_past",
+    "course_lib.gpt.causal_mask_with_past",
+]
+
+
+def _fwd_no_offset(model, idx, past=None):
+    T = idx.shape[1]
+    x = model.wte(idx) + model.wpe(torch.arange(T))
+    presents = []
+    for i, block in enumerate(model.blocks):
+        x, present = block(x, past[i] if past else None)
+        presents.append(present)
+    return model.lm_head(model.ln_f(x)), presents
+
+
+def _fwd_past_ignored(model, idx, past=None):
+    T_past = past[0][0].shape[2] if past else 0
+    x = model.wte(idx) + model.wpe(torch.arange(T_past, T_past + idx.shape[1]))
+    presents = []
+    for block in model.blocks:
+        x, present = block(x, None)
+        presents.append(present)
+    return model.lm_head(model.ln_f(x)), presents
+
+
+def _fwd_no_final_norm(model, idx, past=None):
+    T_past = past[0][0].shape[2] if past else 0
+    x = model.wte(idx) + model.wpe(torch.arange(T_past, T_past + idx.shape[1]))
+    presents = []
+    for i, block in enumerate(model.blocks):
+        x, present = block(x, past[i] if past else None)
+        presents.append(present)
+    return model.lm_head(x), presents
+
+
+def _fwd_same_past_everywhere(model, idx, past=None):
+    T_past = past[0][0].shape[2] if past else 0
+    x = model.wte(idx) + model.wpe(torch.arange(T_past, T_past + idx.shape[1]))
+    presents = []
+    for block in model.blocks:
+        x, present = block(x, past[0] if past else None)
+        presents.append(present)
+    return model.lm_head(model.ln_f(x)), presents
+
+
+FORWARD_WITH_CACHE_MISTAKES = {
+    "positions restarted at 0: the new tokens come after the T_past cached ones, so their positions are "
+    "`torch.arange(T_past, T_past + T)`": _fwd_no_offset,
+    "the cache was not passed to the blocks: block i needs past[i] to see the earlier tokens": _fwd_past_ignored,
+    "the final LayerNorm is missing: logits = lm_head(ln_f(x))": _fwd_no_final_norm,
+    "every block got layer 0's cache: pass past[i] to block i": _fwd_same_past_everywhere,
+}
+
+FORWARD_WITH_CACHE_SHORTCUTS = ["course_lib.gpt.forward_with_cache"]
+
+__all__ = [
+    "ATTENTION_WITH_PAST_MISTAKES",
+    "ATTENTION_WITH_PAST_SHORTCUTS",
+    "BLOCK_MISTAKES",
+    "CHAR_TOKENIZER_MISTAKES",
+    "FORWARD_WITH_CACHE_MISTAKES",
+    "FORWARD_WITH_CACHE_SHORTCUTS",
+    "LM_LOSS_MISTAKES",
+    "LM_LOSS_SHORTCUTS",
+    "MERGE_MISTAKES",
+    "MERGE_SHORTCUTS",
+    "PAIR_COUNTS_MISTAKES",
+    "PAIR_COUNTS_SHORTCUTS",
+    "SAMPLING_MISTAKES",
+    "SAMPLING_SHORTCUTS",
+    "block_output",
+    "char_tokenizer_round",
+    "sampled_frequencies",
+    "slow_bpe_reference",
+]

@@ -1,0 +1,319 @@
+"""Mistake submissions for 05_pretraining: each is the solution with one answer cell wrong.
+
+Read by tools/harness.py. Every answer cell must be the target of at least
+one mistake; each mistake names exactly the test cells that must score 0.
+"""
+
+from harness import Mistake
+
+_CHAR_CLASS = '''
+class CharTokenizer:
+    def __init__(self, chars):
+{init}
+
+    @property
+    def vocab_size(self):
+        return len(self.chars)
+
+    def encode(self, text):
+        return [self.stoi[c] for c in text]
+
+    def decode(self, ids):
+        return "".join(self.chars[i] for i in ids)
+'''
+
+_BLOCK_CLASS = '''
+from course_lib.gpt import MLP, CausalSelfAttention, GPTConfig
+
+
+class Block(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x, past=None):
+{body}
+'''
+
+_SAMPLER = '''
+def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+{scale}
+    if top_k is not None:
+        kth = torch.topk(logits, {k}, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        sorted_probs = torch.softmax(sorted_logits, dim=-1)
+        drop_sorted = {drop}
+        logits = logits.masked_fill(drop_sorted.scatter(1, order, drop_sorted), float("-inf"))
+    probs = torch.softmax(logits, dim=-1){after}
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+'''
+
+
+def _sampler(scale="    logits = logits / temperature", k="min(top_k, logits.shape[-1])",
+             drop="sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p", after=""):
+    return _SAMPLER.format(scale=scale, k=k, drop=drop, after=after)
+
+
+_ATTENTION = '''
+from course_lib.attention import scaled_dot_product_attention
+
+
+def attention_with_past(q, k, v, past=None):
+    if past is not None:
+        k = torch.cat([past[0], k], dim=2)
+        v = torch.cat([past[1], v], dim=2)
+    T, T_past = q.shape[2], k.shape[2] - q.shape[2]
+{mask}
+    out, _ = scaled_dot_product_attention(q, k, v, mask)
+    return out, (k, v)
+'''
+
+_FORWARD = '''
+def forward_with_cache(model, idx, past=None):
+    T_past = past[0][0].shape[2] if past else 0
+    positions = {positions}
+    x = model.wte(idx) + model.wpe(positions)
+    presents = []
+    for i, block in enumerate(model.blocks):
+        x, present = block(x, {past})
+        presents.append(present)
+    return model.lm_head(model.ln_f(x)), presents
+'''
+
+_SAMPLING = {"test_sampling_top_k_top_p"}
+
+MISTAKES = [
+    # ---- BPE ----------------------------------------------------------------------
+    Mistake(
+        name="pairs-non-overlapping",
+        cell="get_pair_counts",
+        why="skips ahead after a repeated pair, so (5, 5) in [5, 5, 5] is counted once",
+        code='''
+def get_pair_counts(ids):
+    counts, i = {}, 0
+    while i + 1 < len(ids):
+        pair = (ids[i], ids[i + 1])
+        counts[pair] = counts.get(pair, 0) + 1
+        i += 2 if ids[i] == ids[i + 1] else 1
+    return counts
+''',
+        fails={"test_get_pair_counts"},
+    ),
+    Mistake(
+        name="pairs-wrap-around",
+        cell="get_pair_counts",
+        why="pairs the last id with the first (a rotation instead of ids[1:])",
+        code='''
+def get_pair_counts(ids):
+    counts = {}
+    for pair in zip(ids, ids[1:] + ids[:1]):
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+''',
+        fails={"test_get_pair_counts"},
+    ),
+    Mistake(
+        name="merge-overlapping",
+        cell="merge",
+        why="replaces overlapping matches: [7, 7, 7] becomes [n, n] instead of [n, 7]",
+        code='''
+def merge(ids, pair, new_id):
+    out = []
+    for i in range(len(ids)):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == tuple(pair):
+            out.append(new_id)
+        elif not (i > 0 and (ids[i - 1], ids[i]) == tuple(pair)):
+            out.append(ids[i])
+    return out
+''',
+        fails={"test_merge"},
+    ),
+    Mistake(
+        name="merge-drops-last",
+        cell="merge",
+        why="the loop stops one early, losing a final id that is not part of a pair",
+        code='''
+def merge(ids, pair, new_id):
+    out, i = [], 0
+    while i + 1 < len(ids):
+        if ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+''',
+        fails={"test_merge"},
+    ),
+    Mistake(
+        name="merge-first-only",
+        cell="merge",
+        why="replaces the first occurrence and stops",
+        code='''
+def merge(ids, pair, new_id):
+    ids = list(ids)
+    for i in range(len(ids) - 1):
+        if ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            return ids[:i] + [new_id] + ids[i + 2:]
+    return ids
+''',
+        fails={"test_merge"},
+    ),
+    # ---- CharTokenizer ----------------------------------------------------------------
+    Mistake(
+        name="char-first-seen-order",
+        cell="CharTokenizer",
+        why="ids in order of first appearance, not sorted",
+        code=_CHAR_CLASS.format(init="        self.chars = list(dict.fromkeys(chars))\n"
+                                     "        self.stoi = {c: i for i, c in enumerate(self.chars)}"),
+        fails={"test_char_tokenizer"},
+    ),
+    Mistake(
+        name="char-duplicates",
+        cell="CharTokenizer",
+        why="sorted(chars) without set(): one id per occurrence",
+        code=_CHAR_CLASS.format(init="        self.chars = sorted(chars)\n"
+                                     "        self.stoi = {c: i for i, c in enumerate(self.chars)}"),
+        fails={"test_char_tokenizer"},
+    ),
+    # ---- Block --------------------------------------------------------------------------
+    Mistake(
+        name="block-post-ln",
+        cell="Block",
+        why="the original Transformer's order, ln(x + attn(x)): residual after, not around, the norm",
+        code=_BLOCK_CLASS.format(body="        a, present = self.attn(x, past)\n"
+                                      "        x = self.ln_1(x + a)\n"
+                                      "        return self.ln_2(x + self.mlp(x)), present"),
+        fails={"test_block"},
+    ),
+    Mistake(
+        name="block-residual-of-normed",
+        cell="Block",
+        why="adds the sublayer to ln(x) instead of x",
+        code=_BLOCK_CLASS.format(body="        h = self.ln_1(x)\n"
+                                      "        a, present = self.attn(h, past)\n"
+                                      "        x = h + a\n"
+                                      "        h = self.ln_2(x)\n"
+                                      "        return h + self.mlp(h), present"),
+        fails={"test_block"},
+    ),
+    Mistake(
+        name="block-ln1-twice",
+        cell="Block",
+        why="normalises the MLP input with ln_1",
+        code=_BLOCK_CLASS.format(body="        a, present = self.attn(self.ln_1(x), past)\n"
+                                      "        x = x + a\n"
+                                      "        return x + self.mlp(self.ln_1(x)), present"),
+        fails={"test_block"},
+    ),
+    # ---- lm_loss ---------------------------------------------------------------------------
+    Mistake(
+        name="loss-unshifted",
+        cell="lm_loss",
+        why="scores position t against token t: the model would learn to copy its input",
+        code='''
+def lm_loss(logits, tokens):
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
+''',
+        fails={"test_lm_loss"},
+    ),
+    Mistake(
+        name="loss-shift-backwards",
+        cell="lm_loss",
+        why="logits[:, 1:] against tokens[:, :-1]: predicts the previous token",
+        code='''
+def lm_loss(logits, tokens):
+    p, t = logits[:, 1:], tokens[:, :-1]
+    return F.cross_entropy(p.reshape(-1, p.shape[-1]), t.reshape(-1))
+''',
+        fails={"test_lm_loss"},
+    ),
+    Mistake(
+        name="loss-softmax-over-time",
+        cell="lm_loss",
+        why="log_softmax over dim=1 (time) instead of the vocabulary",
+        code='''
+def lm_loss(logits, tokens):
+    logp = torch.log_softmax(logits, dim=1)[:, :-1]
+    return -logp.gather(-1, tokens[:, 1:, None]).mean()
+''',
+        fails={"test_lm_loss"},
+    ),
+    Mistake(
+        name="loss-mean-over-batch",
+        cell="lm_loss",
+        why="sums over time and averages over the batch only",
+        code='''
+def lm_loss(logits, tokens):
+    p, t = logits[:, :-1], tokens[:, 1:]
+    return F.cross_entropy(p.reshape(-1, p.shape[-1]), t.reshape(-1), reduction="sum") / tokens.shape[0]
+''',
+        fails={"test_lm_loss"},
+    ),
+    # ---- sampling ---------------------------------------------------------------------------
+    Mistake(
+        name="sample-temperature-after-softmax",
+        cell="sample_next_token",
+        why="divides probabilities by T: multinomial renormalises, so temperature does nothing",
+        code=_sampler(scale="    pass", after=" / temperature"),
+        fails={"test_sampling_temperature"},
+    ),
+    Mistake(
+        name="sample-top-k-plus-one",
+        cell="sample_next_token",
+        why="keeps k + 1 tokens",
+        code=_sampler(k="min(top_k + 1, logits.shape[-1])"),
+        fails=_SAMPLING,
+    ),
+    Mistake(
+        name="sample-top-k-minus-one",
+        cell="sample_next_token",
+        why="keeps k - 1 tokens",
+        code=_sampler(k="max(1, top_k - 1)"),
+        fails=_SAMPLING,
+    ),
+    Mistake(
+        name="sample-top-p-drops-boundary",
+        cell="sample_next_token",
+        why="drops the token whose cumulative probability crosses p (cumsum > p)",
+        code=_sampler(drop="sorted_probs.cumsum(dim=-1) > top_p\n        drop_sorted[:, 0] = False"),
+        fails=_SAMPLING,
+    ),
+    # ---- KV cache ---------------------------------------------------------------------------
+    Mistake(
+        name="kv-no-mask",
+        cell="attention_with_past",
+        why="attends to every key, future new tokens included",
+        code=_ATTENTION.format(mask="    mask = None"),
+        fails={"test_attention_with_past"},
+    ),
+    Mistake(
+        name="kv-mask-ignores-past",
+        cell="attention_with_past",
+        why="tril() without the T_past shift: right without a cache, wrong with one",
+        code=_ATTENTION.format(mask="    mask = torch.ones(T, T_past + T, dtype=torch.bool).tril()"),
+        fails={"test_attention_with_past"},
+    ),
+    Mistake(
+        name="kv-positions-restart",
+        cell="forward_with_cache",
+        why="positions arange(T) instead of arange(T_past, T_past + T)",
+        code=_FORWARD.format(positions="torch.arange(idx.shape[1])", past="past[i] if past else None"),
+        fails={"test_forward_with_cache"},
+    ),
+    Mistake(
+        name="kv-past-not-passed",
+        cell="forward_with_cache",
+        why="calls the blocks without their cache",
+        code=_FORWARD.format(positions="torch.arange(T_past, T_past + idx.shape[1])", past="None"),
+        fails={"test_forward_with_cache"},
+    ),
+]

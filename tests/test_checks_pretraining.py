@@ -1,0 +1,211 @@
+"""Notebook 05's mistake catalogues and graders, and the reference functions the exercises are compared with.
+
+Every listed mistake must be wrong on the inputs the notebook's checks use, and
+named as the likely cause when a student's answer computes exactly it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib import gpt, tokenizer
+from course_lib.checks import pretraining as checks
+from course_lib.grading import CheckFailed, _mismatch, _resolve, check_function
+
+
+def _likely(student, reference, cases, mistakes, **tol):
+    with pytest.raises(CheckFailed) as failure:
+        check_function(student, reference, cases, mistakes=mistakes, **tol)
+    return str(failure.value)
+
+
+def _ids_cases():
+    return [{"ids": [1, 2, 3, 1, 2]}, {"ids": [5, 5, 5]}, {"ids": [4, 9, 4, 9, 4, 1, 4]}, {"ids": [3, 1, 3, 1, 2, 3]}]
+
+
+def _merge_cases():
+    return [
+        {"ids": [1, 2, 3, 1, 2], "pair": (1, 2), "new_id": 256},
+        {"ids": [7, 7, 7], "pair": (7, 7), "new_id": 300},
+        {"ids": [4, 1, 2, 5], "pair": (1, 2), "new_id": 99},
+    ]
+
+
+def _char_reference(text, probe):
+    return checks.char_tokenizer_round(tokenizer.CharTokenizer, text, probe)
+
+
+def _block_cases():
+    g = torch.Generator().manual_seed(5)
+    config = gpt.GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)
+    return [{"config": config, "x": torch.randn(2, 5, 8, generator=g), "seed": 0}]
+
+
+def _block_reference(config, x, seed):
+    return checks.block_output(gpt.Block, config, x, seed)
+
+
+def _loss_cases():
+    g = torch.Generator().manual_seed(6)
+    return [
+        {"logits": torch.randn(2, 5, 7, generator=g), "tokens": torch.randint(7, (2, 5), generator=g)},
+        {"logits": 3 * torch.randn(3, 4, 5, generator=g), "tokens": torch.randint(5, (3, 4), generator=g)},
+    ]
+
+
+def _attention_cases():
+    g = torch.Generator().manual_seed(7)
+
+    def qkv(B, H, T, d, T_past=0):
+        case = {name: torch.randn(B, H, T, d, generator=g) for name in "qkv"}
+        if T_past:
+            case["past"] = (torch.randn(B, H, T_past, d, generator=g), torch.randn(B, H, T_past, d, generator=g))
+        return case
+
+    return [qkv(2, 2, 4, 8), qkv(2, 2, 2, 8, T_past=3), qkv(1, 3, 1, 4, T_past=5)]
+
+
+def _tiny_gpt(seed, B, T_past, T):
+    torch.manual_seed(seed)
+    model = gpt.GPT(gpt.GPTConfig(vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=8)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    g = torch.Generator().manual_seed(seed)
+    prefix = torch.randint(13, (B, T_past), generator=g)
+    past = model(prefix, use_cache=True)[1] if T_past else None
+    return {"model": model, "idx": torch.randint(13, (B, T), generator=g), "past": past}
+
+
+CATALOGUES = {
+    "pair_counts": (checks.PAIR_COUNTS_MISTAKES, tokenizer.get_pair_counts, _ids_cases, {}),
+    "merge": (checks.MERGE_MISTAKES, tokenizer.merge, _merge_cases, {}),
+    "char_tokenizer": (
+        checks.CHAR_TOKENIZER_MISTAKES,
+        _char_reference,
+        lambda: [{"text": "hello world", "probe": "low"}, {"text": "banana", "probe": "nab"}],
+        {},
+    ),
+    "block": (checks.BLOCK_MISTAKES, _block_reference, _block_cases, {}),
+    "lm_loss": (checks.LM_LOSS_MISTAKES, gpt.lm_loss, _loss_cases, {}),
+    "attention_with_past": (checks.ATTENTION_WITH_PAST_MISTAKES, gpt.attention_with_past, _attention_cases, {}),
+    "forward_with_cache": (
+        checks.FORWARD_WITH_CACHE_MISTAKES,
+        gpt.forward_with_cache,
+        lambda: [_tiny_gpt(1, 2, 0, 4), _tiny_gpt(2, 2, 3, 1), _tiny_gpt(3, 1, 5, 3)],
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize("catalogue", sorted(CATALOGUES))
+def test_every_mistake_is_wrong_and_named(catalogue):
+    mistakes, reference, make_cases, tol = CATALOGUES[catalogue]
+    for description, mistaken in mistakes.items():
+        cases = make_cases()
+        differs = [_mismatch(mistaken(**case), reference(**case), "x", 1e-5, 1e-4) for case in cases]
+        assert any(differs), f"never wrong on the notebook's inputs, so never detectable: {description}"
+        message = _likely(mistaken, reference, make_cases(), mistakes, **tol)
+        assert f"Likely cause: {description}" in message, (description, message)
+
+
+SAMPLING_CASES = [
+    {"temperature": 0.5},
+    {"temperature": 2.0},
+    {"top_k": 2},
+    {"top_k": 3},
+    {"top_p": 0.6},
+    {"top_p": 0.85},
+    {"temperature": 0.3, "top_k": 4, "top_p": 0.9},
+]
+LOGITS = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0], [0.0, 0.3, -0.2, 1.2, 0.1]])
+
+
+def test_sampled_frequencies_match_the_exact_distribution():
+    for options in SAMPLING_CASES + [{"temperature": 0}]:
+        freq = checks.sampled_frequencies(gpt.sample_next_token, LOGITS, **options)
+        exact = gpt.next_token_probs(LOGITS, **options).double()
+        assert (freq - exact).abs().max() < 0.015, options
+        assert torch.equal(freq > 0, exact > 0), options  # nothing outside the kept set is ever drawn
+
+
+def test_every_sampling_mistake_is_a_different_distribution():
+    for description, mistaken in checks.SAMPLING_MISTAKES.items():
+        gaps = [(mistaken(LOGITS, **options) - gpt.next_token_probs(LOGITS, **options)).abs().max() for options in
+                SAMPLING_CASES]
+        assert max(gaps) > 0.06, f"too close to the right distribution to be told apart by sampling: {description}"
+
+
+def test_top_p_keeps_the_token_that_crosses_p():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    kept = gpt.next_token_probs(probs.log(), top_p=0.7) > 0
+    assert kept.tolist() == [[True, True, False, False]]  # 0.5 < 0.7, 0.5 + 0.3 reaches it
+    assert (gpt.next_token_probs(probs.log(), top_p=0.5) > 0).tolist() == [[True, False, False, False]]
+    assert (gpt.next_token_probs(probs.log(), top_k=3) > 0).sum().item() == 3
+
+
+def test_attention_with_past_is_what_the_cached_model_computes():
+    torch.manual_seed(0)
+    config = gpt.GPTConfig(vocab_size=5, block_size=12, n_layer=1, n_head=2, n_embd=8)
+    attn = gpt.CausalSelfAttention(config)
+    x = torch.randn(2, 7, 8)
+    full, _ = attn(x)
+    B, T, C = x.shape
+    q, k, v = (t.view(B, T, 2, 4).transpose(1, 2) for t in attn.qkv(x).split(C, dim=2))
+    y_past, cache = gpt.attention_with_past(q[:, :, :4], k[:, :, :4], v[:, :, :4])
+    y_new, cache = gpt.attention_with_past(q[:, :, 4:], k[:, :, 4:], v[:, :, 4:], cache)
+    y = torch.cat([y_past, y_new], dim=2).transpose(1, 2).reshape(B, T, C)
+    assert torch.allclose(attn.proj(y), full, atol=1e-6)
+    assert cache[0].shape == (2, 2, 7, 4)
+
+
+def test_forward_with_cache_equals_the_model_and_the_full_forward():
+    case = _tiny_gpt(4, 2, 5, 3)
+    logits, presents = gpt.forward_with_cache(**case)
+    expected, expected_presents = case["model"](case["idx"], past=case["past"], use_cache=True)
+    assert torch.allclose(logits, expected, atol=1e-6)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(presents, expected_presents))
+
+
+def test_sample_next_token_draws_from_next_token_probs():
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    ids = gpt.sample_next_token(LOGITS.repeat(50, 1), 0.7, 3, 0.9, generator=g1)
+    again = torch.multinomial(gpt.next_token_probs(LOGITS.repeat(50, 1), 0.7, 3, 0.9), 1, generator=g2).squeeze(1)
+    assert torch.equal(ids, again)
+    with pytest.raises(ValueError, match="top_p"):
+        gpt.next_token_probs(LOGITS, top_p=1.5)
+
+
+def test_slow_bpe_reference_is_the_textbook_loop():
+    text = "low lower lowest low low"
+    merges = checks.slow_bpe_reference(text, 5)
+    assert merges[0] == (ord("l"), ord("o"))  # 'lo' occurs 5 times, more than any other pair
+    assert len(merges) == 5
+
+
+def test_shortcuts_resolve():
+    for name in dir(checks):
+        if name.endswith("_SHORTCUTS"):
+            for target in getattr(checks, name):
+                _resolve(target)
+
+
+def test_block_output_rejects_renamed_modules():
+    class Renamed(torch.nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.norm = torch.nn.LayerNorm(config.n_embd)
+
+        def forward(self, x, past=None):
+            return self.norm(x), None
+
+    with pytest.raises(ValueError, match="ln_1"):
+        checks.block_output(Renamed, **_block_cases()[0])
+
+
+def test_lm_loss_mistakes_really_differ_from_cross_entropy_in_nats():
+    case = _loss_cases()[0]
+    right = F.cross_entropy(case["logits"][:, :-1].reshape(-1, 7), case["tokens"][:, 1:].reshape(-1))
+    assert torch.allclose(gpt.lm_loss(**case), right)
