@@ -22,7 +22,7 @@ and the losses apply the sigmoid inside, where it can be done stably.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -65,9 +65,20 @@ def mlp_generator(latent_dim: int = 2, data_dim: int = 2, hidden: int = 128, lay
     return mlp(latent_dim, data_dim, hidden, layers, "relu")
 
 
-def mlp_discriminator(data_dim: int = 2, hidden: int = 128, layers: int = 3) -> nn.Sequential:
-    """D for 2-D data: ``x (B, data_dim) -> logits (B, 1)``, LeakyReLU hidden layers."""
-    return mlp(data_dim, 1, hidden, layers, "leaky_relu")
+def mlp_discriminator(
+    data_dim: int = 2, hidden: int = 128, layers: int = 3, minibatch_std: bool = False
+) -> nn.Sequential:
+    """D for 2-D data: ``x (B, data_dim) -> logits (B, 1)``, LeakyReLU hidden layers.
+
+    ``minibatch_std=True`` appends the batch's feature spread (:class:`MinibatchStd`)
+    before the last layer, so D can see when a batch of fakes is too uniform.
+    """
+    net = mlp(data_dim, 1, hidden, layers, "leaky_relu")
+    if minibatch_std:
+        last = net[-1]
+        net[-1] = MinibatchStd()
+        net.append(nn.Linear(last.in_features + 1, 1))
+    return net
 
 
 class DigitsGenerator(nn.Module):
@@ -285,28 +296,32 @@ def wgan_gp_train_step(
     critic: nn.Module,
     opt_G: torch.optim.Optimizer,
     opt_C: torch.optim.Optimizer,
-    reals: list[torch.Tensor] | tuple[torch.Tensor, ...],
-    z: torch.Tensor,
+    reals: Sequence[torch.Tensor],
+    zs: Sequence[torch.Tensor],
     gp_weight: float = 10.0,
 ) -> tuple[float, float, float]:
     """One WGAN-GP step: ``len(reals)`` critic updates, then one generator update.
 
+    reals: n_critic batches (B, ...) of data, one per critic update.
+    zs: n_critic + 1 latent batches (B, latent_dim): ``zs[i]`` makes the fakes of
+    critic update i (no gradient into G), ``zs[-1]`` the generator's batch.
     Critic loss: ``mean(C(fake)) - mean(C(real)) + gp_weight * gradient_penalty``;
-    generator loss: ``-mean(C(G(z)))``. Each critic update draws fresh fake samples
-    from ``z``'s distribution (standard normal of ``z``'s shape).
-    Returns ``(critic_loss, generator_loss, penalty)`` of the last critic update.
+    generator loss: ``-mean(C(G(z)))``.
+    Returns ``(critic_loss, generator_loss, penalty)`` of the last critic update, as floats.
     """
     if len(reals) == 0:
         raise ValueError("reals must hold at least one batch (one per critic update)")
-    for real in reals:
+    if len(zs) != len(reals) + 1:
+        raise ValueError(f"zs must hold len(reals) + 1 = {len(reals) + 1} latent batches, got {len(zs)}")
+    for real, z in zip(reals, zs):
         with torch.no_grad():
-            fake = G(torch.randn_like(z))
+            fake = G(z)
         penalty = gradient_penalty(critic, real, fake)
         c_loss = critic(fake).mean() - critic(real).mean() + gp_weight * penalty
         opt_C.zero_grad()
         c_loss.backward()
         opt_C.step()
-    g_loss = -critic(G(z)).mean()
+    g_loss = -critic(G(zs[-1])).mean()
     opt_G.zero_grad()
     g_loss.backward()
     opt_G.step()
@@ -362,11 +377,11 @@ def train_gan(
     """Train G and D with :func:`course_lib.train.run_loop`; returns the history.
 
     sample_real(batch_size) returns a fresh ``(batch_size, ...)`` batch of data.
-    ``step`` replaces :func:`gan_train_step` (e.g. the student's own, same
-    signature); it is ignored for ``loss="wgan_gp"``. Adam with ``config.betas``;
+    ``step`` replaces :func:`gan_train_step`, or :func:`wgan_gp_train_step` when
+    ``loss="wgan_gp"`` (e.g. the student's own, same signature). Adam with ``config.betas``;
     the learning rate of both players decays linearly to ``lr * lr_end``.
     """
-    step = step or gan_train_step
+    step = step or (wgan_gp_train_step if config.loss == "wgan_gp" else gan_train_step)
     opt_G = torch.optim.Adam(G.parameters(), lr=config.lr, betas=config.betas)
     d_lr = config.lr if config.d_lr is None else config.d_lr
     opt_D = torch.optim.Adam(D.parameters(), lr=d_lr, betas=config.betas)
@@ -385,9 +400,8 @@ def train_gan(
         D.train()
         if config.loss == "wgan_gp":
             reals = [sample_real(config.batch_size).to(device) for _ in range(config.d_steps)]
-            c_loss, g_loss, penalty = wgan_gp_train_step(
-                G, D, opt_G, opt_D, reals, latent(config.batch_size), config.gp_weight
-            )
+            zs = [latent(config.batch_size) for _ in range(config.d_steps + 1)]
+            c_loss, g_loss, penalty = step(G, D, opt_G, opt_D, reals, zs, config.gp_weight)
             return {"d_loss": c_loss, "g_loss": g_loss, "penalty": penalty}
         non_saturating = config.loss == "non_saturating"
         for _ in range(config.d_steps - 1):  # extra D-only updates

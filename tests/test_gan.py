@@ -208,6 +208,67 @@ def test_gradient_penalty_rejects_bad_input():
         gan.gradient_penalty(nn.Linear(2, 1), torch.randn(4, 2), torch.randn(4, 2), alpha=torch.rand(3))
 
 
+def _wgan_players(seed: int = 0, n_critic: int = 3):
+    torch.manual_seed(seed)
+    G = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).double()
+    C = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    g = torch.Generator().manual_seed(seed + 1)
+    reals = [torch.randn(6, 2, generator=g, dtype=torch.float64) for _ in range(n_critic)]
+    zs = [torch.randn(6, 3, generator=g, dtype=torch.float64) for _ in range(n_critic + 1)]
+    return G, C, reals, zs
+
+
+def test_wgan_gp_step_matches_the_papers_algorithm_by_hand():
+    """Algorithm 1 of Gulrajani et al. (2017), written out with plain SGD and explicit interpolation weights."""
+    G, C, reals, zs = _wgan_players()
+    G0, C0 = copy.deepcopy(G), copy.deepcopy(C)
+    lr, lam = 0.05, 10.0
+    torch.manual_seed(123)  # the step draws one alpha per sample per critic update with torch.rand
+    c_loss, g_loss, penalty = gan.wgan_gp_train_step(
+        G, C, torch.optim.SGD(G.parameters(), lr), torch.optim.SGD(C.parameters(), lr), reals, zs, lam
+    )
+    torch.manual_seed(123)
+    for real, z in zip(reals, zs):
+        fake = G0(z).detach()
+        eps = torch.rand(len(real), 1, dtype=torch.float64)
+        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(C0(x_hat).sum(), x_hat, create_graph=True)
+        gp = ((grad.norm(dim=1) - 1) ** 2).mean()
+        loss = C0(fake).mean() - C0(real).mean() + lam * gp
+        grads = torch.autograd.grad(loss, list(C0.parameters()))
+        with torch.no_grad():
+            for p, gr in zip(C0.parameters(), grads):
+                p -= lr * gr
+    g_expected = -C0(G0(zs[-1])).mean()
+    grads = torch.autograd.grad(g_expected, list(G0.parameters()))
+    with torch.no_grad():
+        for p, gr in zip(G0.parameters(), grads):
+            p -= lr * gr
+    torch.testing.assert_close(_flat(C), _flat(C0))
+    torch.testing.assert_close(_flat(G), _flat(G0))
+    assert math.isclose(c_loss, loss.item(), rel_tol=1e-9)
+    assert math.isclose(g_loss, g_expected.item(), rel_tol=1e-9)
+    assert math.isclose(penalty, gp.item(), rel_tol=1e-9)
+
+
+def test_wgan_gp_step_critic_updates_do_not_reach_g():
+    G, C, reals, zs = _wgan_players(2, n_critic=4)
+    calls = []
+    first = next(G.parameters())
+    first.register_hook(lambda grad: calls.append(1))
+    gan.wgan_gp_train_step(G, C, torch.optim.SGD(G.parameters(), 0.1), torch.optim.SGD(C.parameters(), 0.1), reals, zs)
+    assert len(calls) == 1  # the generator's own backward pass only
+
+
+def test_wgan_gp_step_rejects_mismatched_batches():
+    G, C, reals, zs = _wgan_players()
+    opts = torch.optim.SGD(G.parameters(), 0.1), torch.optim.SGD(C.parameters(), 0.1)
+    with pytest.raises(ValueError, match="len\\(reals\\) \\+ 1"):
+        gan.wgan_gp_train_step(G, C, *opts, reals, zs[:-1])
+    with pytest.raises(ValueError, match="at least one"):
+        gan.wgan_gp_train_step(G, C, *opts, [], zs[:1])
+
+
 # --------------------------------------------------------------------------
 # Networks and the trainer
 # --------------------------------------------------------------------------
@@ -281,3 +342,14 @@ def test_minibatch_std_feature_is_zero_for_a_collapsed_batch():
     assert layer(same).shape == (4, 4) and layer(same)[:, -1].abs().max() == 0
     h = torch.tensor([[0.0, 2.0], [2.0, 2.0]])  # per-feature std (population): 1 and 0 -> mean 0.5
     torch.testing.assert_close(layer(h)[:, -1], torch.tensor([0.5, 0.5]))
+
+
+def test_minibatch_std_discriminator_sees_the_batch_spread():
+    torch.manual_seed(0)
+    D = gan.mlp_discriminator(2, 16, minibatch_std=True)
+    x = torch.randn(8, 2)
+    assert D(x).shape == (8, 1)
+    # A sample's logit depends on the rest of the batch (through the spread), unlike a plain D's.
+    plain = gan.mlp_discriminator(2, 16)
+    torch.testing.assert_close(plain(x)[:1], plain(x[:1]))
+    assert not torch.allclose(D(x)[:1], D(torch.cat([x[:1], x[1:] * 10.0]))[:1])

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..gan import discriminator_loss, gan_train_step, generator_loss, gradient_penalty
+from ..gan import discriminator_loss, gan_train_step, generator_loss, gradient_penalty, wgan_gp_train_step
 from ..grading import CheckFailed, check_close, check_untampered
 
 BCE_SHORTCUTS = [
@@ -222,22 +222,33 @@ TRAIN_STEP_MISTAKES = {
 }
 
 
-def _players(seed: int, latent_dim: int, data_dim: int, batch: int):
+def _players(case: Mapping):
+    """Tiny double-precision players and the batches of one case (a WGAN case has ``n_critic``)."""
+    seed, latent_dim, data_dim, batch = case["seed"], case["latent_dim"], case["data_dim"], case["batch"]
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         G = nn.Sequential(nn.Linear(latent_dim, 6), nn.Tanh(), nn.Linear(6, data_dim)).double()
         D = nn.Sequential(nn.Linear(data_dim, 6), nn.Tanh(), nn.Linear(6, 1)).double()
-    real = torch.randn(batch, data_dim, generator=gen, dtype=torch.float64)
-    z = torch.randn(batch, latent_dim, generator=gen, dtype=torch.float64)
+    n_critic = case.get("n_critic")
+    if n_critic is None:
+        batches = {
+            "real": torch.randn(batch, data_dim, generator=gen, dtype=torch.float64),
+            "z": torch.randn(batch, latent_dim, generator=gen, dtype=torch.float64),
+        }
+    else:
+        batches = {
+            "reals": [torch.randn(batch, data_dim, generator=gen, dtype=torch.float64) for _ in range(n_critic)],
+            "zs": [torch.randn(batch, latent_dim, generator=gen, dtype=torch.float64) for _ in range(n_critic + 1)],
+        }
     # Gradients "left over from the previous step": a correct step clears them before using .grad.
     stale = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in [*G.parameters(), *D.parameters()]]
-    return G, D, real, z, stale
+    return G, D, batches, stale
 
 
 def _run_step(step: Callable, case: Mapping) -> dict[str, object]:
     """Run ``step`` on fresh copies of one case's players; report what it did."""
-    G, D, real, z, stale = _players(case["seed"], case["latent_dim"], case["data_dim"], case["batch"])
+    G, D, batches, stale = _players(case)
     for p, s in zip([*G.parameters(), *D.parameters()], stale):
         p.grad = s.clone()
     passes = {"G": 0}
@@ -249,7 +260,12 @@ def _run_step(step: Callable, case: Mapping) -> dict[str, object]:
     first.register_hook(count)
     opt_G = torch.optim.SGD(G.parameters(), lr=case["lr"])
     opt_D = torch.optim.SGD(D.parameters(), lr=case["lr"])
-    out = step(G, D, opt_G, opt_D, real.clone(), z.clone(), non_saturating=case["non_saturating"])
+    with torch.random.fork_rng():
+        torch.manual_seed(case["seed"])  # WGAN-GP's interpolation weights: the same draws for every run
+        if "n_critic" in case:
+            out = step(G, D, opt_G, opt_D, batches["reals"], batches["zs"], gp_weight=case["gp_weight"])
+        else:
+            out = step(G, D, opt_G, opt_D, batches["real"], batches["z"], non_saturating=case["non_saturating"])
     flat = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()])  # noqa: E731
     return {"out": out, "D": flat(D), "G": flat(G), "passes": passes["G"]}
 
@@ -262,19 +278,22 @@ def _differs(actual, expected, name: str) -> str | None:
     return None
 
 
-def _first_difference(got: dict, want: dict) -> str | None:
-    if not isinstance(got["out"], (tuple, list)) or len(got["out"]) != 2:
-        return f"the step should return (d_loss, g_loss), got {got['out']!r}"
+def _first_difference(
+    got: dict, want: dict, outputs: str = "(d_loss, g_loss)", players: tuple = ("D", "G")
+) -> str | None:
+    size = len(want["out"])
+    if not isinstance(got["out"], (tuple, list)) or len(got["out"]) != size:
+        return f"the step should return {outputs}, got {got['out']!r}"
     for key, name in [
         ("passes", "number of backward passes that reached G's parameters"),
-        ("D", "D's parameters after the step"),
-        ("G", "G's parameters after the step"),
+        ("D", f"{players[0]}'s parameters after the step"),
+        ("G", f"{players[1]}'s parameters after the step"),
     ]:
         reason = _differs(float(got[key]) if key == "passes" else got[key],
                           float(want[key]) if key == "passes" else want[key], name)
         if reason:
             return reason
-    return _differs(tuple(float(v) for v in got["out"]), want["out"], "the returned (d_loss, g_loss)")
+    return _differs(tuple(float(v) for v in got["out"]), want["out"], f"the returned {outputs}")
 
 
 def check_train_step(
@@ -282,36 +301,41 @@ def check_train_step(
     cases: list[Mapping],
     reference_step: Callable = gan_train_step,
     mistakes: Mapping[str, Callable] | None = None,
+    name: str = "gan_train_step",
+    outputs: str = "(d_loss, g_loss)",
+    players: tuple[str, str] = ("D", "G"),
 ) -> None:
     """Run the student's and the reference step on identical tiny players and compare what they did.
 
-    Each case is ``{"seed", "latent_dim", "data_dim", "batch", "lr", "non_saturating"}``.
-    G and D are small double-precision MLPs with SGD (so the comparison is exact),
-    whose ``.grad`` hold stale values as if left over from an earlier step. Compared:
-    how many backward passes reach G (one: G's own), D's and G's parameters after
-    the step, and the returned losses. A mistake that reproduces the difference is
-    named as the likely cause.
+    A GAN case is ``{"seed", "latent_dim", "data_dim", "batch", "lr", "non_saturating"}``;
+    a WGAN-GP case has ``"n_critic"`` and ``"gp_weight"`` instead of ``"non_saturating"``
+    (use :func:`check_wgan_step`). G and D are small double-precision MLPs with SGD (so
+    the comparison is exact), whose ``.grad`` hold stale values as if left over from an
+    earlier step; torch's global seed is fixed before each run. Compared: how many
+    backward passes reach G (one: G's own), D's and G's parameters after the step, and
+    the returned losses. A mistake that reproduces the difference is named as the likely cause.
     """
     check_untampered()
     mistakes = TRAIN_STEP_MISTAKES if mistakes is None else mistakes
+    compare = lambda a, b: _first_difference(a, b, outputs, players)  # noqa: E731
     for number, case in enumerate(cases, start=1):
         try:
             got = _run_step(student_step, case)
         except NotImplementedError:
-            raise CheckFailed("gan_train_step is not implemented yet: replace `raise NotImplementedError()`.") from None
+            raise CheckFailed(f"{name} is not implemented yet: replace `raise NotImplementedError()`.") from None
         except Exception as exc:
-            raise CheckFailed(f"gan_train_step raised {type(exc).__name__}: {exc}") from exc
+            raise CheckFailed(f"{name} raised {type(exc).__name__}: {exc}") from exc
         want = _run_step(reference_step, case)
-        reason = _first_difference(got, want)
+        reason = compare(got, want)
         if reason is None:
             continue
-        lines = ["gan_train_step is not right yet.", f"  Case {number} of {len(cases)}: {dict(case)}", f"  {reason}"]
+        lines = [f"{name} is not right yet.", f"  Case {number} of {len(cases)}: {dict(case)}", f"  {reason}"]
         for description, mistaken in mistakes.items():
             try:
                 wrong = _run_step(mistaken, case)
             except Exception:
                 continue
-            if _first_difference(wrong, want) is not None and _first_difference(got, wrong) is None:
+            if compare(wrong, want) is not None and compare(got, wrong) is None:
                 lines.append(f"  Likely cause: {description}")
                 break
         raise CheckFailed("\n".join(lines))
@@ -407,6 +431,89 @@ def penalty_parameter_gradients(gp_fn: Callable, seed: int = 0) -> torch.Tensor:
     return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
 
 
+# --------------------------------------------------------------------------
+# The WGAN-GP step
+# --------------------------------------------------------------------------
+
+
+def _wgan_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0, *, critic_sign=1.0, penalty_weight=None,
+               detach=True, g_loss_fn=None, critic_updates=None, g_first=False, zero_grad=True, same_z=False,
+               report_first=False):
+    """The reference WGAN-GP step with one switch per common mistake (all off: the right step)."""
+    penalty_weight = gp_weight if penalty_weight is None else penalty_weight
+    g_loss_fn = g_loss_fn or (lambda scores: -scores.mean())
+    pairs = list(zip(reals, [zs[0]] * len(reals) if same_z else zs))[:critic_updates]
+
+    def generator_update():
+        g_loss = g_loss_fn(critic(G(zs[-1])))
+        opt_G.zero_grad()
+        g_loss.backward()
+        opt_G.step()
+        return g_loss
+
+    g_loss = generator_update() if g_first else None
+    losses = []
+    for real, z in pairs:
+        fake = G(z).detach() if detach else G(z)
+        penalty = gradient_penalty(critic, real, fake)
+        c_loss = critic_sign * (critic(fake).mean() - critic(real).mean()) + penalty_weight * penalty
+        if zero_grad:
+            opt_C.zero_grad()
+        c_loss.backward()
+        opt_C.step()
+        losses.append((c_loss, penalty))
+    if not g_first:
+        g_loss = generator_update()
+    c_loss, penalty = losses[0] if report_first else losses[-1]
+    return c_loss.item(), g_loss.item(), penalty.item()
+
+
+def _mistake(**switches) -> Callable:
+    def step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
+        return _wgan_step(G, critic, opt_G, opt_C, reals, zs, gp_weight, **switches)
+
+    return step
+
+
+WGAN_STEP_MISTAKES = {
+    "the critic's loss has the wrong sign: the critic *minimises* mean(C(fake)) - mean(C(real)) (plus the "
+    "penalty), i.e. it pushes real scores up and fake scores down": _mistake(critic_sign=-1.0),
+    "the penalty is missing from the critic's loss: add `gp_weight * gradient_penalty(critic, real, fake)`": (
+        _mistake(penalty_weight=0.0)
+    ),
+    "the penalty is not weighted: multiply it by `gp_weight` (lambda)": _mistake(penalty_weight=1.0),
+    "the critic's updates backpropagated into G: make the fakes under `torch.no_grad()` (or `.detach()` them)": (
+        _mistake(detach=False)
+    ),
+    "the generator's loss has the wrong sign: G *maximises* the critic's score, so its loss is "
+    "-mean(C(G(z)))": _mistake(g_loss_fn=lambda scores: scores.mean()),
+    "the generator used the vanilla GAN loss: WGAN's generator loss is -mean(C(G(z))), no sigmoid or log": (
+        _mistake(g_loss_fn=lambda scores: F.softplus(-scores).mean())
+    ),
+    "only one critic update was made: make one per batch in `reals` (n_critic = len(reals))": (
+        _mistake(critic_updates=1)
+    ),
+    "the generator was updated before the critics: first the n_critic critic updates, then G": (
+        _mistake(g_first=True)
+    ),
+    "the critic's gradients piled up: call `opt_C.zero_grad()` before each critic backward pass": (
+        _mistake(zero_grad=False)
+    ),
+    "the same latent batch made the fakes of every critic update: critic update i uses `zs[i]`": (
+        _mistake(same_z=True)
+    ),
+    "returned the first critic update's losses: return those of the last one": _mistake(report_first=True),
+}
+
+
+def check_wgan_step(student_step: Callable, cases: list[Mapping], reference_step: Callable | None = None) -> None:
+    """:func:`check_train_step` for ``wgan_gp_train_step``: cases hold ``n_critic`` and ``gp_weight``."""
+    check_train_step(
+        student_step, cases, reference_step or wgan_gp_train_step, WGAN_STEP_MISTAKES,
+        name="wgan_gp_train_step", outputs="(critic_loss, generator_loss, penalty)", players=("the critic", "G"),
+    )
+
+
 __all__ = [
     "BCE_SHORTCUTS",
     "DISCRIMINATOR_LOSS_MISTAKES",
@@ -414,6 +521,8 @@ __all__ = [
     "GRADIENT_PENALTY_MISTAKES",
     "GRADIENT_PENALTY_SHORTCUTS",
     "TRAIN_STEP_MISTAKES",
+    "WGAN_STEP_MISTAKES",
     "check_train_step",
+    "check_wgan_step",
     "penalty_parameter_gradients",
 ]

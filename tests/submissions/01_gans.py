@@ -277,4 +277,92 @@ def gradient_penalty(critic, real, fake, alpha=None):
 ''',
         fails={"test_gradient_penalty"},
     ),
+    # ---- wgan_gp_train_step -------------------------------------------------
+    Mistake(
+        name="wgan-critic-sign",
+        cell="wgan_gp_train_step",
+        why="the critic maximises its loss: mean(C(real)) - mean(C(fake)) + penalty",
+        code='''
+def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
+    for real, z in zip(reals, zs):
+        with torch.no_grad():
+            fake = G(z)
+        penalty = gradient_penalty(critic, real, fake)
+        critic_loss = critic(real).mean() - critic(fake).mean() + gp_weight * penalty
+        opt_C.zero_grad()
+        critic_loss.backward()
+        opt_C.step()
+    g_loss = -critic(G(zs[-1])).mean()
+    opt_G.zero_grad()
+    g_loss.backward()
+    opt_G.step()
+    return critic_loss.item(), g_loss.item(), penalty.item()
+''',
+        fails={"test_wgan_gp_train_step"},
+    ),
+    Mistake(
+        name="wgan-no-detach",
+        cell="wgan_gp_train_step",
+        why="fakes for the critic made with a gradient into G",
+        code='''
+def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
+    for real, z in zip(reals, zs):
+        fake = G(z)
+        penalty = gradient_penalty(critic, real, fake)
+        critic_loss = critic(fake).mean() - critic(real).mean() + gp_weight * penalty
+        opt_C.zero_grad()
+        critic_loss.backward()
+        opt_C.step()
+    g_loss = -critic(G(zs[-1])).mean()
+    opt_G.zero_grad()
+    g_loss.backward()
+    opt_G.step()
+    return critic_loss.item(), g_loss.item(), penalty.item()
+''',
+        fails={"test_wgan_gp_train_step"},
+    ),
+    Mistake(
+        name="wgan-vanilla-g-loss",
+        cell="wgan_gp_train_step",
+        why="the generator uses the non-saturating GAN loss on the critic's scores",
+        code='''
+def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
+    for real, z in zip(reals, zs):
+        with torch.no_grad():
+            fake = G(z)
+        penalty = gradient_penalty(critic, real, fake)
+        critic_loss = critic(fake).mean() - critic(real).mean() + gp_weight * penalty
+        opt_C.zero_grad()
+        critic_loss.backward()
+        opt_C.step()
+    g_loss = torch.nn.functional.softplus(-critic(G(zs[-1]))).mean()
+    opt_G.zero_grad()
+    g_loss.backward()
+    opt_G.step()
+    return critic_loss.item(), g_loss.item(), penalty.item()
+''',
+        fails={"test_wgan_gp_train_step"},
+    ),
+    Mistake(
+        name="wgan-one-critic-update",
+        cell="wgan_gp_train_step",
+        why="one critic update whatever len(reals) is",
+        code='''
+def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
+    for real, z in [(reals[0], zs[0])]:
+        with torch.no_grad():
+            fake = G(z)
+        penalty = gradient_penalty(critic, real, fake)
+        critic_loss = critic(fake).mean() - critic(real).mean() + gp_weight * penalty
+        opt_C.zero_grad()
+        critic_loss.backward()
+        opt_C.step()
+    g_loss = -critic(G(zs[-1])).mean()
+    opt_G.zero_grad()
+    g_loss.backward()
+    opt_G.step()
+    return critic_loss.item(), g_loss.item(), penalty.item()
+''',
+        fails={"test_wgan_gp_train_step"},
+    ),
 ]
