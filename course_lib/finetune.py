@@ -117,3 +117,102 @@ def count_trainable_parameters(model: nn.Module) -> int:
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters, trainable or not (each shared tensor counted once)."""
     return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------
+# Early stopping on top of course_lib.train
+# --------------------------------------------------------------------------
+
+
+class StopTraining(Exception):
+    """Raised by :class:`EarlyStopping`'s callback to end a run early."""
+
+
+class EarlyStopping:
+    """Watch a validation metric, keep the best weights, and stop after ``patience`` evaluations without progress.
+
+    Use it through :func:`train_with_early_stopping`. An evaluation counts as
+    progress when it beats the best so far by more than ``min_delta``.
+    """
+
+    def __init__(self, evaluate, patience: int = 3, metric: str = "val_loss", min_delta: float = 0.0) -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self._evaluate = evaluate
+        self.patience = patience
+        self.metric = metric
+        self.min_delta = min_delta
+        self.best = math.inf
+        self.best_step = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_evals = 0
+        self.stopped_at: int | None = None
+        self._step = 0
+
+    def evaluate(self, model: nn.Module):
+        """The wrapped evaluation: also remembers the weights when the metric improves."""
+        result = self._evaluate(model)
+        value = float(result if isinstance(result, (int, float)) else result[self.metric])
+        if value < self.best - self.min_delta:
+            self.best, self.best_step, self.bad_evals = value, self._step, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_evals += 1
+        return result
+
+    def callback(self, step: int, history) -> None:
+        self._step = step + 1  # the step an evaluation inside the next step_fn call belongs to
+        if self.bad_evals >= self.patience:
+            self.stopped_at = step
+            raise StopTraining(step)
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best weights seen (if any evaluation ran)."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
+def train_with_early_stopping(
+    model: nn.Module,
+    batches,
+    loss_fn,
+    steps: int,
+    *,
+    evaluate,
+    eval_every: int,
+    patience: int = 3,
+    metric: str = "val_loss",
+    callback=None,
+    **train_kwargs,
+):
+    """:func:`course_lib.train.train` that stops when ``metric`` stops improving and keeps the best weights.
+
+    Runs at most ``steps`` steps; after ``patience`` evaluations in a row
+    without a new best, it stops, then loads the weights of the best
+    evaluation into ``model``. Returns ``(history, stopper)``; ``stopper.best``,
+    ``stopper.best_step`` and ``stopper.stopped_at`` (None when it ran to the
+    end) say what happened.
+    """
+    from .train import train
+
+    if eval_every < 1:
+        raise ValueError(f"early stopping needs evaluations: eval_every must be >= 1, got {eval_every}")
+    stopper = EarlyStopping(evaluate, patience=patience, metric=metric)
+    seen: dict[str, object] = {}
+
+    def on_step(step: int, history) -> None:
+        seen["history"] = history
+        if callback is not None:
+            callback(step, history)
+        stopper.callback(step, history)
+
+    try:
+        history = train(
+            model, batches, loss_fn, steps, evaluate=stopper.evaluate, eval_every=eval_every, callback=on_step,
+            **train_kwargs,
+        )
+    except StopTraining:
+        history = seen["history"]  # run_loop filled it (and its time) up to the stop
+        history.lr = history.train.pop("lr", [])
+    stopper.restore(model)
+    return history, stopper

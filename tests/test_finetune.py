@@ -95,3 +95,49 @@ def test_errors_name_what_is_wrong():
         LoRALinear(nn.Conv1d(2, 2, 1))
     with pytest.raises(ValueError, match="rank"):
         LoRALinear(nn.Linear(2, 2), r=0)
+
+
+# --------------------------------------------------------------------------
+# Early stopping
+# --------------------------------------------------------------------------
+
+
+def _scripted_run(values, steps=10, eval_every=1, patience=2):
+    """Train a one-parameter model whose 'validation loss' follows a script; returns what happened."""
+    from course_lib.finetune import train_with_early_stopping
+
+    model = nn.Linear(1, 1, bias=False)
+    script = iter(values)
+    weights_at_eval = []
+
+    def evaluate(m):
+        weights_at_eval.append(m.weight.item())
+        return next(script)
+
+    history, stopper = train_with_early_stopping(
+        model, lambda step: torch.ones(1, 1), lambda m, x: m(x).sum(), steps,
+        evaluate=evaluate, eval_every=eval_every, patience=patience, lr=0.1, progress=False,
+    )
+    return model, history, stopper, weights_at_eval
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
+    model, history, stopper, weights = _scripted_run([3.0, 2.0, 2.5, 2.4, 1.0, 0.5], patience=2)
+    assert stopper.best == 2.0 and stopper.best_step == 1 and stopper.stopped_at == 3
+    assert [s for s, _ in history.evals["val_loss"]] == [0, 1, 2, 3]
+    assert len(history.train["loss"]) == 4 and len(history.lr) == 4 and history.seconds > 0
+    assert model.weight.item() == pytest.approx(weights[1])  # the weights evaluated at step 1, not the last ones
+
+
+def test_early_stopping_runs_to_the_end_while_improving():
+    model, history, stopper, weights = _scripted_run([5.0, 4.0, 3.0, 2.0, 1.0], steps=10, eval_every=2)
+    assert stopper.stopped_at is None and stopper.best == 1.0 and stopper.best_step == 9
+    assert [s for s, _ in history.evals["val_loss"]] == [1, 3, 5, 7, 9]
+    assert model.weight.item() == pytest.approx(weights[-1])
+
+
+def test_early_stopping_needs_evaluations():
+    from course_lib.finetune import train_with_early_stopping
+
+    with pytest.raises(ValueError, match="eval_every"):
+        train_with_early_stopping(nn.Linear(1, 1), iter([]), lambda m, x: x, 3, evaluate=lambda m: 0.0, eval_every=0)

@@ -1,0 +1,418 @@
+"""Shortcuts, test models and common mistakes for notebook 06 (LoRA, freezing, counting, merging).
+
+The exercises build classes and functions that act on whole models, so the
+checks first turn each into a function of plain, seeded inputs that returns
+tensors and lists (``lora_output``, ``apply_lora_summary``,
+``merge_lora_summary``). ``grading.check_function`` then compares the
+student's version with course_lib's, and each mistaken function below is what
+that summary looks like when a student makes that mistake, so the failing
+check can name it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..finetune import LoRALinear, apply_lora, merge_lora
+from ..gpt import GPT, GPTConfig
+from ..grading import CheckFailed, check_untampered
+
+COUNT_SHORTCUTS = ["course_lib.finetune.count_trainable_parameters", "course_lib.finetune.count_parameters"]
+APPLY_SHORTCUTS = ["course_lib.finetune.apply_lora"]
+MERGE_SHORTCUTS = ["course_lib.finetune.merge_lora", "course_lib.finetune.LoRALinear.merged"]
+
+TINY = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
+
+
+def tiny_gpt(seed: int = 0) -> GPT:
+    """A seeded 2-layer GPT with 8 channels (``blocks.i.attn.qkv``, ``attn.proj``, ``mlp.fc``, ``mlp.proj``)."""
+    torch.manual_seed(seed)
+    return GPT(TINY)
+
+
+def _tokens(seed: int) -> torch.Tensor:
+    return torch.randint(TINY.vocab_size, (2, 6), generator=torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------
+# count_trainable_parameters
+# --------------------------------------------------------------------------
+
+
+def _count_all(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def _count_tensors(model):
+    return sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def _count_frozen(model):
+    return sum(p.numel() for p in model.parameters() if not p.requires_grad)
+
+
+def _count_shared_twice(model):
+    return sum(p.numel() for _, p in model.named_parameters(remove_duplicate=False) if p.requires_grad)
+
+
+COUNT_MISTAKES = {
+    "counted every parameter, frozen ones too: keep only those with `p.requires_grad`": _count_all,
+    "counted parameter *tensors*, not numbers: add up `p.numel()`": _count_tensors,
+    "counted the frozen parameters instead of the trainable ones (`requires_grad` is True for trainable)": (
+        _count_frozen
+    ),
+    "counted a shared (tied) tensor twice: `model.parameters()` lists each tensor once, use it": _count_shared_twice,
+}
+
+
+def count_cases(seed: int) -> list[dict]:
+    """Models to count: all trainable (with tied weights), partly frozen, and LoRA-wrapped."""
+    torch.manual_seed(seed)
+    plain = tiny_gpt(seed)
+    partly = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3), nn.LayerNorm(3))
+    partly[0].requires_grad_(False)
+    partly[3].bias.requires_grad_(False)
+    lora = tiny_gpt(seed + 1)
+    apply_lora(lora, ["qkv", "fc"], r=2, alpha=4.0)
+    return [{"model": plain}, {"model": partly}, {"model": lora}]
+
+
+# --------------------------------------------------------------------------
+# LoRALinear
+# --------------------------------------------------------------------------
+
+
+def check_not_reference_class(cls: type) -> None:
+    """Fail if the student's LoRALinear is course_lib's (or built on it)."""
+    if isinstance(cls, type) and issubclass(cls, LoRALinear):
+        raise CheckFailed(
+            "your LoRALinear is (or subclasses) course_lib.finetune.LoRALinear, which is what this exercise "
+            "asks you to build yourself: subclass nn.Module instead."
+        )
+
+
+def _wrap(cls: type, weight, bias, r: int, alpha: float):
+    out_features, in_features = weight.shape
+    base = nn.Linear(in_features, out_features, bias=bias is not None)
+    with torch.no_grad():
+        base.weight.copy_(weight)
+        if bias is not None:
+            base.bias.copy_(bias)
+    return base, cls(base, r=r, alpha=alpha)
+
+
+def _parameter(layer: nn.Module, name: str, shape: tuple[int, ...], what: str) -> nn.Parameter:
+    p = getattr(layer, name, None)
+    if not isinstance(p, nn.Parameter):
+        raise CheckFailed(f"LoRALinear should have an nn.Parameter `{name}` ({what}), got {type(p).__name__}.")
+    if tuple(p.shape) != shape:
+        raise CheckFailed(f"`{name}` has shape {tuple(p.shape)}; expected {shape} ({what}).")
+    return p
+
+
+def lora_output(cls: type, weight, bias, x, r: int, alpha: float, A, B) -> torch.Tensor:
+    """Output of ``cls(base, r, alpha)`` on ``x`` once its ``lora_A`` and ``lora_B`` hold ``A`` and ``B``."""
+    out_features, in_features = weight.shape
+    _, layer = _wrap(cls, weight, bias, r, alpha)
+    a = _parameter(layer, "lora_A", (r, in_features), "A is (r, in_features)")
+    b = _parameter(layer, "lora_B", (out_features, r), "B is (out_features, r)")
+    with torch.no_grad():
+        a.copy_(A)
+        b.copy_(B)
+        return layer(x)
+
+
+def lora_cases(seed: int, shapes: Sequence[tuple[int, int, int, bool]]) -> list[dict]:
+    """(in, out, r, bias) -> keyword arguments for :func:`lora_output` (minus ``cls``)."""
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for (n_in, n_out, r, bias), alpha in zip(shapes, [4.0, 1.0, 16.0, 8.0, 2.0]):
+        cases.append({
+            "weight": torch.randn(n_out, n_in, generator=g),
+            "bias": torch.randn(n_out, generator=g) if bias else None,
+            "x": torch.randn(3, n_in, generator=g),
+            "r": r,
+            "alpha": alpha,
+            "A": torch.randn(r, n_in, generator=g),
+            "B": torch.randn(n_out, r, generator=g),
+        })
+    return cases
+
+
+def _linear(weight, bias, x):
+    return x @ weight.T + (bias if bias is not None else 0)
+
+
+def _lora_inverted_scale(weight, bias, x, r, alpha, A, B):
+    return _linear(weight, bias, x) + (r / alpha) * (x @ A.T @ B.T)
+
+
+def _lora_no_scale(weight, bias, x, r, alpha, A, B):
+    return _linear(weight, bias, x) + x @ A.T @ B.T
+
+
+def _lora_alpha_only(weight, bias, x, r, alpha, A, B):
+    return _linear(weight, bias, x) + alpha * (x @ A.T @ B.T)
+
+
+def _lora_update_only(weight, bias, x, r, alpha, A, B):
+    return (alpha / r) * (x @ A.T @ B.T)
+
+
+def _lora_no_bias(weight, bias, x, r, alpha, A, B):
+    return x @ weight.T + (alpha / r) * (x @ A.T @ B.T)
+
+
+LORA_MISTAKES = {
+    "the scale is upside down: multiply the update by alpha / r, not r / alpha": _lora_inverted_scale,
+    "the update is not scaled: multiply B A x by alpha / r": _lora_no_scale,
+    "scaled by alpha alone: the scale is alpha / r": _lora_alpha_only,
+    "only the low-rank update is returned: add it to the frozen layer's output, base(x) + (alpha / r) B A x": (
+        _lora_update_only
+    ),
+    "the base layer's bias went missing: call the base layer itself, `self.base(x)`": _lora_no_bias,
+}
+
+
+def check_lora_init(cls: type, seed: int, shapes: Sequence[tuple[int, int, int, bool]]) -> None:
+    """A freshly wrapped layer must compute exactly what its base did (B = 0) and be able to learn (A != 0)."""
+    check_untampered()
+    g = torch.Generator().manual_seed(seed)
+    for n_in, n_out, r, bias in shapes:
+        torch.manual_seed(seed)
+        base = nn.Linear(n_in, n_out, bias=bias)
+        x = torch.randn(4, n_in, generator=g)
+        with torch.no_grad():
+            expected = base(x)
+        layer = cls(base, r=r, alpha=2.0 * r)
+        a = _parameter(layer, "lora_A", (r, n_in), "A is (r, in_features)")
+        b = _parameter(layer, "lora_B", (n_out, r), "B is (out_features, r)")
+        with torch.no_grad():
+            got = layer(x)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(expected.shape):
+            raise CheckFailed(f"LoRALinear({n_in} -> {n_out}) returned {type(got).__name__} "
+                              f"{tuple(getattr(got, 'shape', ()))}; expected a tensor {tuple(expected.shape)}.")
+        if not torch.allclose(got, expected, atol=1e-6):
+            cause = ("B is not zero at the start: a fresh LoRA layer must compute exactly what the pre-trained "
+                     "layer did, so initialise `lora_B` with zeros (and only A randomly)")
+            if float(b.detach().abs().max()) == 0.0:
+                cause = "the output differs from the base layer's although B is zero: return base(x) + the update"
+            raise CheckFailed(f"a freshly wrapped LoRALinear({n_in} -> {n_out}, r={r}) changes the layer's output.\n"
+                              f"  Likely cause: {cause}.")
+        if float(a.detach().abs().max()) == 0.0:
+            raise CheckFailed("`lora_A` starts at zero: with A = 0 and B = 0 both gradients are zero and LoRA "
+                              "never learns. Initialise A randomly (e.g. nn.init.kaiming_uniform_) and B with zeros.")
+
+
+def check_lora_trainable(cls: type, seed: int) -> None:
+    """Only A and B train: the base weight and bias are frozen, and a backward pass reaches B."""
+    check_untampered()
+    torch.manual_seed(seed)
+    base = nn.Linear(5, 3)
+    layer = cls(base, r=2, alpha=4.0)
+    frozen = [n for n, p in (("base.weight", base.weight), ("base.bias", base.bias)) if p.requires_grad]
+    if frozen:
+        raise CheckFailed(
+            f"{' and '.join(frozen)} still require gradients: the pre-trained layer must stay frozen "
+            "(`base.requires_grad_(False)`, or set `requires_grad = False` on its parameters)."
+        )
+    names = sorted(n for n, p in layer.named_parameters() if p.requires_grad)
+    if names != ["lora_A", "lora_B"]:
+        raise CheckFailed(f"the trainable parameters should be exactly lora_A and lora_B, got {names}.")
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(seed))
+    layer(x).pow(2).sum().backward()
+    if base.weight.grad is not None:
+        raise CheckFailed("the base weight received a gradient: it must be frozen.")
+    if layer.lora_B.grad is None or float(layer.lora_B.grad.abs().max()) == 0.0:
+        raise CheckFailed("lora_B got no gradient: is A zero, or is the update detached from the output?")
+
+
+# --------------------------------------------------------------------------
+# apply_lora
+# --------------------------------------------------------------------------
+
+
+def _is_lora(module: nn.Module) -> bool:
+    return hasattr(module, "lora_A") and hasattr(module, "lora_B")
+
+
+def apply_lora_summary(apply_fn: Callable, seed: int, target_modules: Sequence[str], r: int, alpha: float):
+    """What ``apply_fn(tiny_gpt(seed), target_modules, r, alpha)`` did, as comparable values.
+
+    Returns (sorted returned names, sorted names of LoRA layers with their A and B shapes,
+    sorted trainable parameter names). The logits are left out on purpose: they depend on the
+    LoRALinear class (checked on its own), not on apply_lora.
+    """
+    model = tiny_gpt(seed)
+    returned = apply_fn(model, list(target_modules), r=r, alpha=alpha)
+    if not isinstance(returned, (list, tuple)):
+        raise CheckFailed(f"apply_lora should return the list of wrapped names, got {type(returned).__name__}")
+    wrapped = sorted(
+        f"{name}: A {tuple(m.lora_A.shape)}, B {tuple(m.lora_B.shape)}"
+        for name, m in model.named_modules()
+        if _is_lora(m)
+    )
+    trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    return sorted(returned), wrapped, trainable
+
+
+def _matches(name: str, targets: Sequence[str]) -> bool:
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def _wrap_where(model: nn.Module, keep: Callable[[str], bool], r: int, alpha: float) -> list[str]:
+    chosen = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and keep(n)]
+    for name in chosen:
+        parent, _, attr = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, attr, LoRALinear(getattr(owner, attr), r=r, alpha=alpha))
+    return chosen
+
+
+def _apply_no_freeze(model, target_modules, r=8, alpha=16.0):
+    return _wrap_where(model, lambda n: _matches(n, target_modules), r, alpha)  # LoRALinear freezes its base only
+
+
+def _apply_freeze_after(model, target_modules, r=8, alpha=16.0):
+    chosen = _wrap_where(model, lambda n: _matches(n, target_modules), r, alpha)
+    model.requires_grad_(False)
+    return chosen
+
+
+def _apply_every_linear(model, target_modules, r=8, alpha=16.0):
+    model.requires_grad_(False)
+    return _wrap_where(model, lambda n: True, r, alpha)
+
+
+def _apply_last_part_only(model, target_modules, r=8, alpha=16.0):
+    model.requires_grad_(False)
+    last = {t.split(".")[-1] for t in target_modules}
+    return _wrap_where(model, lambda n: n.split(".")[-1] in last, r, alpha)
+
+
+def _summarised(fn: Callable) -> Callable:
+    return functools.partial(apply_lora_summary, fn)
+
+
+APPLY_MISTAKES = {
+    "the rest of the model is still trainable: freeze every parameter first (`p.requires_grad_(False)` for "
+    "all of `model.parameters()`), then wrap; only the new A and B should train": _summarised(_apply_no_freeze),
+    "froze the model *after* wrapping, which froze the new A and B too: freeze first, then wrap": (
+        _summarised(_apply_freeze_after)
+    ),
+    "wrapped every nn.Linear: wrap only the layers whose name ends with one of target_modules": (
+        _summarised(_apply_every_linear)
+    ),
+    "matched only the last part of each name: 'attn.proj' must not also pick 'mlp.proj'; test "
+    "`name == t or name.endswith('.' + t)`": _summarised(_apply_last_part_only),
+}
+
+
+def check_apply_lora_rejects_typos(apply_fn: Callable) -> None:
+    """apply_lora must raise ValueError when no layer matches (a typo would otherwise train nothing)."""
+    check_untampered()
+    try:
+        apply_fn(tiny_gpt(0), ["attn.qvk"], r=2, alpha=4.0)
+    except ValueError:
+        return
+    except Exception as exc:  # noqa: BLE001 - any other error is the wrong kind
+        raise CheckFailed(f"apply_lora with a target that matches nothing raised {type(exc).__name__}; "
+                          "expected a ValueError naming the target") from exc
+    raise CheckFailed("apply_lora(model, ['attn.qvk']) matched no layer but did not raise: raise a ValueError, "
+                      "otherwise a typo silently trains nothing.")
+
+
+# --------------------------------------------------------------------------
+# merge_lora
+# --------------------------------------------------------------------------
+
+
+def lora_model(cls: type, seed: int, target_modules: Sequence[str], r: int, alpha: float) -> GPT:
+    """``tiny_gpt(seed)`` with the named linear layers wrapped in ``cls`` and random (non-zero) A and B.
+
+    Each layer's ``scale`` is set to alpha / r, so a merge that reads it
+    gets the right number even if the wrapper's constructor got it wrong.
+    """
+    model = tiny_gpt(seed)
+    model.requires_grad_(False)
+    g = torch.Generator().manual_seed(seed + 1000)
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and _matches(n, target_modules)]
+    for name in names:
+        parent, _, attr = name.rpartition(".")
+        owner = model.get_submodule(parent)
+        layer = cls(getattr(owner, attr), r=r, alpha=alpha)
+        with torch.no_grad():
+            layer.lora_A.copy_(0.5 * torch.randn(layer.lora_A.shape, generator=g))
+            layer.lora_B.copy_(0.5 * torch.randn(layer.lora_B.shape, generator=g))
+        layer.scale = alpha / r
+        setattr(owner, attr, layer)
+    return model
+
+
+def merge_lora_summary(merge_fn: Callable, cls: type, seed: int, target_modules: Sequence[str], r: int, alpha: float):
+    """What ``merge_fn`` does to :func:`lora_model`: (its return value, LoRA layers left,
+    the merged weights of the wrapped layers, the merged model's logits)."""
+    model = lora_model(cls, seed, target_modules, r, alpha)
+    wrapped = [n for n, m in model.named_modules() if _is_lora(m)]
+    count = merge_fn(model)
+    left = sorted(n for n, m in model.named_modules() if _is_lora(m))
+    weights = []
+    for name in wrapped:
+        m = model.get_submodule(name)
+        weights.append(m.weight.detach().clone() if isinstance(m, nn.Linear) else torch.full((1,), float("nan")))
+    with torch.no_grad():
+        logits = model(_tokens(seed))
+    return count, left, weights, logits
+
+
+def _merge_wrong(delta: Callable, keep_wrapper: bool = False) -> Callable:
+    def merge(model):
+        wrapped = [n for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+        for name in wrapped:
+            parent, _, attr = name.rpartition(".")
+            owner = model.get_submodule(parent)
+            layer = getattr(owner, attr)
+            if keep_wrapper:
+                with torch.no_grad():
+                    layer.base.weight += delta(layer)
+                continue
+            merged = layer.merged()
+            with torch.no_grad():
+                merged.weight.copy_(layer.base.weight + delta(layer))
+            setattr(owner, attr, merged)
+        return len(wrapped)
+
+    return merge
+
+
+def _merge_summarised(merge: Callable) -> Callable:
+    return functools.partial(merge_lora_summary, merge, LoRALinear)
+
+
+MERGE_MISTAKES = {
+    "the update is transposed: W is (out, in), and so is lora_B @ lora_A (B is (out, r), A is (r, in)); "
+    "no `.T`": _merge_summarised(
+        _merge_wrong(lambda m: m.scale * (m.lora_B @ m.lora_A).T)
+    ),
+    "the scale is missing: W + (alpha / r) B A, the same scale as in forward": _merge_summarised(
+        _merge_wrong(lambda m: m.lora_B @ m.lora_A)
+    ),
+    "the LoRA layers are still in the model: after adding the update to the weight, replace each LoRA layer "
+    "by a plain nn.Linear (otherwise its update counts twice)": _merge_summarised(
+        _merge_wrong(lambda m: m.scale * (m.lora_B @ m.lora_A), keep_wrapper=True)
+    ),
+}
+
+
+def reference_merge_summary(seed: int, target_modules: Sequence[str], r: int, alpha: float):
+    """:func:`merge_lora_summary` of course_lib's merge_lora on course_lib's LoRALinear."""
+    return merge_lora_summary(merge_lora, LoRALinear, seed, target_modules, r, alpha)
+
+
+def reference_apply_summary(seed: int, target_modules: Sequence[str], r: int, alpha: float):
+    """:func:`apply_lora_summary` of course_lib's apply_lora."""
+    return apply_lora_summary(apply_lora, seed, target_modules, r, alpha)

@@ -1,0 +1,168 @@
+"""Notebook 06's checks: course_lib passes them, and each catalogued mistake fails with its own name."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib import finetune
+from course_lib.checks import fine_tuning as ft
+from course_lib.grading import CheckFailed, check_function
+
+SHAPES = [(6, 4, 2, True), (5, 5, 3, False), (3, 8, 1, True)]
+
+
+def _named(run, description):
+    with pytest.raises(CheckFailed) as caught:
+        run()
+    assert description in str(caught.value), str(caught.value)
+
+
+# -- count_trainable_parameters -------------------------------------------------
+
+
+def test_reference_count_passes_and_cases_are_distinct():
+    cases = ft.count_cases(0)
+    check_function(finetune.count_trainable_parameters, finetune.count_trainable_parameters, cases)
+    counts = [finetune.count_trainable_parameters(**c) for c in cases]
+    assert len(set(counts)) == 3
+
+
+@pytest.mark.parametrize("description", list(ft.COUNT_MISTAKES))
+def test_each_count_mistake_is_named(description):
+    wrong = ft.COUNT_MISTAKES[description]
+    _named(lambda: check_function(wrong, finetune.count_trainable_parameters, ft.count_cases(0),
+                                  mistakes=ft.COUNT_MISTAKES), description)
+
+
+# -- LoRALinear -----------------------------------------------------------------------
+
+
+def test_reference_lora_passes():
+    ft.check_lora_init(finetune.LoRALinear, 0, SHAPES)
+    ft.check_lora_trainable(finetune.LoRALinear, 0)
+    check_function(functools.partial(ft.lora_output, finetune.LoRALinear),
+                   functools.partial(ft.lora_output, finetune.LoRALinear), ft.lora_cases(0, SHAPES))
+
+
+def test_lora_output_is_the_published_formula():
+    for case in ft.lora_cases(1, SHAPES):
+        expected = case["x"] @ case["weight"].T + (case["bias"] if case["bias"] is not None else 0)
+        expected = expected + case["alpha"] / case["r"] * case["x"] @ (case["B"] @ case["A"]).T
+        torch.testing.assert_close(ft.lora_output(finetune.LoRALinear, **case), expected)
+
+
+def _variant(forward=None, b_init=None, freeze=True, zero_a=False, scale=None):
+    """course_lib's LoRALinear with one thing changed."""
+
+    class Variant(nn.Module):
+        def __init__(self, base, r=8, alpha=16.0):
+            super().__init__()
+            self.base, self.r, self.alpha = base, r, alpha
+            self.scale = alpha / r if scale is None else scale(r, alpha)
+            if freeze:
+                base.requires_grad_(False)
+            self.lora_A = nn.Parameter(torch.zeros(r, base.in_features) if zero_a else torch.randn(r, base.in_features))
+            self.lora_B = nn.Parameter(torch.zeros(base.out_features, r) if b_init is None else b_init(base, r))
+
+        def forward(self, x):
+            if forward is not None:
+                return forward(self, x)
+            return self.base(x) + self.scale * (x @ self.lora_A.T @ self.lora_B.T)
+
+    return Variant
+
+
+def test_lora_init_catches_random_b_and_zero_a():
+    random_b = _variant(b_init=lambda base, r: torch.randn(base.out_features, r))
+    _named(lambda: ft.check_lora_init(random_b, 0, SHAPES), "initialise `lora_B` with zeros")
+    _named(lambda: ft.check_lora_init(_variant(zero_a=True), 0, SHAPES), "`lora_A` starts at zero")
+    wrong_shape = _variant(b_init=lambda base, r: torch.zeros(r, base.out_features))
+    _named(lambda: ft.check_lora_init(wrong_shape, 0, SHAPES), "expected (4, 2)")
+
+
+def test_lora_trainable_catches_an_unfrozen_base():
+    _named(lambda: ft.check_lora_trainable(_variant(freeze=False), 0), "base.weight and base.bias still require")
+
+
+@pytest.mark.parametrize("description", list(ft.LORA_MISTAKES))
+def test_each_lora_formula_mistake_is_named(description):
+    wrong = ft.LORA_MISTAKES[description]
+    variant = _variant(forward=lambda self, x: wrong(self.base.weight, self.base.bias, x, self.r, self.alpha,
+                                                      self.lora_A, self.lora_B))
+    _named(lambda: check_function(functools.partial(ft.lora_output, variant),
+                                  functools.partial(ft.lora_output, finetune.LoRALinear),
+                                  ft.lora_cases(0, SHAPES), mistakes=ft.LORA_MISTAKES), description)
+
+
+def test_the_reference_class_is_refused():
+    class Sneaky(finetune.LoRALinear):
+        pass
+
+    _named(lambda: ft.check_not_reference_class(Sneaky), "subclass nn.Module instead")
+    ft.check_not_reference_class(_variant())
+
+
+# -- apply_lora ------------------------------------------------------------------------
+
+APPLY_CASES = [
+    {"seed": 0, "target_modules": ["qkv", "attn.proj"], "r": 2, "alpha": 4.0},
+    {"seed": 1, "target_modules": ["fc"], "r": 1, "alpha": 1.0},
+]
+
+
+def test_reference_apply_passes_and_wraps_only_targets():
+    check_function(functools.partial(ft.apply_lora_summary, finetune.apply_lora), ft.reference_apply_summary,
+                   APPLY_CASES)
+    names, wrapped, trainable = ft.reference_apply_summary(**APPLY_CASES[0])
+    assert names == ["blocks.0.attn.proj", "blocks.0.attn.qkv", "blocks.1.attn.proj", "blocks.1.attn.qkv"]
+    assert all("lora_" in n for n in trainable) and len(trainable) == 8
+    ft.check_apply_lora_rejects_typos(finetune.apply_lora)
+
+
+@pytest.mark.parametrize("description", list(ft.APPLY_MISTAKES))
+def test_each_apply_mistake_is_named(description):
+    _named(lambda: check_function(ft.APPLY_MISTAKES[description], ft.reference_apply_summary, APPLY_CASES,
+                                  mistakes=ft.APPLY_MISTAKES), description)
+
+
+def test_apply_without_a_typo_check_is_caught():
+    _named(lambda: ft.check_apply_lora_rejects_typos(ft._apply_last_part_only), "did not raise")
+
+
+# -- merge_lora -------------------------------------------------------------------------
+
+MERGE_CASES = [
+    {"seed": 0, "target_modules": ["attn.proj"], "r": 2, "alpha": 4.0},
+    {"seed": 1, "target_modules": ["qkv", "fc"], "r": 3, "alpha": 1.0},
+]
+
+
+def test_reference_merge_passes_and_keeps_the_function():
+    check_function(functools.partial(ft.merge_lora_summary, finetune.merge_lora, finetune.LoRALinear),
+                   ft.reference_merge_summary, MERGE_CASES)
+    for case in MERGE_CASES:
+        model = ft.lora_model(finetune.LoRALinear, **case)
+        tokens = torch.randint(ft.TINY.vocab_size, (2, 6), generator=torch.Generator().manual_seed(case["seed"]))
+        with torch.no_grad():
+            before = model(tokens)
+        count, left, weights, after = ft.reference_merge_summary(**case)
+        assert count == len(weights) > 0 and left == []
+        torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(after, ft.tiny_gpt(case["seed"])(tokens), atol=1e-3)  # the update matters
+
+
+@pytest.mark.parametrize("description", list(ft.MERGE_MISTAKES))
+def test_each_merge_mistake_is_named(description):
+    _named(lambda: check_function(ft.MERGE_MISTAKES[description], ft.reference_merge_summary, MERGE_CASES[:1],
+                                  mistakes=ft.MERGE_MISTAKES), description)
+
+
+def test_merge_reads_the_scale_the_check_sets():
+    model = ft.lora_model(_variant(scale=lambda r, alpha: r / alpha), seed=0, target_modules=["qkv"], r=2, alpha=8.0)
+    assert all(m.scale == 4.0 for m in model.modules() if hasattr(m, "lora_A"))
+    assert math.isclose(ft.lora_model(finetune.LoRALinear, 0, ["qkv"], 2, 8.0).blocks[0].attn.qkv.scale, 4.0)
