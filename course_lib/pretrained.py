@@ -45,7 +45,7 @@ class Recipe:
     n_embd: int = 128
     block_size: int = 64
     dropout: float = 0.0
-    steps: int = 1000
+    steps: int = 800
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 50

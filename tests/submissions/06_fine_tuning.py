@@ -1,0 +1,211 @@
+"""Mistake submissions for 06_fine_tuning: each is the solution with one answer cell wrong.
+
+Read by tools/harness.py. Every answer cell must be the target of at least
+one mistake; each mistake names exactly the test cells that must score 0.
+"""
+
+from harness import Mistake
+
+LORA_CLASS = '''
+class LoRALinear(nn.Module):
+    def __init__(self, base, r=8, alpha=16.0):
+        super().__init__()
+        self.base = base
+        {freeze}
+        self.r = r
+        self.alpha = alpha
+        self.scale = {scale}
+        out_features, in_features = base.weight.shape
+        self.lora_A = nn.Parameter({init_A})
+        self.lora_B = nn.Parameter({init_B})
+
+    def forward(self, x):
+        return self.base(x) + self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)
+'''
+RIGHT = {
+    "freeze": "self.base.requires_grad_(False)",
+    "scale": "alpha / r",
+    "init_A": "torch.randn(r, in_features) / math.sqrt(in_features)",
+    "init_B": "torch.zeros(out_features, r)",
+}
+
+
+def lora_class(**changes: str) -> str:
+    return LORA_CLASS.format(**{**RIGHT, **changes})
+
+
+APPLY = '''
+def apply_lora(model, target_modules, r=8, alpha=16.0):
+    {freeze_first}
+    chosen = [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and {match}]
+    if not chosen:
+        raise ValueError(f"no nn.Linear matches {{list(target_modules)}}")
+    for name in chosen:
+        parent, _, attr = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, attr, LoRALinear(getattr(owner, attr), r=r, alpha=alpha))
+    {freeze_after}
+    return chosen
+'''
+FREEZE = "for p in model.parameters():\n        p.requires_grad_(False)"
+MATCH = 'any(name == t or name.endswith("." + t) for t in target_modules)'
+
+
+def apply_code(freeze_first: str = FREEZE, match: str = MATCH, freeze_after: str = "") -> str:
+    return APPLY.format(freeze_first=freeze_first, match=match, freeze_after=freeze_after)
+
+
+MERGE = '''
+def merge_lora(model):
+    wrapped = [name for name, module in model.named_modules() if isinstance(module, LoRALinear)]
+    for name in wrapped:
+        parent, _, attr = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        lora = getattr(owner, attr)
+        out_features, in_features = lora.base.weight.shape
+        merged = nn.Linear(in_features, out_features, bias=lora.base.bias is not None)
+        with torch.no_grad():
+            merged.weight.copy_(lora.base.weight + {delta})
+            if lora.base.bias is not None:
+                merged.bias.copy_(lora.base.bias)
+        {replace}
+    return len(wrapped)
+'''
+
+
+def merge_code(delta: str = "lora.scale * (lora.lora_B @ lora.lora_A)", replace: str = "setattr(owner, attr, merged)"):
+    return MERGE.format(delta=delta, replace=replace)
+
+
+MISTAKES = [
+    # -- count_trainable_parameters ------------------------------------------------
+    Mistake(
+        name="count-frozen-too",
+        cell="count_trainable_parameters",
+        why="forgets the requires_grad filter: counts the whole model",
+        code="def count_trainable_parameters(model):\n    return sum(p.numel() for p in model.parameters())\n",
+        fails={"test_count_trainable_parameters"},
+    ),
+    Mistake(
+        name="count-tensors",
+        cell="count_trainable_parameters",
+        why="counts parameter tensors instead of numbers",
+        code="def count_trainable_parameters(model):\n"
+        "    return len([p for p in model.parameters() if p.requires_grad])\n",
+        fails={"test_count_trainable_parameters"},
+    ),
+    Mistake(
+        name="count-tied-twice",
+        cell="count_trainable_parameters",
+        why="walks every module's own parameters, so the tied embedding / output matrix counts twice",
+        code='''
+def count_trainable_parameters(model):
+    total = 0
+    for module in model.modules():
+        total += sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
+    return total
+''',
+        fails={"test_count_trainable_parameters"},
+    ),
+    # -- LoRALinear -------------------------------------------------------------------------
+    Mistake(
+        name="lora-random-b",
+        cell="LoRALinear",
+        why="initialises B randomly like A: the wrapped model no longer starts as the pre-trained one",
+        code=lora_class(init_B="torch.randn(out_features, r) / math.sqrt(r)"),
+        fails={"test_lora_forward"},
+    ),
+    Mistake(
+        name="lora-scale-upside-down",
+        cell="LoRALinear",
+        why="scale = r / alpha: right at initialisation (B = 0), wrong once B is not zero",
+        code=lora_class(scale="r / alpha"),
+        fails={"test_lora_forward"},
+    ),
+    Mistake(
+        name="lora-no-scale",
+        cell="LoRALinear",
+        why="forgets the alpha / r factor",
+        code=lora_class(scale="1.0"),
+        fails={"test_lora_forward"},
+    ),
+    Mistake(
+        name="lora-base-trainable",
+        cell="LoRALinear",
+        why="never freezes the wrapped layer: its weight and bias would train too",
+        code=lora_class(freeze="pass"),
+        fails={"test_lora_trainable"},
+    ),
+    Mistake(
+        name="lora-both-zero",
+        cell="LoRALinear",
+        why="initialises A to zero as well: the output is right, but no gradient ever reaches A or B",
+        code=lora_class(init_A="torch.zeros(r, in_features)"),
+        fails={"test_lora_forward", "test_lora_trainable"},
+    ),
+    # -- apply_lora ---------------------------------------------------------------------------
+    Mistake(
+        name="apply-no-freeze",
+        cell="apply_lora",
+        why="relies on LoRALinear to freeze: embeddings, LayerNorms and unwrapped layers stay trainable",
+        code=apply_code(freeze_first="pass"),
+        fails={"test_apply_lora"},
+    ),
+    Mistake(
+        name="apply-freeze-after-wrapping",
+        cell="apply_lora",
+        why="freezes the model after wrapping, which freezes A and B too: nothing trains",
+        code=apply_code(freeze_first="pass", freeze_after=FREEZE),
+        fails={"test_apply_lora"},
+    ),
+    Mistake(
+        name="apply-every-linear",
+        cell="apply_lora",
+        why="ignores target_modules and wraps every nn.Linear",
+        code=apply_code(match="True"),
+        fails={"test_apply_lora"},
+    ),
+    Mistake(
+        name="apply-last-part-only",
+        cell="apply_lora",
+        why="compares only the last part of each name: 'attn.proj' also wraps mlp.proj",
+        code=apply_code(match='name.split(".")[-1] in [t.split(".")[-1] for t in target_modules]'),
+        fails={"test_apply_lora"},
+    ),
+    Mistake(
+        name="apply-no-typo-error",
+        cell="apply_lora",
+        why="returns an empty list when nothing matches, so a typo silently trains nothing",
+        code=apply_code().replace('raise ValueError(f"no nn.Linear matches {list(target_modules)}")', "return []"),
+        fails={"test_apply_lora"},
+    ),
+    # -- merge_lora -----------------------------------------------------------------------------
+    Mistake(
+        name="merge-transposed",
+        cell="merge_lora",
+        why="adds (B A)^T: same shape only for square layers, wrong values there, an error elsewhere",
+        code=merge_code(delta="lora.scale * (lora.lora_B @ lora.lora_A).T"),
+        fails={"test_merge_lora"},
+    ),
+    Mistake(
+        name="merge-a-times-b",
+        cell="merge_lora",
+        why="multiplies in the wrong order, A^T B^T",
+        code=merge_code(delta="lora.scale * (lora.lora_A.T @ lora.lora_B.T)"),
+        fails={"test_merge_lora"},
+    ),
+    Mistake(
+        name="merge-no-scale",
+        cell="merge_lora",
+        why="forgets the alpha / r factor when merging",
+        code=merge_code(delta="lora.lora_B @ lora.lora_A"),
+        fails={"test_merge_lora"},
+    ),
+    Mistake(
+        name="merge-leaves-lora-layers",
+        cell="merge_lora",
+        why="updates the base weight but keeps the LoRA wrapper, so the update counts twice",
+        code=merge_code(replace="lora.base.weight.data.copy_(merged.weight)"),
+        fails={"test_merge_lora"},
+    ),
+]
