@@ -459,7 +459,8 @@ def sampling_explorer(model, encode, decode, prompt: str = "Return the ", max_ne
     settings are applied (the ``show`` most likely tokens; grey bars are the
     plain softmax, coloured ones what is left to sample from). Below: a
     continuation of ``max_new_tokens`` tokens sampled with those settings.
-    ``top_k`` 0 and ``top_p`` 1 mean "off". ``encode``/``decode`` map text to
+    ``top_k`` 0 and ``top_p`` 1 mean "off" (top-p starts at 0.9, a common
+    choice). ``encode``/``decode`` map text to
     ids and back.
     """
     import ipywidgets as widgets
@@ -475,7 +476,7 @@ def sampling_explorer(model, encode, decode, prompt: str = "Return the ", max_ne
         last_logits = model(start[:, -model.config.block_size :])[:, -1, :]  # (1, V)
     model.train(was_training)
 
-    def draw(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> None:
+    def draw(temperature: float = 1.0, top_k: int = 0, top_p: float = 0.9, seed: int = 0) -> None:
         options = {"top_k": top_k or None, "top_p": top_p if top_p < 1 else None}
         plain = next_token_probs(last_logits, temperature)[0]
         kept = next_token_probs(last_logits, temperature, **options)[0]
@@ -499,6 +500,6 @@ def sampling_explorer(model, encode, decode, prompt: str = "Return the ", max_ne
         draw,
         temperature=widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.1, description="temperature"),
         top_k=widgets.IntSlider(value=0, min=0, max=int(last_logits.shape[-1]), description="top_k"),
-        top_p=widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top_p"),
+        top_p=widgets.FloatSlider(value=0.9, min=0.05, max=1.0, step=0.05, description="top_p"),
         seed=widgets.IntSlider(value=0, min=0, max=20, description="seed"),
     )
