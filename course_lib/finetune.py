@@ -19,6 +19,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from .train import StopTraining, train
+
 
 class LoRALinear(nn.Module):
     """A frozen ``nn.Linear`` plus a trainable low-rank update of rank ``r``, scaled by ``alpha / r``."""
@@ -124,10 +126,6 @@ def count_parameters(model: nn.Module) -> int:
 # --------------------------------------------------------------------------
 
 
-class StopTraining(Exception):
-    """Raised by :class:`EarlyStopping`'s callback to end a run early."""
-
-
 class EarlyStopping:
     """Watch a validation metric, keep the best weights, and stop after ``patience`` evaluations without progress.
 
@@ -193,26 +191,19 @@ def train_with_early_stopping(
     ``stopper.best_step`` and ``stopper.stopped_at`` (None when it ran to the
     end) say what happened.
     """
-    from .train import train
 
     if eval_every < 1:
         raise ValueError(f"early stopping needs evaluations: eval_every must be >= 1, got {eval_every}")
     stopper = EarlyStopping(evaluate, patience=patience, metric=metric)
-    seen: dict[str, object] = {}
 
     def on_step(step: int, history) -> None:
-        seen["history"] = history
         if callback is not None:
             callback(step, history)
-        stopper.callback(step, history)
+        stopper.callback(step, history)  # raises StopTraining: run_loop ends the run and returns its history
 
-    try:
-        history = train(
-            model, batches, loss_fn, steps, evaluate=stopper.evaluate, eval_every=eval_every, callback=on_step,
-            **train_kwargs,
-        )
-    except StopTraining:
-        history = seen["history"]  # run_loop filled it (and its time) up to the stop
-        history.lr = history.train.pop("lr", [])
+    history = train(
+        model, batches, loss_fn, steps, evaluate=stopper.evaluate, eval_every=eval_every, callback=on_step,
+        **train_kwargs,
+    )
     stopper.restore(model)
     return history, stopper

@@ -33,6 +33,7 @@ class History:
     evals: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     lr: list[tuple[int, float]] = field(default_factory=list)
     seconds: float = 0.0
+    stopped_at: int | None = None  # the last step run, when a callback ended the run early
 
     def log(self, step: int, metrics: Metrics, to: str = "train") -> None:
         table = self.train if to == "train" else self.evals
@@ -45,6 +46,10 @@ class History:
             if table.get(name):
                 return table[name][-1][1]
         raise KeyError(f"no metric called {name!r}; have {sorted({**self.train, **self.evals})}")
+
+
+class StopTraining(Exception):
+    """Raise it in a callback (or a step) to end a run early: :func:`run_loop` returns the history so far."""
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.1) -> float:
@@ -100,7 +105,8 @@ def run_loop(
     ``step_fn`` returns a float (logged as ``loss``) or a dict of metrics.
     ``evaluate()`` runs every ``eval_every`` steps and after the last one.
     ``callback(step, history)`` runs after every step (it decides how often to
-    draw). Returns the :class:`History`.
+    draw); it may raise :class:`StopTraining` to end the run early (early
+    stopping), which sets ``history.stopped_at``. Returns the :class:`History`.
     """
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
@@ -124,6 +130,8 @@ def run_loop(
             if history.evals:
                 shown.update({k: v[-1][1] for k, v in history.evals.items()})
             bar.set_postfix({k: f"{v:.4g}" for k, v in list(shown.items())[:4]}, refresh=False)
+    except StopTraining:
+        history.stopped_at = step
     finally:
         bar.close()
         history.seconds = time.perf_counter() - start

@@ -101,3 +101,17 @@ def test_run_loop_accepts_dicts_and_calls_back():
     assert history.train["g"][-1] == (4, -4.0)
     with pytest.raises(KeyError, match="have"):
         History().last("nope")
+
+
+def test_a_callback_can_stop_the_run_early():
+    from course_lib.train import StopTraining
+
+    def stop_at_three(step, history):
+        if step == 3:
+            raise StopTraining
+
+    history = run_loop(lambda s: float(s), 10, callback=stop_at_three, progress=False)
+    assert history.stopped_at == 3
+    assert [s for s, _ in history.train["loss"]] == [0, 1, 2, 3]
+    assert history.seconds > 0
+    assert run_loop(lambda s: float(s), 4, progress=False).stopped_at is None
