@@ -15,7 +15,10 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
 import math
+import os
+import sys
 import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .env import cache_dir
 
 # --------------------------------------------------------------------------
 # 2-D toy distributions: (n, 2) float32 tensors
@@ -190,29 +195,63 @@ def _docstrings_of(source: str) -> list[str]:
     return found
 
 
-@functools.lru_cache(maxsize=1)
-def docstring_documents() -> tuple[Document, ...]:
-    """One document per standard-library module: its docstrings joined by blank lines.
+_CORPUS_FORMAT = 1  # bump when the extraction above changes: old cache files are then ignored
 
-    Deterministic for a given Python version (files sorted by path; ``ast.walk``
-    order within a file). Raises ``RuntimeError`` when the installation ships no
-    ``.py`` sources (some minimal Docker images strip them).
-    """
+
+def _stdlib_sources() -> tuple[Path, list[Path]]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
+    paths = [p for p in sorted(stdlib.rglob("*.py")) if not _SKIP_PARTS.intersection(p.relative_to(stdlib).parts)]
+    return stdlib, paths
+
+
+def _extract_docstrings(stdlib: Path, paths: list[Path]) -> list[Document]:
     docs = []
-    for path in sorted(stdlib.rglob("*.py")):
-        rel = path.relative_to(stdlib)
-        if _SKIP_PARTS.intersection(rel.parts):
-            continue
+    for path in paths:
         try:
             texts = _docstrings_of(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
         if texts:
-            name = ".".join(rel.with_suffix("").parts)
-            docs.append(Document(name, "\n\n".join(texts)))
+            docs.append(Document(".".join(path.relative_to(stdlib).with_suffix("").parts), "\n\n".join(texts)))
+    return docs
+
+
+def _corpus_cache_file(stdlib: Path, paths: list[Path]) -> Path:
+    """A cache file named for everything the extraction depends on: Python, the sources' sizes and times."""
+    key = hashlib.sha256(f"{_CORPUS_FORMAT} {sys.version} {stdlib} {sorted(_SKIP_PARTS)}".encode())
+    for path in paths:
+        stat = path.stat()
+        key.update(f"{path.relative_to(stdlib)} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return cache_dir() / f"docstrings-{key.hexdigest()[:16]}.json"
+
+
+@functools.lru_cache(maxsize=1)
+def docstring_documents() -> tuple[Document, ...]:
+    """One document per standard-library module: its docstrings joined by blank lines.
+
+    Deterministic for a given Python version (files sorted by path; ``ast.walk``
+    order within a file). Parsing the standard library takes a few seconds, so
+    the result is kept in the course's cache folder (``env.cache_dir()``) under
+    a name that changes whenever Python or any source file does. Raises
+    ``RuntimeError`` when the installation ships no ``.py`` sources (some
+    minimal Docker images strip them).
+    """
+    stdlib, paths = _stdlib_sources()
+    cached = _corpus_cache_file(stdlib, paths)
+    try:
+        return tuple(Document(name, text) for name, text in json.loads(cached.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        pass  # no cache yet, or an unreadable one: extract again
+    docs = _extract_docstrings(stdlib, paths)
     if not docs:
         raise RuntimeError(f"no standard-library sources found under {stdlib}")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps([[d.name, d.text] for d in docs]), encoding="utf-8")
+        os.replace(partial, cached)  # atomic: a concurrent reader sees the whole file or none
+    except OSError:
+        pass  # a read-only home: fine, just slower next time
     return tuple(docs)
 
 

@@ -17,6 +17,7 @@ import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -78,6 +79,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def cache_dir() -> Path:
+    """Where the course keeps files it can rebuild (checkpoints, extracted corpora).
+
+    ``$COURSE_CACHE_DIR``, else ``$XDG_CACHE_HOME/genai-course``, else ``~/.cache/genai-course``.
+    """
+    if os.environ.get("COURSE_CACHE_DIR"):
+        return Path(os.environ["COURSE_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "genai-course"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .data import CORPORA, random_windows, text_corpus
+from .env import cache_dir
 from .gpt import GPT, GPTConfig, lm_loss
 from .tokenizer import CharTokenizer
 
@@ -91,10 +92,7 @@ def default_recipe() -> Recipe:
 
 def default_cache_dir() -> Path:
     """``$COURSE_CACHE_DIR``, else ``$XDG_CACHE_HOME/genai-course``, else ``~/.cache/genai-course``."""
-    if os.environ.get("COURSE_CACHE_DIR"):
-        return Path(os.environ["COURSE_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "genai-course"
+    return cache_dir()
 
 
 def course_vocabulary() -> str:

@@ -100,3 +100,34 @@ def test_random_windows_are_contiguous_slices():
     assert torch.equal(windows[:, 1:] - windows[:, :-1], torch.ones(5, 7, dtype=torch.long))
     with pytest.raises(ValueError, match="length"):
         next(data.random_windows(ids, 101, batch_size=1))
+
+
+def test_docstring_corpus_cache_gives_the_same_documents_and_survives_corruption(tmp_path, monkeypatch):
+    from course_lib import data
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    stdlib, paths = data._stdlib_sources()
+    extracted = tuple(data._extract_docstrings(stdlib, paths))  # straight from the sources, no cache
+    data.docstring_documents.cache_clear()
+    try:
+        first = data.docstring_documents()  # extracts and writes the cache file
+        files = list(tmp_path.glob("docstrings-*.json"))
+        assert len(files) == 1
+        data.docstring_documents.cache_clear()
+        assert data.docstring_documents() == first == extracted  # read back from the file
+        files[0].write_text("{ not json", encoding="utf-8")
+        data.docstring_documents.cache_clear()
+        assert data.docstring_documents() == extracted  # a broken file is replaced, not trusted
+    finally:
+        data.docstring_documents.cache_clear()
+
+
+def test_docstring_corpus_cache_name_changes_with_the_sources(tmp_path, monkeypatch):
+    from course_lib import data
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    stdlib, paths = data._stdlib_sources()
+    fewer = data._corpus_cache_file(stdlib, paths[:-1])
+    assert data._corpus_cache_file(stdlib, paths) == data._corpus_cache_file(stdlib, list(paths))
+    assert data._corpus_cache_file(stdlib, paths) != fewer
+    assert fewer.parent == tmp_path
