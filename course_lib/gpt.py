@@ -183,13 +183,7 @@ class GPT(nn.Module):
         T_past = past[0][0].shape[2] if past else 0
         if T_past + T > self.config.block_size:
             raise ValueError(f"{T_past} past + {T} new tokens exceed block_size={self.config.block_size}")
-        pos = torch.arange(T_past, T_past + T, device=idx.device)  # (T,)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
-        presents = []
-        for i, block in enumerate(self.blocks):
-            x, present = block(x, past[i] if past else None)
-            presents.append(present)
-        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        logits, presents = forward_with_cache(self, idx, past)  # (B, T, V), each layer's keys/values
         return (logits, presents) if use_cache else logits
 
 
@@ -271,7 +265,7 @@ def sample_next_token(
 
 
 def forward_with_cache(model: GPT, idx: torch.Tensor, past: list[KV] | None = None) -> tuple[torch.Tensor, list[KV]]:
-    """``model(idx, past=past, use_cache=True)`` spelled out: logits (B, T, V) and every layer's cache.
+    """What ``model(idx, past=past, use_cache=True)`` runs: logits (B, T, V) and every layer's cache.
 
     The T new tokens sit at absolute positions T_past .. T_past + T - 1, where
     T_past = ``past[0][0].shape[2]`` (0 without a past), so their position
