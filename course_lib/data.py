@@ -299,3 +299,42 @@ def text_corpus(name: str, split: str = "train", val_fraction: float = 0.1) -> s
         raise ValueError(f"corpus must be one of {sorted(CORPORA)}, got {name!r}")
     docs = split_documents(CORPORA[name](), split, val_fraction)
     return "\n\n".join(d.text for d in docs)
+
+
+def package_paragraphs(
+    packages: list[str] | tuple[str, ...], split: str = "train", min_chars: int = 20, val_fraction: float = 0.2
+) -> tuple[list[str], list[int]]:
+    """A labelled task for notebook 06: which standard-library package does a docstring paragraph come from?
+
+    Examples are the paragraphs (blank-line separated, at least ``min_chars``
+    characters) of the docstrings of the pre-training corpus's *train* modules
+    whose top-level package is one of ``packages`` (``"email"`` covers
+    ``email.message``, ``email.utils``...); the label is the package's index in
+    ``packages``. ``split`` ("train" or "val") is decided per paragraph by a hash
+    of its text, so both splits draw from every package and a paragraph that
+    occurs twice (a copied docstring) lands in one split only; repeats are
+    dropped, first occurrence kept. The pre-training validation modules are
+    left out, so they stay unseen by every model. Returns ``(texts, labels)``.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if len(set(packages)) != len(packages) or not packages:
+        raise ValueError(f"packages must be distinct names, got {list(packages)}")
+    known = {d.name.split(".")[0] for d in docstring_documents()}
+    missing = [p for p in packages if p not in known]
+    if missing:
+        raise ValueError(f"no docstrings from {missing} in this Python's standard library")
+    texts, labels, seen = [], [], set()
+    for doc in split_documents(docstring_documents(), "train"):
+        package = doc.name.split(".")[0]
+        if package not in packages:
+            continue
+        for paragraph in doc.text.split("\n\n"):
+            paragraph = paragraph.strip()
+            if len(paragraph) < min_chars or paragraph in seen:
+                continue
+            seen.add(paragraph)
+            if is_validation(paragraph, val_fraction) == (split == "val"):
+                texts.append(paragraph)
+                labels.append(packages.index(package))
+    return texts, labels

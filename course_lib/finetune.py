@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from .gpt import GPT, hidden_states
 from .train import StopTraining, train
 
 
@@ -207,3 +208,70 @@ def train_with_early_stopping(
     )
     stopper.restore(model)
     return history, stopper
+
+
+# --------------------------------------------------------------------------
+# Task-specific fine-tuning: a classification head on a GPT
+# --------------------------------------------------------------------------
+
+
+def encode_padded(tokenizer, texts: list[str], length: int, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode ``texts``, cut each to its first ``length`` tokens and pad to ``length``.
+
+    Returns ``ids`` (N, length) int64 and ``lengths`` (N,), each at least 1.
+    Padding comes after the text, so in a causal model it never changes the
+    hidden states of the text's own positions.
+    """
+    if length < 1:
+        raise ValueError(f"length must be positive, got {length}")
+    ids = torch.full((len(texts), length), pad_id, dtype=torch.long)
+    lengths = torch.zeros(len(texts), dtype=torch.long)
+    for i, text in enumerate(texts):
+        tokens = tokenizer.encode(text)[:length]
+        if not tokens:
+            raise ValueError(f"text {i} is empty: nothing to classify")
+        ids[i, : len(tokens)] = torch.tensor(tokens)
+        lengths[i] = len(tokens)
+    return ids, lengths
+
+
+class GPTClassifier(nn.Module):
+    """A GPT body plus a linear head: the mean of the final hidden states over each text's tokens -> class logits.
+
+    ``forward(ids, lengths)``: ids (B, T) int64 with T <= block_size, lengths (B,)
+    the number of real tokens of each row -> logits (B, n_classes). The GPT's
+    language-model head is not used (its weight is the tied token embedding).
+    """
+
+    def __init__(self, gpt: GPT, n_classes: int) -> None:
+        super().__init__()
+        if n_classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got {n_classes}")
+        self.gpt = gpt
+        self.head = nn.Linear(gpt.config.n_embd, n_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        B, T = ids.shape
+        if lengths.shape != (B,) or bool((lengths < 1).any()) or bool((lengths > T).any()):
+            raise ValueError(f"lengths must be ({B},) with values in 1..{T}, got {lengths.tolist()}")
+        h = hidden_states(self.gpt, ids)  # (B, T, C)
+        real = (torch.arange(T, device=ids.device) < lengths[:, None]).to(h.dtype)  # (B, T): 1 on text, 0 on padding
+        pooled = (h * real[..., None]).sum(dim=1) / lengths[:, None].to(h.dtype)  # (B, C)
+        return self.head(pooled)  # (B, n_classes)
+
+
+@torch.no_grad()
+def classification_accuracy(
+    model: GPTClassifier, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
+) -> float:
+    """Share of rows whose largest logit is the label."""
+    was_training = model.training
+    model.eval()
+    try:
+        correct = sum(
+            int((model(i, n).argmax(dim=-1) == y).sum())
+            for i, n, y in zip(ids.split(batch_size), lengths.split(batch_size), labels.split(batch_size))
+        )
+    finally:
+        model.train(was_training)
+    return correct / len(labels)

@@ -271,6 +271,11 @@ def forward_with_cache(model: GPT, idx: torch.Tensor, past: list[KV] | None = No
     T_past = ``past[0][0].shape[2]`` (0 without a past), so their position
     embeddings continue where the cached tokens stopped.
     """
+    h, presents = _hidden_with_cache(model, idx, past)  # (B, T, C)
+    return model.lm_head(h), presents
+
+
+def _hidden_with_cache(model: GPT, idx: torch.Tensor, past: list[KV] | None) -> tuple[torch.Tensor, list[KV]]:
     B, T = idx.shape
     T_past = past[0][0].shape[2] if past else 0
     pos = torch.arange(T_past, T_past + T, device=idx.device)  # (T,)
@@ -279,7 +284,20 @@ def forward_with_cache(model: GPT, idx: torch.Tensor, past: list[KV] | None = No
     for i, block in enumerate(model.blocks):
         x, present = block(x, past[i] if past else None)
         presents.append(present)
-    return model.lm_head(model.ln_f(x)), presents
+    return model.ln_f(x), presents
+
+
+def hidden_states(model: GPT, idx: torch.Tensor) -> torch.Tensor:
+    """The final hidden states (after the last LayerNorm), the input of ``lm_head``: (B, T) ids -> (B, T, C).
+
+    Position t has seen tokens 0..t only (causal), so padding after a text
+    never changes the states of the text's own positions.
+    """
+    if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long or idx.dim() != 2:
+        raise ValueError(f"idx must be a (B, T) int64 tensor, got {getattr(idx, 'shape', type(idx))}")
+    if idx.shape[1] > model.config.block_size:
+        raise ValueError(f"{idx.shape[1]} tokens exceed block_size={model.config.block_size}")
+    return _hidden_with_cache(model, idx, None)[0]
 
 
 @torch.no_grad()

@@ -131,3 +131,25 @@ def test_docstring_corpus_cache_name_changes_with_the_sources(tmp_path, monkeypa
     assert data._corpus_cache_file(stdlib, paths) == data._corpus_cache_file(stdlib, list(paths))
     assert data._corpus_cache_file(stdlib, paths) != fewer
     assert fewer.parent == tmp_path
+
+
+def test_package_paragraphs_are_labelled_by_package_and_split_per_paragraph():
+    packages = ["email", "xml"]
+    train_x, train_y = data.package_paragraphs(packages, "train")
+    val_x, val_y = data.package_paragraphs(packages, "val")
+    assert set(train_y) == set(val_y) == {0, 1}
+    assert set(train_x).isdisjoint(val_x) and len(set(train_x)) == len(train_x)  # repeats dropped, never in both
+    assert 0.12 < len(val_x) / (len(train_x) + len(val_x)) < 0.3
+    assert all(len(t) >= 20 and "\n\n" not in t for t in train_x)
+    # Each paragraph is in its package's docstrings, and only pre-training *train* modules are used.
+    modules = {d.name: d.text for d in data.split_documents(data.docstring_documents(), "train")}
+    text, label = train_x[0], train_y[0]
+    assert any(name.split(".")[0] == packages[label] and text in doc for name, doc in modules.items())
+    val_modules = data.split_documents(data.docstring_documents(), "val")
+    only_in_val = [p for d in val_modules if d.name.startswith("email.") for p in d.text.split("\n\n")
+                   if len(p) >= 20 and all(p not in t for t in modules.values())]
+    assert only_in_val and not set(only_in_val) & (set(train_x) | set(val_x))
+    with pytest.raises(ValueError, match="no docstrings from"):
+        data.package_paragraphs(["email", "no_such_package"])
+    with pytest.raises(ValueError, match="split"):
+        data.package_paragraphs(packages, "test")

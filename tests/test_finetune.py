@@ -8,10 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.finetune import (
+    GPTClassifier,
     LoRALinear,
     apply_lora,
+    classification_accuracy,
     count_parameters,
     count_trainable_parameters,
+    encode_padded,
     merge_lora,
 )
 from course_lib.gpt import GPT, GPTConfig, lm_loss
@@ -141,3 +144,59 @@ def test_early_stopping_needs_evaluations():
 
     with pytest.raises(ValueError, match="eval_every"):
         train_with_early_stopping(nn.Linear(1, 1), iter([]), lambda m, x: x, 3, evaluate=lambda m: 0.0, eval_every=0)
+
+
+class _Chars:
+    """A stand-in tokenizer: a=1, b=2, ..."""
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) - ord("a") + 1 for c in text]
+
+
+def test_encode_padded_cuts_and_pads():
+    ids, lengths = encode_padded(_Chars(), ["abc", "a", "abcdefghijklm"], length=5, pad_id=0)
+    assert ids.tolist() == [[1, 2, 3, 0, 0], [1, 0, 0, 0, 0], [1, 2, 3, 4, 5]]
+    assert lengths.tolist() == [3, 1, 5]
+    with pytest.raises(ValueError, match="empty"):
+        encode_padded(_Chars(), ["ab", ""], length=4)
+
+
+def test_classifier_averages_the_hidden_states_of_each_text_alone():
+    gpt = _gpt(0).eval()
+    torch.manual_seed(1)
+    model = GPTClassifier(gpt, n_classes=3)
+    ids = torch.randint(CFG.vocab_size, (4, CFG.block_size), generator=torch.Generator().manual_seed(2))
+    lengths = torch.tensor([10, 1, 4, 7])
+    logits = model(ids, lengths)
+    assert logits.shape == (4, 3)
+    for i, n in enumerate(lengths.tolist()):  # each text on its own, without padding, through the plain GPT
+        x = ids[i : i + 1, :n]
+        h = gpt.ln_f(_trunk(gpt, x))  # (1, n, C)
+        torch.testing.assert_close(logits[i], model.head(h.mean(dim=1))[0])
+    other = ids.clone()
+    other[1, 1:] = 5  # whatever sits in the padding does not matter
+    torch.testing.assert_close(model(other, lengths), logits)
+    with pytest.raises(ValueError, match="lengths"):
+        model(ids, torch.tensor([10, 0, 4, 7]))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        GPTClassifier(gpt, 1)
+
+
+def _trunk(gpt: GPT, x: torch.Tensor) -> torch.Tensor:
+    h = gpt.wte(x) + gpt.wpe(torch.arange(x.shape[1]))
+    for block in gpt.blocks:
+        h, _ = block(h)
+    return h
+
+
+def test_classifier_trains_body_and_head_and_accuracy_counts_argmax():
+    model = GPTClassifier(_gpt(0), n_classes=2)
+    ids = torch.randint(CFG.vocab_size, (6, 5), generator=torch.Generator().manual_seed(0))
+    lengths = torch.full((6,), 5)
+    F.cross_entropy(model(ids, lengths), torch.zeros(6, dtype=torch.long)).backward()
+    assert model.head.weight.grad.abs().sum() > 0 and model.gpt.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        predicted = model(ids, lengths).argmax(-1)
+    labels = predicted.clone()
+    labels[:2] = 1 - labels[:2]
+    assert classification_accuracy(model, ids, lengths, labels, batch_size=4) == pytest.approx(4 / 6)

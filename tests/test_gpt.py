@@ -9,7 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.gpt import GPT, GPTConfig, causal_mask_with_past, generate, lm_loss, sample_next_token
+from course_lib.gpt import (
+    GPT,
+    GPTConfig,
+    causal_mask_with_past,
+    generate,
+    hidden_states,
+    lm_loss,
+    sample_next_token,
+)
 
 CFG = GPTConfig(vocab_size=37, block_size=12, n_layer=2, n_head=4, n_embd=32)
 
@@ -33,6 +41,22 @@ def test_shapes_and_weight_tying():
         model(_tokens(1, 13))
     with pytest.raises(ValueError, match="int64"):
         model(torch.zeros(1, 3))
+
+
+def test_hidden_states_are_what_the_lm_head_reads():
+    model = _model()
+    x = _tokens(3, 12)
+    h = hidden_states(model, x)
+    assert h.shape == (3, 12, CFG.n_embd)
+    torch.testing.assert_close(h @ model.wte.weight.T, model(x))  # tied head: logits = h E^T
+    # LayerNorm output: zero mean, unit variance per position, before its affine part (identity at init).
+    torch.testing.assert_close(h.mean(-1), torch.zeros(3, 12), atol=1e-5, rtol=0)
+    # Causal: padding after position 5 leaves positions 0..5 unchanged.
+    padded = x.clone()
+    padded[:, 6:] = 0
+    torch.testing.assert_close(hidden_states(model, padded)[:, :6], h[:, :6])
+    with pytest.raises(ValueError, match="exceed block_size=12"):
+        hidden_states(model, _tokens(1, 13))
 
 
 def test_position_i_does_not_see_the_future():
