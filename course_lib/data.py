@@ -302,7 +302,12 @@ def text_corpus(name: str, split: str = "train", val_fraction: float = 0.1) -> s
 
 
 def package_paragraphs(
-    packages: list[str] | tuple[str, ...], split: str = "train", min_chars: int = 20, val_fraction: float = 0.2
+    packages: list[str] | tuple[str, ...],
+    split: str = "train",
+    per_class: int | None = None,
+    seed: int = 0,
+    min_chars: int = 20,
+    val_fraction: float = 0.2,
 ) -> tuple[list[str], list[int]]:
     """A labelled task for notebook 06: which standard-library package does a docstring paragraph come from?
 
@@ -314,7 +319,9 @@ def package_paragraphs(
     of its text, so both splits draw from every package and a paragraph that
     occurs twice (a copied docstring) lands in one split only; repeats are
     dropped, first occurrence kept. The pre-training validation modules are
-    left out, so they stay unseen by every model. Returns ``(texts, labels)``.
+    left out, so they stay unseen by every model. With ``per_class``, at most
+    that many examples of each package, drawn at random (``seed``), in corpus
+    order. Returns ``(texts, labels)``.
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -337,4 +344,13 @@ def package_paragraphs(
             if is_validation(paragraph, val_fraction) == (split == "val"):
                 texts.append(paragraph)
                 labels.append(packages.index(package))
+    if per_class is not None:
+        g = _generator(seed)
+        by_class = torch.tensor(labels, dtype=torch.long)
+        keep = []
+        for c in range(len(packages)):
+            members = (by_class == c).nonzero().flatten()
+            keep += members[torch.randperm(len(members), generator=g)[:per_class]].tolist()
+        keep.sort()
+        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
     return texts, labels

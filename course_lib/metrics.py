@@ -160,3 +160,19 @@ def classifier_scores(images: torch.Tensor, threshold: float = 0.9) -> dict[str,
 
 
 __all__ = ["DigitsClassifier", "classifier_scores", "digits_classifier", "energy_distance", "mode_coverage"]
+
+
+def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Counts ``(n_classes, n_classes)``: entry ``[i, j]`` is how many examples of class ``i`` were predicted ``j``.
+
+    The diagonal holds the correct predictions; accuracy is its sum over the total.
+    """
+    labels, predictions = torch.as_tensor(labels).long(), torch.as_tensor(predictions).long()
+    if labels.shape != predictions.shape or labels.dim() != 1:
+        raise ValueError(f"labels and predictions must be 1-D of one length, got {tuple(labels.shape)} "
+                         f"and {tuple(predictions.shape)}")
+    for name, t in (("labels", labels), ("predictions", predictions)):
+        if len(t) and (int(t.min()) < 0 or int(t.max()) >= n_classes):
+            raise ValueError(f"{name} must lie in 0..{n_classes - 1}")
+    flat = torch.bincount(labels * n_classes + predictions, minlength=n_classes * n_classes)
+    return flat.reshape(n_classes, n_classes)

@@ -142,6 +142,34 @@ def bar_probabilities(
     return fig
 
 
+def plot_confusion(
+    counts: torch.Tensor | np.ndarray, class_names: Sequence[str], ax: Axes | None = None, title: str = ""
+) -> Figure:
+    """A confusion matrix ``(C, C)`` (rows: true class, columns: predicted) as a heat map of row shares.
+
+    Each row is divided by its total, so the diagonal reads as each class's recall
+    whatever the class sizes; the cells print the share in percent.
+    """
+    counts = _numpy(counts).astype(float)
+    if counts.ndim != 2 or counts.shape != (len(class_names), len(class_names)):
+        raise ValueError(f"counts must be ({len(class_names)}, {len(class_names)}), got {counts.shape}")
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = _axes(ax, (1 + 0.6 * len(class_names), 0.8 + 0.55 * len(class_names)))
+    ax.imshow(shares, vmin=0, vmax=1, cmap="Blues")
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            ax.text(j, i, f"{100 * shares[i, j]:.0f}", ha="center", va="center", fontsize=8,
+                    color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(class_names)))
+    ax.set_xticklabels(class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)))
+    ax.set_yticklabels(class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return fig
+
+
 # --------------------------------------------------------------------------
 # Attention (notebook 04): heat maps and a per-layer / per-head explorer
 # --------------------------------------------------------------------------

@@ -149,6 +149,10 @@ def test_package_paragraphs_are_labelled_by_package_and_split_per_paragraph():
     only_in_val = [p for d in val_modules if d.name.startswith("email.") for p in d.text.split("\n\n")
                    if len(p) >= 20 and all(p not in t for t in modules.values())]
     assert only_in_val and not set(only_in_val) & (set(train_x) | set(val_x))
+    few_x, few_y = data.package_paragraphs(packages, "train", per_class=30, seed=1)
+    assert [few_y.count(c) for c in (0, 1)] == [30, 30] and set(few_x) <= set(train_x)
+    assert few_x == data.package_paragraphs(packages, "train", per_class=30, seed=1)[0]
+    assert few_x != data.package_paragraphs(packages, "train", per_class=30, seed=2)[0]
     with pytest.raises(ValueError, match="no docstrings from"):
         data.package_paragraphs(["email", "no_such_package"])
     with pytest.raises(ValueError, match="split"):

@@ -73,3 +73,16 @@ def test_classifier_scores_reveal_collapse_and_noise():
     assert metrics.classifier_scores(noise)["confident"] < 0.5
     with pytest.raises(ValueError, match=r"\(B, 1, 8, 8\)"):
         metrics.classifier_scores(torch.zeros(2, 64))
+
+
+def test_confusion_matrix_equals_scikit_learns():
+    sk = pytest.importorskip("sklearn.metrics")
+    g = torch.Generator().manual_seed(0)
+    labels, predictions = torch.randint(4, (200,), generator=g), torch.randint(4, (200,), generator=g)
+    predictions[:3] = 3  # make sure off-diagonal and diagonal cells both fill
+    expected = sk.confusion_matrix(labels.numpy(), predictions.numpy(), labels=range(5))
+    assert metrics.confusion_matrix(labels, predictions, 5).tolist() == expected.tolist()
+    with pytest.raises(ValueError, match="0..3"):
+        metrics.confusion_matrix(torch.tensor([0, 4]), torch.tensor([0, 1]), 4)
+    with pytest.raises(ValueError, match="one length"):
+        metrics.confusion_matrix(torch.tensor([0, 1]), torch.tensor([0]), 4)

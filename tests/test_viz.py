@@ -47,3 +47,13 @@ def test_scatter_and_bars():
         viz.scatter_2d(torch.randn(5, 3))
     fig = viz.bar_probabilities(torch.tensor([0.2, 0.8]))
     assert [p.get_height() for p in fig.axes[0].patches] == pytest.approx([0.2, 0.8])
+
+
+def test_plot_confusion_shows_row_shares():
+    counts = torch.tensor([[3, 1], [0, 0]])
+    fig = viz.plot_confusion(counts, ["a", "b"])
+    shown = fig.axes[0].images[0].get_array()
+    assert np.allclose(shown, [[0.75, 0.25], [0.0, 0.0]])  # an empty row stays 0, not NaN
+    assert [t.get_text() for t in fig.axes[0].texts] == ["75", "25", "0", "0"]
+    with pytest.raises(ValueError, match=r"\(3, 3\)"):
+        viz.plot_confusion(counts, ["a", "b", "c"])
