@@ -145,7 +145,6 @@ class EarlyStopping:
         self.best_step = -1
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_evals = 0
-        self.stopped_at: int | None = None
         self._step = 0
 
     def evaluate(self, model: nn.Module):
@@ -162,8 +161,7 @@ class EarlyStopping:
     def callback(self, step: int, history) -> None:
         self._step = step + 1  # the step an evaluation inside the next step_fn call belongs to
         if self.bad_evals >= self.patience:
-            self.stopped_at = step
-            raise StopTraining(step)
+            raise StopTraining(step)  # run_loop ends the run and sets history.stopped_at
 
     def restore(self, model: nn.Module) -> None:
         """Load the best weights seen (if any evaluation ran)."""
@@ -189,7 +187,7 @@ def train_with_early_stopping(
     Runs at most ``steps`` steps; after ``patience`` evaluations in a row
     without a new best, it stops, then loads the weights of the best
     evaluation into ``model``. Returns ``(history, stopper)``; ``stopper.best``,
-    ``stopper.best_step`` and ``stopper.stopped_at`` (None when it ran to the
+    ``stopper.best_step`` and ``history.stopped_at`` (None when it ran to the
     end) say what happened.
     """
 
@@ -261,17 +259,20 @@ class GPTClassifier(nn.Module):
 
 
 @torch.no_grad()
-def classification_accuracy(
-    model: GPTClassifier, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
-) -> float:
-    """Share of rows whose largest logit is the label."""
+def predict_classes(
+    model: GPTClassifier, ids: torch.Tensor, lengths: torch.Tensor, batch_size: int = 256
+) -> torch.Tensor:
+    """The most likely class of each row, in eval mode and in batches: ids (N, T), lengths (N,) -> (N,)."""
     was_training = model.training
     model.eval()
     try:
-        correct = sum(
-            int((model(i, n).argmax(dim=-1) == y).sum())
-            for i, n, y in zip(ids.split(batch_size), lengths.split(batch_size), labels.split(batch_size))
-        )
+        return torch.cat([model(i, n).argmax(dim=-1) for i, n in zip(ids.split(batch_size), lengths.split(batch_size))])
     finally:
         model.train(was_training)
-    return correct / len(labels)
+
+
+def classification_accuracy(
+    model: GPTClassifier, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
+) -> float:
+    """Share of rows whose most likely class is the label."""
+    return (predict_classes(model, ids, lengths, batch_size) == labels).float().mean().item()

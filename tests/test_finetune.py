@@ -16,6 +16,7 @@ from course_lib.finetune import (
     count_trainable_parameters,
     encode_padded,
     merge_lora,
+    predict_classes,
 )
 from course_lib.gpt import GPT, GPTConfig, lm_loss
 
@@ -126,7 +127,7 @@ def _scripted_run(values, steps=10, eval_every=1, patience=2):
 
 def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
     model, history, stopper, weights = _scripted_run([3.0, 2.0, 2.5, 2.4, 1.0, 0.5], patience=2)
-    assert stopper.best == 2.0 and stopper.best_step == 1 and stopper.stopped_at == 3
+    assert stopper.best == 2.0 and stopper.best_step == 1 and history.stopped_at == 3
     assert [s for s, _ in history.evals["val_loss"]] == [0, 1, 2, 3]
     assert len(history.train["loss"]) == 4 and len(history.lr) == 4 and history.seconds > 0
     assert model.weight.item() == pytest.approx(weights[1])  # the weights evaluated at step 1, not the last ones
@@ -134,7 +135,7 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
 
 def test_early_stopping_runs_to_the_end_while_improving():
     model, history, stopper, weights = _scripted_run([5.0, 4.0, 3.0, 2.0, 1.0], steps=10, eval_every=2)
-    assert stopper.stopped_at is None and stopper.best == 1.0 and stopper.best_step == 9
+    assert history.stopped_at is None and stopper.best == 1.0 and stopper.best_step == 9
     assert [s for s, _ in history.evals["val_loss"]] == [1, 3, 5, 7, 9]
     assert model.weight.item() == pytest.approx(weights[-1])
 
@@ -200,3 +201,4 @@ def test_classifier_trains_body_and_head_and_accuracy_counts_argmax():
     labels = predicted.clone()
     labels[:2] = 1 - labels[:2]
     assert classification_accuracy(model, ids, lengths, labels, batch_size=4) == pytest.approx(4 / 6)
+    assert torch.equal(predict_classes(model, ids, lengths, batch_size=4), predicted) and model.training
