@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .gpt import GPT, hidden_states
-from .train import StopTraining, train
+from .train import StopTraining, eval_mode, train
 
 
 class LoRALinear(nn.Module):
@@ -263,12 +263,8 @@ def predict_classes(
     model: GPTClassifier, ids: torch.Tensor, lengths: torch.Tensor, batch_size: int = 256
 ) -> torch.Tensor:
     """The most likely class of each row, in eval mode and in batches: ids (N, T), lengths (N,) -> (N,)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return torch.cat([model(i, n).argmax(dim=-1) for i, n in zip(ids.split(batch_size), lengths.split(batch_size))])
-    finally:
-        model.train(was_training)
 
 
 def classification_accuracy(

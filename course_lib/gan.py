@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .train import History, run_loop
+from .train import History, eval_mode, run_loop
 
 # --------------------------------------------------------------------------
 # The players
@@ -425,14 +425,10 @@ def train_gan(
 def sample(G: nn.Module, n: int, latent_dim: int, seed: int = 0) -> torch.Tensor:
     """``n`` samples of G in eval mode from seeded standard-normal latents: (n, ...)."""
     _check_positive(n=n, latent_dim=latent_dim)
-    was_training = G.training
-    G.eval()
-    try:
+    with eval_mode(G):
         device = next(G.parameters()).device
         z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
         return G(z).cpu()
-    finally:
-        G.train(was_training)
 
 
 __all__ = [

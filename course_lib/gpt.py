@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import merge_heads, scaled_dot_product_attention, split_heads
+from .train import eval_mode
 
 KV = tuple[torch.Tensor, torch.Tensor]  # keys and values of one layer: (B, H, T_past, C // H) each
 
@@ -177,14 +178,18 @@ class GPT(nn.Module):
         ``past`` holds the keys/values of the tokens before ``idx`` (from an
         earlier call with ``use_cache=True``); positions continue after them.
         """
-        if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long or idx.dim() != 2:
-            raise ValueError(f"idx must be a (B, T) int64 tensor, got {getattr(idx, 'shape', type(idx))}")
-        B, T = idx.shape
-        T_past = past[0][0].shape[2] if past else 0
-        if T_past + T > self.config.block_size:
-            raise ValueError(f"{T_past} past + {T} new tokens exceed block_size={self.config.block_size}")
+        _check_idx(self, idx, past)
         logits, presents = forward_with_cache(self, idx, past)  # (B, T, V), each layer's keys/values
         return (logits, presents) if use_cache else logits
+
+
+def _check_idx(model: GPT, idx: torch.Tensor, past: list[KV] | None = None) -> None:
+    """Raise ValueError unless idx is (B, T) int64 and the past plus T tokens fit in the context."""
+    if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long or idx.dim() != 2:
+        raise ValueError(f"idx must be a (B, T) int64 tensor, got {getattr(idx, 'shape', type(idx))}")
+    T_past = past[0][0].shape[2] if past else 0
+    if T_past + idx.shape[1] > model.config.block_size:
+        raise ValueError(f"{T_past} past + {idx.shape[1]} new tokens exceed block_size={model.config.block_size}")
 
 
 def lm_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -293,10 +298,7 @@ def hidden_states(model: GPT, idx: torch.Tensor) -> torch.Tensor:
     Position t has seen tokens 0..t only (causal), so padding after a text
     never changes the states of the text's own positions.
     """
-    if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long or idx.dim() != 2:
-        raise ValueError(f"idx must be a (B, T) int64 tensor, got {getattr(idx, 'shape', type(idx))}")
-    if idx.shape[1] > model.config.block_size:
-        raise ValueError(f"{idx.shape[1]} tokens exceed block_size={model.config.block_size}")
+    _check_idx(model, idx)
     return _hidden_with_cache(model, idx, None)[0]
 
 
@@ -318,11 +320,9 @@ def generate(
     ``block_size``, both paths keep the last ``block_size`` tokens (the cache is
     rebuilt from that window).
     """
-    was_training = model.training
-    model.eval()
     block = model.config.block_size
     past: list[KV] | None = None
-    try:
+    with eval_mode(model):
         for _ in range(max_new_tokens):
             if use_cache and past is not None and past[0][0].shape[2] < block:
                 logits, past = model(idx[:, -1:], past=past, use_cache=True)
@@ -332,8 +332,6 @@ def generate(
                 logits = model(idx[:, -block:])
             next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
             idx = torch.cat([idx, next_id[:, None]], dim=1)
-    finally:
-        model.train(was_training)
     return idx
 
 

@@ -159,9 +159,6 @@ def classifier_scores(images: torch.Tensor, threshold: float = 0.9) -> dict[str,
     }
 
 
-__all__ = ["DigitsClassifier", "classifier_scores", "digits_classifier", "energy_distance", "mode_coverage"]
-
-
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Counts ``(n_classes, n_classes)``: entry ``[i, j]`` is how many examples of class ``i`` were predicted ``j``.
 
@@ -176,3 +173,13 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, n_classes:
             raise ValueError(f"{name} must lie in 0..{n_classes - 1}")
     flat = torch.bincount(labels * n_classes + predictions, minlength=n_classes * n_classes)
     return flat.reshape(n_classes, n_classes)
+
+
+__all__ = [
+    "DigitsClassifier",
+    "classifier_scores",
+    "confusion_matrix",
+    "digits_classifier",
+    "energy_distance",
+    "mode_coverage",
+]

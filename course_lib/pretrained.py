@@ -30,6 +30,7 @@ from .data import CORPORA, random_windows, text_corpus
 from .env import cache_dir
 from .gpt import GPT, GPTConfig, lm_loss
 from .tokenizer import CharTokenizer
+from .train import eval_mode
 
 FORMAT = 1  # bump when the checkpoint layout changes
 
@@ -145,16 +146,12 @@ def lm_eval_loss(
     if max_windows is not None and n > max_windows:
         starts = starts[torch.linspace(0, n - 1, max_windows).round().long()]
     windows = ids[starts[:, None] + torch.arange(length)]  # (n, length)
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    try:
-        total = 0.0
+    total = 0.0
+    with eval_mode(model):
         for chunk in windows.split(batch_size):
             chunk = chunk.to(device)
             total += lm_loss(model(chunk), chunk).item() * len(chunk)
-    finally:
-        model.train(was_training)
     return total / len(windows)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -138,6 +139,17 @@ def run_loop(
     return history
 
 
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode (dropout off) for the block, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def train(
     model: nn.Module,
     batches: Iterator | Callable[[int], object],
@@ -188,13 +200,8 @@ def train(
         return metrics
 
     def run_eval() -> Metrics | float:
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                return evaluate(model)
-        finally:
-            model.train(was_training)
+        with eval_mode(model), torch.no_grad():
+            return evaluate(model)
 
     history = run_loop(
         step_fn,

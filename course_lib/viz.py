@@ -15,7 +15,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .train import History
+from .train import History, eval_mode
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -498,11 +498,8 @@ def sampling_explorer(model, encode, decode, prompt: str = "Return the ", max_ne
     start = torch.tensor([encode(prompt)], dtype=torch.long)
     if start.shape[1] == 0:
         raise ValueError("the prompt must encode to at least one token")
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         last_logits = model(start[:, -model.config.block_size :])[:, -1, :]  # (1, V)
-    model.train(was_training)
 
     def draw(temperature: float = 1.0, top_k: int = 0, top_p: float = 0.9, seed: int = 0) -> None:
         options = {"top_k": top_k or None, "top_p": top_p if top_p < 1 else None}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.train import History, adamw, lr_factor, run_loop, train
+from course_lib.train import History, adamw, eval_mode, lr_factor, run_loop, train
 
 
 def test_lr_factor_warmup_then_cosine():
@@ -115,3 +115,15 @@ def test_a_callback_can_stop_the_run_early():
     assert [s for s, _ in history.train["loss"]] == [0, 1, 2, 3]
     assert history.seconds > 0
     assert run_loop(lambda s: float(s), 4, progress=False).stopped_at is None
+
+
+def test_eval_mode_switches_dropout_off_and_restores_the_mode():
+    model = nn.Sequential(nn.Dropout(0.5))
+    with eval_mode(model):
+        assert not model.training and not model[0].training
+    assert model.training and model[0].training
+    model.eval()
+    with pytest.raises(RuntimeError), eval_mode(model):  # restored on errors too, to the mode it was in
+        model.train()
+        raise RuntimeError
+    assert not model.training
