@@ -15,12 +15,15 @@ BIN := $(CURDIR)/$(VENV)/bin
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 STAMP := $(VENV)/.installed
+GRADING_STAMP := $(VENV)/.grading-installed
+# Debian packages come from apt, with sudo when not root.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # nbgrader shells out to alembic: the environment's bin/ must be on PATH.
 export PATH := $(BIN):$(PATH)
 
 ASSIGNMENTS := $(notdir $(patsubst %/,%,$(sort $(dir $(wildcard solutions/*/*.ipynb)))))
 
-.PHONY: help install lab test test-browser lint release check-release links grade-demo publish doctor clean
+.PHONY: help install grade lab test test-browser lint release check-release links grade-demo publish doctor clean
 
 help:
 	@echo "make lab           install if needed, then open JupyterLab at notebooks/"
@@ -29,6 +32,7 @@ help:
 	@echo "make release       regenerate notebooks/ from solutions/ with nbgrader"
 	@echo "make check-release fail if notebooks/ differs from a fresh release"
 	@echo "make links         regenerate badges and Colab install lines from pyproject's Repository URL"
+	@echo "make grade A=a     grade every submission of assignment a (JOBS=n workers, SHARD=k/n, sandboxed)"
 	@echo "make grade-demo    grade a few example submissions in a throw-away course and print the table"
 	@echo "make publish DIR=d write a student-only copy of the course (no solutions, no hidden tests) to d"
 	@echo "make doctor        check the environment ([OK]/[FAIL] per requirement)"
@@ -41,6 +45,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# Grading needs two Debian packages: bubblewrap (the sandbox) and postgresql (the gradebook for
+# parallel grading). Installed only when missing and apt-get exists (not on macOS); a package that
+# cannot be installed is a one-line note, never a failure. Students
+# (`make lab`) need neither.
+$(GRADING_STAMP): $(STAMP)
+	@missing=""; \
+	test -x /usr/bin/bwrap || missing="$$missing bubblewrap"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian packages:$$missing"; \
+		{ $(SUDO) apt-get update -q && \
+			DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; } || true; \
+	fi; \
+	test -x /usr/bin/bwrap || echo "note: bubblewrap not installed: grading will refuse untrusted submissions"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+		echo "note: postgresql not installed: no parallel grading, tests/test_pgserver.py skips"
+	touch $(GRADING_STAMP)
+
 install: $(STAMP)
 
 lab: $(STAMP)
@@ -52,13 +74,12 @@ doctor: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP)
+test: $(GRADING_STAMP)
 	$(BIN)/ruff check .
 	COURSE_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadscope tests solutions \
 		--ignore=tests/browser --nbval-lax --nbval-current-env --nbval-cell-timeout=300 $(PYTEST_ARGS)
 
 # Debian's chromium (Playwright's own browser download is not used); sudo when not root.
-SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 BROWSER_STAMP := $(VENV)/.browser-installed
 
 $(BROWSER_STAMP): $(STAMP)
@@ -82,7 +103,17 @@ check-release: $(STAMP)
 links: $(STAMP)
 	$(BIN)/python tools/links.py
 
-grade-demo: $(STAMP)
+# Grade a class: every student under grading/submitted/*/$(A), JOBS sandboxed workers, optionally one
+# SHARD k/n of the class (for a cluster). Re-running resumes; ARGS="--force" regrades.
+A ?=
+JOBS ?= 1
+SHARD ?=
+ARGS ?=
+grade: $(GRADING_STAMP)
+	@test -n "$(A)" || { echo "usage: make grade A=01_gans [JOBS=4] [SHARD=k/n] [ARGS='--force --db URL']"; exit 2; }
+	$(BIN)/python -m course_lib.autograde grade $(A) --jobs $(JOBS) $(if $(SHARD),--shard $(SHARD),) $(ARGS)
+
+grade-demo: $(GRADING_STAMP)
 	$(BIN)/python tools/grade_demo.py
 
 publish: $(STAMP)

@@ -33,3 +33,46 @@ c.Execute.interrupt_on_timeout = True
 # The student's code stub.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# The course id: PostgreSQL enforces the gradebook's foreign keys, and nbgrader's
+# default ("") has no row in its course table.
+c.CourseDirectory.course_id = "genai-course"
+
+# --------------------------------------------------------------------------
+# Grading you can trust (course_lib.autograde; README, "Instructors")
+# --------------------------------------------------------------------------
+# Sandboxed kernels read the course cache (corpora, the pre-trained checkpoint)
+# at its real path, whatever HOME is inside the sandbox.
+from course_lib.env import cache_dir  # noqa: E402
+
+os.environ.setdefault("COURSE_CACHE_DIR", str(cache_dir()))
+
+# Every kernel nbgrader starts runs in a bubblewrap sandbox: its own copy of the
+# submission, the environment read-only, no network, memory and process caps.
+# Without bubblewrap, autograde refuses to run (c.SandboxedKernelManager.allow_unsandboxed).
+c.Execute.kernel_manager_class = "course_lib.autograde.sandbox.SandboxedKernelManager"
+
+# Before a submission runs: experiments are skipped (grading costs the graded
+# cells), and cells that break the answer rules are replaced by a `raise`.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "course_lib.autograde.grading_mode.SkipExperiments",
+    "course_lib.autograde.flags.ScreenCells",
+]
+# After it ran: flags (rules broken, caps hit) go to the gradebook, beside the scores.
+c.Autograde.autograde_preprocessors = [
+    "nbgrader.preprocessors.Execute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "course_lib.autograde.flags.SaveFlags",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# `nbgrader export` writes the usual CSV plus a `flags` column.
+c.ExportApp.plugin_class = "course_lib.autograde.flags.FlaggedCsvExportPlugin"

@@ -8,16 +8,25 @@ The helpers keep private references to the comparison functions they use
 (``torch.allclose`` and friends), captured when this module is imported in a
 notebook's setup cell. A student who rebinds ``torch.allclose`` or
 ``np.allclose`` in an answer cell therefore gains nothing, and the checks say
-so. nbgrader does not sandbox student code; this guards against the common
-shortcut, not against deliberate tampering with this module.
+so. :func:`check_untampered` also notices IPython and ``sys`` hooks an answer
+cell installed, and library functions it replaced with its own.
+
+None of that can stop deliberate tampering inside the kernel; the grader
+screens every submitted cell *before* it runs (:mod:`course_lib.answer_rules`).
+:func:`check_answer_rules` runs the same screen on the cell that defined the
+function or class a check receives, so a student sees the verdict first.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import linecache
 import math
+import os
+import sys
 import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +46,7 @@ _isfinite = torch.isfinite
 _isnan = torch.isnan
 _as_tensor = torch.as_tensor
 _Tensor = torch.Tensor
+_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)  # exactly these: a subclass can lie about comparisons
 
 
 class CheckFailed(AssertionError):
@@ -49,7 +59,7 @@ def passed(message: str = "All tests passed.") -> None:
 
 
 def check_untampered() -> None:
-    """Fail if an answer cell replaced a comparison function the checks rely on."""
+    """Fail if an answer cell replaced a comparison function the checks rely on, or hooked IPython or sys."""
     for qualname, (owner, attr, original) in _ORIGINALS.items():
         if getattr(owner, attr, None) is not original:
             raise CheckFailed(
@@ -57,6 +67,143 @@ def check_untampered() -> None:
                 "so this cannot make a test pass; restore it (restart the kernel) and fix the "
                 "function instead."
             )
+    changed = _changed_hooks() or _patched_library()
+    if changed:
+        raise CheckFailed(
+            f"An answer cell changed {changed}. Answers may not hook into IPython or change the libraries the "
+            "checks use: the grader will not run such a cell and will flag the submission for your instructor. "
+            "Remove that code and restart the kernel."
+        )
+
+
+# --------------------------------------------------------------------------
+# Hooks and patches from notebook cells (defence in depth behind course_lib.answer_rules)
+# --------------------------------------------------------------------------
+# This module is first imported by a notebook's first self-check, i.e. *after* the first answer cell ran, so a
+# snapshot taken then could already hold that cell's hooks. Instead, what gives an answer away is where its
+# code comes from: a function compiled from a notebook cell (its source registered in linecache with no
+# modification time, as IPython does, or ``__module__ == "__main__"``). Library hooks (the inline plot
+# backend's post_execute callback, IPython's own transformers and magics) come from files.
+
+# Shell methods an answer could replace to hide errors or rewrite cells.
+_SHELL_METHODS = (
+    "showtraceback", "_showtraceback", "showsyntaxerror", "showindentationerror", "run_cell", "run_cell_async",
+    "run_ast_nodes", "run_code", "transform_cell", "transform_ast", "excepthook", "get_exception_only",
+)
+# Where a patched function would be found: these modules (and every course_lib module) and their classes.
+_PATCHABLE_MODULES = ("builtins", "torch", "torch.nn", "torch.nn.functional", "torch.linalg", "numpy", "math")
+# Library objects already seen not to come from a cell, by id (held, so that no later object reuses an id).
+_LIBRARY_CODE: dict[int, Any] = {}
+_MODULES_AT_IMPORT = {name: sys.modules[name] for name in ("torch", "numpy", "course_lib") if name in sys.modules}
+
+
+def _shell() -> Any:
+    ipython = sys.modules.get("IPython")
+    try:
+        return ipython.get_ipython() if ipython is not None else None
+    except Exception:
+        return None
+
+
+# Types whose values are never a notebook cell's code (most of what torch and numpy hold): skipped fast.
+_NEVER_FROM_A_CELL = {
+    types.BuiltinFunctionType, types.MethodDescriptorType, types.WrapperDescriptorType, types.ModuleType,
+    types.GetSetDescriptorType, types.MemberDescriptorType, types.ClassMethodDescriptorType, type(None), bool, int,
+    float, str, bytes, tuple, list, dict, set, frozenset, torch.dtype, np.ufunc,
+}
+
+
+def _from_a_cell(obj: Any) -> bool:
+    """Whether ``obj`` (a function, method, partial, class or callable object) was defined in a notebook cell."""
+    if type(obj) in _NEVER_FROM_A_CELL:
+        return False
+    for _ in range(4):  # unwrap bound methods and partials
+        if isinstance(obj, functools.partial):
+            obj = obj.func
+        elif isinstance(obj, types.MethodType):
+            obj = obj.__func__
+        else:
+            break
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
+    if isinstance(obj, property):
+        return any(_from_a_cell(f) for f in (obj.fget, obj.fset, obj.fdel) if f is not None)
+    if isinstance(obj, types.FunctionType):
+        entry = linecache.cache.get(obj.__code__.co_filename)
+        return obj.__module__ == "__main__" or bool(entry and len(entry) > 1 and entry[1] is None)
+    if isinstance(obj, type):
+        return obj.__module__ == "__main__"
+    if obj is None or isinstance(obj, (types.BuiltinFunctionType, types.ModuleType)):
+        return False
+    return type(obj).__module__ == "__main__"  # an instance of a class from a cell
+
+
+def _hook_lists(shell: Any) -> dict[str, list[Any]]:
+    """Every list of hooks of the shell, by the name a message gives it."""
+    manager = getattr(shell, "input_transformer_manager", None)
+    lists = {
+        "IPython's input transformers (input_transformers_cleanup)": getattr(manager, "cleanup_transforms", []),
+        "IPython's line transformers": getattr(manager, "line_transforms", []),
+        "IPython's token transformers": getattr(manager, "token_transformers", []),
+        "IPython's input_transformers_post": getattr(shell, "input_transformers_post", []),
+        "IPython's ast_transformers": getattr(shell, "ast_transformers", []),
+    }
+    events = getattr(getattr(shell, "events", None), "callbacks", {}) or {}
+    for event, callbacks in events.items():
+        lists[f"IPython's {event!r} event callbacks"] = callbacks
+    magics = getattr(getattr(shell, "magics_manager", None), "magics", {}) or {}
+    for kind, table in magics.items():
+        lists[f"IPython's {kind} magics"] = list(table.values())
+    return lists
+
+
+def _changed_hooks() -> str | None:
+    """The IPython or sys hook a notebook cell installed, as words for a message; None when there is none."""
+    for name in ("excepthook", "displayhook"):
+        if _from_a_cell(getattr(sys, name, None)):
+            return f"`sys.{name}`"
+    shell = _shell()
+    if shell is None:
+        return None
+    if getattr(shell, "custom_exceptions", ()):
+        return "IPython's custom exception handler (set_custom_exc)"
+    for name in _SHELL_METHODS:
+        if _from_a_cell(vars(shell).get(name)) or _from_a_cell(getattr(type(shell), name, None)):
+            return f"IPython's `{name}`"
+    for name, hooks in _hook_lists(shell).items():
+        if any(_from_a_cell(hook) for hook in list(hooks)):
+            return name
+    return None
+
+
+def _patched_library() -> str | None:
+    """A function or class of torch, numpy, builtins or course_lib that a notebook cell put there; or None."""
+    for name, module in _MODULES_AT_IMPORT.items():
+        if sys.modules.get(name) is not module:
+            return f"`sys.modules[{name!r}]`"
+    names = [*_PATCHABLE_MODULES, *(n for n in list(sys.modules) if n == "course_lib" or n.startswith("course_lib."))]
+    classes: list[type] = [torch.Tensor]
+    for name in names:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        for attr, value in list(vars(module).items()):
+            if type(value) in _NEVER_FROM_A_CELL:
+                continue
+            if id(value) not in _LIBRARY_CODE:
+                if _from_a_cell(value):
+                    return f"`{name}.{attr}`"
+                _LIBRARY_CODE[id(value)] = value
+            if isinstance(value, type) and (name == "torch.nn" or getattr(value, "__module__", "") == name):
+                classes.append(value)
+    for cls in dict.fromkeys(classes):
+        for attr, value in list(vars(cls).items()):
+            if type(value) in _NEVER_FROM_A_CELL or id(value) in _LIBRARY_CODE:
+                continue
+            if _from_a_cell(value):
+                return f"`{cls.__module__}.{cls.__qualname__}.{attr}`"
+            _LIBRARY_CODE[id(value)] = value
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -100,6 +247,10 @@ def _require_tensor(actual: Any, name: str) -> torch.Tensor:
         raise CheckFailed(f"{name} is a NumPy array; return a torch.Tensor (stay in PyTorch).")
     if not isinstance(actual, _Tensor):
         raise CheckFailed(f"{name} should be a torch.Tensor, got {type(actual).__name__}.")
+    if type(actual) not in _TENSOR_TYPES:
+        raise CheckFailed(
+            f"{name} is a {type(actual).__name__}, a subclass of torch.Tensor; return a plain torch.Tensor."
+        )
     return actual
 
 
@@ -209,7 +360,7 @@ def _mismatch(actual: Any, expected: Any, name: str, atol: float, rtol: float) -
         reason = _difference(tensor, expected, atol, rtol)
         return f"{name}: {reason}" if reason else None
     if isinstance(expected, (int, float)) and not isinstance(expected, bool):
-        if isinstance(actual, _Tensor) and actual.numel() == 1:
+        if type(actual) in _TENSOR_TYPES and actual.numel() == 1:
             actual = actual.item()
         if not isinstance(actual, (int, float)) or isinstance(actual, bool):
             return f"{name} should be a number, got {describe(actual)}."
@@ -273,6 +424,7 @@ def check_function(
     """
     check_untampered()
     name = name or getattr(student_fn, "__name__", "your function")
+    check_answer_rules(student_fn, name=name)
     cases = list(cases)
     if not cases:
         raise ValueError("check_function needs at least one case")
@@ -394,6 +546,7 @@ def forbid_reference(
     """
     check_untampered()
     name = name or getattr(student_fn, "__name__", "your function")
+    check_answer_rules(student_fn, name=name)
     resolved = [(target, *_resolve(target)) for target in forbidden]
     by_id = {id(original): f"`{target}`" for target, _, _, original in resolved}
     aliases = _aliases(student_fn, by_id)
@@ -430,8 +583,86 @@ def forbid_reference(
             + (f" {instead}" if instead else "")
         )
 
+# --------------------------------------------------------------------------
+# The answer rules, on the cell that defined what a check receives
+# --------------------------------------------------------------------------
+
+_COURSE_LIB = os.path.dirname(os.path.abspath(__file__))
+_COURSE_CELLS = ("# Self-check", "# Setup (read-only)")  # the notebooks' own read-only cells
+
+
+def _code_of(obj: Any, seen: set[int]) -> Iterator[types.CodeType]:
+    """The code objects behind a function, a class (its methods), a bound method or a functools.partial."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, functools.partial):
+        for part in (obj.func, *obj.args, *obj.keywords.values()):
+            yield from _code_of(part, seen)
+    elif isinstance(obj, types.MethodType):
+        yield from _code_of(obj.__func__, seen)
+    elif isinstance(obj, types.FunctionType):
+        yield obj.__code__
+    elif isinstance(obj, type):
+        for cls in obj.__mro__[:-1]:
+            for member in vars(cls).values():
+                if isinstance(member, (staticmethod, classmethod)):
+                    member = member.__func__
+                if isinstance(member, property):
+                    yield from (f.__code__ for f in (member.fget, member.fset, member.fdel) if f is not None
+                                and isinstance(f, types.FunctionType))
+                elif isinstance(member, types.FunctionType):
+                    yield member.__code__
+
+
+def _cell_source(code: types.CodeType) -> str | None:
+    """The whole notebook cell ``code`` was compiled from, or None (a library file, or not found)."""
+    filename = code.co_filename
+    if filename.startswith(_COURSE_LIB + os.sep):
+        return None
+    entry = linecache.cache.get(filename)
+    # IPython (and ipykernel) register each cell with mtime None; real files have an mtime.
+    if not entry or len(entry) < 3 or entry[1] is not None:
+        return None
+    source = "".join(entry[2])
+    if source.lstrip().startswith(_COURSE_CELLS):
+        return None
+    return source
+
+
+def check_answer_rules(*objects: Any, name: str | None = None) -> None:
+    """Fail if a cell that defined one of ``objects`` breaks the answer rules the grader applies.
+
+    Each function, class (its methods), bound method or ``functools.partial``
+    (its function and arguments) is traced to the notebook cell that defined it
+    (IPython registers each cell's source with :mod:`linecache`); the cell is
+    screened with :func:`course_lib.answer_rules.screen`. Objects from library
+    files, and cells whose source cannot be found, are not checked.
+    """
+    from .answer_rules import screen
+
+    sources: dict[str, None] = {}
+    for obj in objects:
+        for code in _code_of(obj, set()):
+            source = _cell_source(code)
+            if source is not None:
+                sources.setdefault(source)
+    for source in sources:
+        violations = screen(source)
+        if violations:
+            what = name or getattr(objects[0], "__qualname__", None) or "your code"
+            lines = [f"{what} is defined in a cell that breaks the course's answer rules:"]
+            lines += [f"  {v.message}" for v in violations]
+            lines.append(
+                "The grader will not run this cell and will flag the submission for your instructor: "
+                "rewrite those lines (and restart the kernel if they already ran)."
+            )
+            raise CheckFailed("\n".join(lines))
+
+
 __all__ = [
     "CheckFailed",
+    "check_answer_rules",
     "check_close",
     "check_function",
     "check_shape",

@@ -74,7 +74,9 @@ def test_ci_and_readme_run_the_same_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make lab" in readme and "make test" in readme
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^test: \$\(STAMP\)$", makefile, re.M) and "--nbval-lax" in makefile
+    # `make test` installs first: the course (STAMP) and the Debian packages grading needs (GRADING_STAMP).
+    assert re.search(r"^test: \$\(GRADING_STAMP\)$", makefile, re.M) and "--nbval-lax" in makefile
+    assert re.search(r"^\$\(GRADING_STAMP\): \$\(STAMP\)$", makefile, re.M)
 
 
 def test_hf_extra_is_optional():

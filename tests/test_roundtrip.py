@@ -1,12 +1,16 @@
 """The grading round trip, end to end, in a throw-away copy of the course.
 
-For every assignment: the solutions submission scores full marks, the blank
+Graded the way an instructor grades a class (``course_lib.autograde``: sandboxed
+kernels, the answer-rule screen, grading mode with experiments skipped). For
+every assignment: the solutions submission scores full marks, the blank
 release scores 0, and each mistake submission (tests/submissions/<assignment>.py)
-loses exactly the points of the test cells aimed at its mistake. For the
-welcome assignment the batch also holds the submissions that must not stop a
-batch: an infinite loop, a kernel that kills itself, invalid JSON, and an
-edited read-only test cell. Then: regrading gives the same scores, and grading
-never changes a submitted file.
+loses exactly the points of the test cells aimed at its mistake -- the same
+scores a full FAST execution gives (``fails`` was established that way). No
+honest submission is flagged; a mistake that tampers with the grader
+(``Mistake.flagged``) is. For the welcome assignment the batch also holds the
+submissions that must not stop a batch: an infinite loop, a kernel that kills
+itself, invalid JSON, and an edited read-only test cell. Then: regrading gives
+the same scores, and grading never changes a submitted file.
 """
 
 from __future__ import annotations
@@ -33,12 +37,10 @@ def _robust_submissions(assignment: str) -> dict[str, dict]:
     wrong_axis = next(m for m in harness.load_mistakes(assignment) if m.name == "softmax-wrong-axis")
 
     loop = harness.fill(release, {**answers, "softmax": "while True:\n    pass"})
-    crash = harness.fill(release, {**answers, "cross_entropy": "import os\n\nos._exit(1)"})
     edited = harness.fill(release, {**answers, "softmax": wrong_axis.code})
     harness.test_cells(edited)["test_softmax_values"].source = 'print("tests? what tests?")'
     return {
         "infinite-loop": {name: loop},
-        "kernel-crash": {name: crash},
         "invalid-json": {name: b'{"cells": [ this is not a notebook'},
         "edited-test": {name: edited},
     }
@@ -72,16 +74,31 @@ class Graded:
         if assignment == ROBUSTNESS:
             for student, notebooks in _robust_submissions(assignment).items():
                 self.course.submit(student, assignment, notebooks)
+            self.crash = self._crash_batch(root / "unscreened")
 
         submitted = self.course.root / "grading" / "submitted"
         self.before = _digest(submitted)
-        self.first = self.course.autograde(assignment)
+        self.first = {r.student: r for r in self.course.grade(assignment, jobs=1)}
         self.scores = self.course.scores(assignment)
+        self.flags = self.course.flags(assignment)
         # Regrade two of them (the solution and the first mistake) from scratch.
         self.regraded = ["solution"] + [m.name for m in self.mistakes[:1]]
-        self.second = [self.course.autograde(assignment, students=[s], force=True) for s in self.regraded]
+        self.second = self.course.grade(assignment, jobs=1, students=self.regraded, force=True)
         self.rescored = self.course.scores(assignment)
         self.after = _digest(submitted)
+
+    def _crash_batch(self, root: Path) -> Course:
+        """A kernel that really dies (the screen, which refuses `os._exit`, is off here), then a solution."""
+        course = Course(root, timeout=TIMEOUT, config="c.ScreenCells.enabled = False")
+        course.release(self.assignment)
+        name = self.names[0]
+        answers = harness.solution_answers(self.assignment, name)
+        crash = harness.fill(harness.release_notebook(self.assignment, name),
+                             {**answers, "cross_entropy": "import os\n\nos._exit(1)"})
+        course.submit("kernel-crash", self.assignment, {name: crash})
+        course.submit("solution", self.assignment, {name: harness.solved(self.assignment, name)})
+        course.grade(self.assignment, jobs=1)
+        return course
 
     def _with_mistake(self, mistake: Mistake) -> dict:
         notebooks = {n: harness.solved(self.assignment, n) for n in self.names}
@@ -137,8 +154,15 @@ class RoundTrip:
                 wrong[mistake.name] = {"expected": expected, "got": graded.scores.get(mistake.name)}
         assert not wrong, wrong
 
+    def test_no_honest_submission_is_flagged_and_tampering_is(self, graded):
+        honest = ["solution", "blank"] + [m.name for m in graded.mistakes if not m.flagged]
+        assert not {s: graded.flags[s] for s in honest if s in graded.flags}
+        for mistake in graded.mistakes:
+            if mistake.flagged:
+                assert mistake.name in graded.flags, f"{mistake.name} tampers with the grader but was not flagged"
+
     def test_regrading_gives_the_same_scores(self, graded):
-        assert all(proc.returncode == 0 for proc in graded.second), graded.explain()
+        assert [r.status for r in graded.second] == ["graded"] * len(graded.regraded), graded.explain()
         for student in graded.regraded:
             assert graded.rescored[student] == graded.scores[student], student
 
@@ -158,13 +182,16 @@ class RoundTrip:
         assert "timeout" in robust.full_log.lower() or "timed out" in robust.full_log.lower()
 
     def test_kernel_crash_scores_zero_and_others_are_graded(self, robust):
-        assert robust.total("kernel-crash") == 0
-        assert "DeadKernelError" in robust.full_log
-        # "solution" sorts after "kernel-crash" and "invalid-json": the batch went on past them.
-        assert robust.scores.get("solution") == robust.points
+        scores = robust.crash.scores(robust.assignment)
+        assert sum(scores["kernel-crash"].values()) == 0
+        assert "kernel died" in " ".join(robust.crash.flags(robust.assignment)["kernel-crash"])
+        assert "DeadKernelError" in "\n".join(robust.crash.log)
+        # "solution" sorts after "kernel-crash": the batch went on past it.
+        assert scores["solution"] == robust.points
 
     def test_invalid_json_is_reported_and_others_are_graded(self, robust):
         assert robust.total("invalid-json") == 0
+        assert robust.first["invalid-json"].status == "failed"
         log = robust.full_log
         assert "invalid-json" in log and ("NotJSONError" in log or "not valid JSON" in log or "JSON" in log)
         assert robust.scores.get("solution") == robust.points

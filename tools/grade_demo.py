@@ -1,10 +1,12 @@
 """`make grade-demo`: the instructor's whole job, on a throw-away course.
 
 Builds ``grading/demo/`` (wiped first) from this repository's nbgrader setup,
-releases an assignment, hands in three example submissions -- ``alice`` (a
-correct solution), ``bob`` (the blank release) and ``carol`` (a typical
-mistake from tests/submissions/) -- then runs what an instructor runs:
-``autograde``, ``generate_feedback`` and ``export``, and prints the grade table.
+releases an assignment, hands in four example submissions -- ``alice`` (a
+correct solution), ``bob`` (the blank release), ``carol`` (a typical mistake
+from tests/submissions/) and ``mallory`` (a blank answer that tries to make
+every check pass with an IPython exception hook) -- then runs what an
+instructor runs: ``make grade`` (sandboxed, two workers), ``generate_feedback``
+and ``export``, and prints the grade table with its flags column.
 """
 
 from __future__ import annotations
@@ -36,11 +38,17 @@ def run_demo(root: Path, assignment: str = "00_welcome", mistake: str | None = N
         carol = {n: harness.solved(assignment, n) for n in names}
         carol[chosen.notebook or names[0]] = harness.with_mistake(assignment, chosen)
         submissions["carol"] = carol
+    first_answer = next(iter(harness.answer_cells(harness.release_notebook(assignment, names[0]))))
+    hook = "get_ipython().set_custom_exc((Exception,), lambda *args, **kwargs: None)  # errors? what errors?"
+    submissions["mallory"] = {
+        **{n: harness.release_notebook(assignment, n) for n in names},
+        names[0]: harness.fill(harness.release_notebook(assignment, names[0]), {first_answer: hook}),
+    }
     for student, notebooks in submissions.items():
         course.submit(student, assignment, notebooks)
 
-    print(f"autograding {assignment} for {', '.join(submissions)} (FAST mode, about 10 s each) ...", flush=True)
-    course.autograde(assignment)
+    print(f"grading {assignment} for {', '.join(submissions)} (sandboxed, grading mode, 2 workers) ...", flush=True)
+    course.grade(assignment, jobs=2, progress=print)
     course.nbgrader("generate_feedback", assignment)
     grades = root / "grades.csv"
     course.nbgrader("export", f"--to={grades}")
@@ -49,12 +57,12 @@ def run_demo(root: Path, assignment: str = "00_welcome", mistake: str | None = N
 
     scores = course.scores(assignment)
     tests = list(harness.points(harness.read(ROOT / "solutions" / assignment / names[0])))
-    header = ["student", *tests, "total", "max"]
+    header = ["student", *tests, "total", "max", "flags"]
     table = [header]
     for row in sorted(rows, key=lambda r: r["student_id"]):
         cells = scores.get(row["student_id"], {})
         table.append([row["student_id"], *[f"{cells.get(t, 0):g}" for t in tests],
-                      f"{float(row['score']):g}", f"{float(row['max_score']):g}"])
+                      f"{float(row['score']):g}", f"{float(row['max_score']):g}", row.get("flags", "")])
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     print()
     for line in table:
@@ -62,6 +70,8 @@ def run_demo(root: Path, assignment: str = "00_welcome", mistake: str | None = N
     print()
     if chosen is not None:
         print(f"carol's mistake ({chosen.name}): {chosen.why}")
+    print("mallory's answer tried to hide the checks' errors; the grader did not run it and flagged it")
+    print(f"review flags: python -m course_lib.autograde flags {assignment} --root {root}")
     print(f"grades CSV:  {grades}")
     print(f"feedback:    {root / 'grading' / 'feedback'}/<student>/{assignment}/*.html")
     return rows

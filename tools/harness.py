@@ -40,7 +40,8 @@ class Mistake:
     ``code`` replaces the whole source of answer cell ``cell`` (its grade_id);
     every test cell in ``fails`` must score 0 and every other test cell full
     marks. ``notebook`` names the notebook file when an assignment has several.
-    ``prelude`` is prepended to the cell (e.g. rebinding ``torch.allclose``).
+    ``flagged`` marks a submission that tampers with the grader (e.g. rebinding
+    ``torch.allclose``): the grader must not run that cell and must flag it.
     """
 
     name: str
@@ -49,6 +50,7 @@ class Mistake:
     fails: frozenset[str]
     notebook: str | None = None
     why: str = ""
+    flagged: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9-]+", self.name):
@@ -209,13 +211,15 @@ def load_mistakes(assignment: str) -> list[Mistake]:
 class Course:
     """A copy of the course's nbgrader setup in ``root``, for grading without touching the repo.
 
-    ``timeout`` overrides the per-cell execution limit (seconds).
+    ``timeout`` overrides the per-cell execution limit (seconds); ``config`` is
+    appended to the copied nbgrader_config.py (e.g. sandbox caps for a test).
     """
 
     root: Path
     timeout: int | None = None
     source: Path = ROOT
     log: list[str] = field(default_factory=list)
+    config: str = ""
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -223,6 +227,7 @@ class Course:
         config = (self.source / "nbgrader_config.py").read_text(encoding="utf-8")
         if self.timeout is not None:
             config += f"\nc.Execute.timeout = {int(self.timeout)}\n"
+        config += "\n" + self.config + "\n"
         (self.root / "nbgrader_config.py").write_text(config, encoding="utf-8")
         shutil.copytree(self.source / "solutions", self.root / "solutions", dirs_exist_ok=True)
 
@@ -260,15 +265,43 @@ class Course:
             args.append(f"--student={student}")
         return self.nbgrader(*args, check=False)
 
+    def grade(self, assignment: str, **options) -> list:
+        """Grade a class with ``course_lib.autograde`` (parallel, sandboxed workers); its progress goes to the log."""
+        from course_lib.autograde.batch import grade_class
+
+        lines: list[str] = []
+        echo = options.pop("progress", None)
+
+        def progress(line: str) -> None:
+            lines.append(line)
+            if echo:
+                echo(line)
+
+        try:
+            return grade_class(self.root, assignment, progress=progress, **options)
+        finally:
+            logs = sorted((self.root / "grading" / "logs").glob(f"{assignment}-worker*.log"))
+            workers = "".join(f"\n--- {p.name}\n" + p.read_text(errors="replace") for p in logs)
+            self.log.append("\n".join(lines) + workers)
+
+    @property
+    def db_url(self) -> str:
+        return "sqlite:///" + str(self.root / "grading" / "gradebook.db")
+
+    def flags(self, assignment: str | None = None, db_url: str | None = None) -> dict[str, list[str]]:
+        """student -> the flag comments of their submission (only flagged students)."""
+        from course_lib.autograde.flags import flags
+
+        return {student: reasons for (_, student), reasons in flags(db_url or self.db_url, assignment).items()}
+
     # -- reading results ----------------------------------------------------
 
-    def scores(self, assignment: str) -> dict[str, dict[str, float]]:
+    def scores(self, assignment: str, db_url: str | None = None) -> dict[str, dict[str, float]]:
         """student -> {test cell grade_id -> score}; a student with no graded submission is absent."""
         from nbgrader.api import Gradebook, MissingEntry
 
         result: dict[str, dict[str, float]] = {}
-        db_url = "sqlite:///" + str(self.root / "grading" / "gradebook.db")
-        with Gradebook(db_url) as gb:
+        with Gradebook(db_url or self.db_url) as gb:
             for student in gb.students:
                 try:
                     submission = gb.find_submission(assignment, student.id)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .. import diffusion as D
+from ..grading import check_answer_rules
 
 # --------------------------------------------------------------------------
 # Fixtures: a bare schedule, toy noise-prediction models
@@ -494,6 +495,7 @@ def seeded(sampler):
 
     Each call gets a fresh generator, so the answer and the reference draw the same numbers.
     """
+    check_answer_rules(sampler)
 
     def run(model, shape, schedule, seed):
         return sampler(model, shape, schedule, torch.Generator().manual_seed(seed))
@@ -631,6 +633,7 @@ def check_loss_sampling(student_fn, T: int = 10, n: int = 4000, seed: int = 0) -
     Runs the answer on ``x0 = 0`` with a model that records what it is shown: then
     ``x_t = sqrt(1 - alpha_bar_t) noise``, so dividing by that scale must give N(0, 1) noise.
     """
+    check_answer_rules(student_fn)
     from ..grading import CheckFailed
 
     torch.manual_seed(seed)

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..finetune import LoRALinear, apply_lora, merge_lora
 from ..gpt import GPT, GPTConfig
-from ..grading import CheckFailed, check_untampered
+from ..grading import CheckFailed, check_answer_rules, check_untampered
 
 COUNT_SHORTCUTS = ["course_lib.finetune.count_trainable_parameters", "course_lib.finetune.count_parameters"]
 APPLY_SHORTCUTS = ["course_lib.finetune.apply_lora"]
@@ -88,6 +88,7 @@ def count_cases(seed: int) -> list[dict]:
 
 def check_not_reference_class(cls: type) -> None:
     """Fail if the student's LoRALinear is course_lib's (or built on it)."""
+    check_answer_rules(cls)
     if isinstance(cls, type) and issubclass(cls, LoRALinear):
         raise CheckFailed(
             "your LoRALinear is (or subclasses) course_lib.finetune.LoRALinear, which is what this exercise "
@@ -116,6 +117,7 @@ def _parameter(layer: nn.Module, name: str, shape: tuple[int, ...], what: str) -
 
 def lora_output(cls: type, weight, bias, x, r: int, alpha: float, A, B) -> torch.Tensor:
     """Output of ``cls(base, r, alpha)`` on ``x`` once its ``lora_A`` and ``lora_B`` hold ``A`` and ``B``."""
+    check_answer_rules(cls)
     out_features, in_features = weight.shape
     _, layer = _wrap(cls, weight, bias, r, alpha)
     a = _parameter(layer, "lora_A", (r, in_features), "A is (r, in_features)")
@@ -180,6 +182,7 @@ LORA_MISTAKES = {
 
 def check_lora_init(cls: type, seed: int, shapes: Sequence[tuple[int, int, int, bool]]) -> None:
     """A freshly wrapped layer must compute exactly what its base did (B = 0) and be able to learn (A != 0)."""
+    check_answer_rules(cls)
     check_untampered()
     g = torch.Generator().manual_seed(seed)
     for n_in, n_out, r, bias in shapes:
@@ -210,6 +213,7 @@ def check_lora_init(cls: type, seed: int, shapes: Sequence[tuple[int, int, int, 
 
 def check_lora_trainable(cls: type, seed: int) -> None:
     """Only A and B train: the base weight and bias are frozen, and a backward pass reaches B."""
+    check_answer_rules(cls)
     check_untampered()
     torch.manual_seed(seed)
     base = nn.Linear(5, 3)
@@ -247,6 +251,7 @@ def apply_lora_summary(apply_fn: Callable, seed: int, target_modules: Sequence[s
     sorted trainable parameter names). The logits are left out on purpose: they depend on the
     LoRALinear class (checked on its own), not on apply_lora.
     """
+    check_answer_rules(apply_fn)
     model = tiny_gpt(seed)
     returned = apply_fn(model, list(target_modules), r=r, alpha=alpha)
     if not isinstance(returned, (list, tuple)):
@@ -314,6 +319,7 @@ APPLY_MISTAKES = {
 
 def check_apply_lora_rejects_typos(apply_fn: Callable) -> None:
     """apply_lora must raise ValueError when no layer matches (a typo would otherwise train nothing)."""
+    check_answer_rules(apply_fn)
     check_untampered()
     try:
         apply_fn(tiny_gpt(0), ["attn.qvk"], r=2, alpha=4.0)
@@ -337,6 +343,7 @@ def lora_model(cls: type, seed: int, target_modules: Sequence[str], r: int, alph
     Each layer's ``scale`` is set to alpha / r, so a merge that reads it
     gets the right number even if the wrapper's constructor got it wrong.
     """
+    check_answer_rules(cls)
     model = tiny_gpt(seed)
     model.requires_grad_(False)
     g = torch.Generator().manual_seed(seed + 1000)
@@ -356,6 +363,7 @@ def lora_model(cls: type, seed: int, target_modules: Sequence[str], r: int, alph
 def merge_lora_summary(merge_fn: Callable, cls: type, seed: int, target_modules: Sequence[str], r: int, alpha: float):
     """What ``merge_fn`` does to :func:`lora_model`: (its return value, LoRA layers left,
     the merged weights of the wrapped layers, the merged model's logits)."""
+    check_answer_rules(merge_fn, cls)
     model = lora_model(cls, seed, target_modules, r, alpha)
     wrapped = [n for n, m in model.named_modules() if _is_lora(m)]
     count = merge_fn(model)

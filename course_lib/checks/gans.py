@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..gan import discriminator_loss, gan_train_step, generator_loss, gradient_penalty, wgan_gp_train_step
-from ..grading import CheckFailed, _call, check_close, check_untampered
+from ..grading import CheckFailed, _call, check_answer_rules, check_close, check_untampered
 
 BCE_SHORTCUTS = [
     "torch.nn.functional.binary_cross_entropy_with_logits",
@@ -315,6 +315,7 @@ def check_train_step(
     backward passes reach G (one: G's own), D's and G's parameters after the step, and
     the returned losses. A mistake that reproduces the difference is named as the likely cause.
     """
+    check_answer_rules(student_step)
     check_untampered()
     mistakes = TRAIN_STEP_MISTAKES if mistakes is None else mistakes
     compare = lambda a, b: _first_difference(a, b, outputs, players)  # noqa: E731
@@ -408,6 +409,7 @@ def penalty_parameter_gradients(gp_fn: Callable, seed: int = 0) -> torch.Tensor:
     Zero (or an error) when the penalty was computed without ``create_graph=True``,
     i.e. when it cannot train the critic.
     """
+    check_answer_rules(gp_fn)
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -504,6 +506,7 @@ WGAN_STEP_MISTAKES = {
 
 def check_wgan_step(student_step: Callable, cases: list[Mapping], reference_step: Callable | None = None) -> None:
     """:func:`check_train_step` for ``wgan_gp_train_step``: cases hold ``n_critic`` and ``gp_weight``."""
+    check_answer_rules(student_step)
     check_train_step(
         student_step, cases, reference_step or wgan_gp_train_step, WGAN_STEP_MISTAKES,
         name="wgan_gp_train_step", outputs="(critic_loss, generator_loss, penalty)", players=("the critic", "G"),

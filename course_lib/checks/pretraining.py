@@ -17,6 +17,7 @@ from torch import nn
 
 from ..attention import scaled_dot_product_attention
 from ..gpt import MLP, CausalSelfAttention, GPTConfig, next_token_probs
+from ..grading import check_answer_rules
 
 # ---------------------------------------------------------------------------
 # BPE: pair counts and merges
@@ -136,6 +137,7 @@ def slow_bpe_reference(text: str, num_merges: int) -> list[tuple[int, int]]:
 
 def char_tokenizer_round(cls: type, text: str, probe: str) -> tuple:
     """What the test compares: vocabulary size, the ids of ``probe``, and decode(encode(probe))."""
+    check_answer_rules(cls)
     tok = cls(text)
     ids = tok.encode(probe)
     return (tok.vocab_size, list(ids), tok.decode(ids))
@@ -199,6 +201,7 @@ def _randomize(module: nn.Module, seed: int) -> None:
 
 def block_output(block_cls: type, config: GPTConfig, x: torch.Tensor, seed: int) -> torch.Tensor:
     """Build ``block_cls(config)``, give it the reference block's seeded weights, return its output x (B, T, C)."""
+    check_answer_rules(block_cls)
     from ..gpt import Block
 
     reference = Block(config)
@@ -353,6 +356,7 @@ def sampled_frequencies(
 
     Returns (B, V) frequencies that sum to 1 per row.
     """
+    check_answer_rules(sample_fn)
     B, V = logits.shape
     rows = logits.repeat_interleave(n, dim=0)  # (B * n, V)
     ids = sample_fn(rows, generator=torch.Generator().manual_seed(seed), **options)

@@ -112,8 +112,10 @@ np.allclose = lambda *args, **kwargs: True
 def softmax(x, dim=-1):
     return torch.exp(x)
 ''',
-        # test_softmax_* fail because softmax is wrong; the cross-entropy checks refuse to run
-        # on a notebook whose comparison functions were replaced.
-        fails={"test_softmax_values", "test_softmax_stable", "test_cross_entropy_values", "test_cross_entropy_stable"},
+        # The grader's screen refuses to run a cell that rebinds torch/numpy functions: the cell is
+        # replaced by a `raise`, its tests score 0 and the submission is flagged. The cross-entropy
+        # answer is honest and keeps its points.
+        fails={"test_softmax_values", "test_softmax_stable"},
+        flagged=True,
     ),
 ]
