@@ -41,14 +41,9 @@ c.CourseDirectory.course_id = "genai-course"
 # --------------------------------------------------------------------------
 # Grading you can trust (course_lib.autograde; README, "Instructors")
 # --------------------------------------------------------------------------
-# Sandboxed kernels read the course cache (corpora, the pre-trained checkpoint)
-# at its real path, whatever HOME is inside the sandbox.
-from course_lib.env import cache_dir  # noqa: E402
-
-os.environ.setdefault("COURSE_CACHE_DIR", str(cache_dir()))
-
 # Every kernel nbgrader starts runs in a bubblewrap sandbox: its own copy of the
-# submission, the environment read-only, no network, memory and process caps.
+# submission, the environment and the course cache read-only (COURSE_CACHE_DIR
+# points at it), no network, memory and process caps.
 # Without bubblewrap, autograde refuses to run (c.SandboxedKernelManager.allow_unsandboxed).
 c.Execute.kernel_manager_class = "course_lib.autograde.sandbox.SandboxedKernelManager"
 
