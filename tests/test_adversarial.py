@@ -192,6 +192,31 @@ db.commit()
 }
 
 HONEST = ["solution", "blank", "softmax-wrong-axis"]
+HOOK = "get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)"
+
+
+def _placed_elsewhere() -> dict:
+    """Cheats outside the answer cells: a cell the student added, an edited experiment, a forged read-only cell."""
+    import nbformat
+
+    release = harness.release_notebook(ASSIGNMENT, NOTEBOOK)
+    after = [i for i, c in enumerate(release.cells) if c.get("id") == "softmax"][0] + 1
+
+    added = harness.fill(release, {})
+    added.cells.insert(after, nbformat.v4.new_code_cell(HOOK))
+
+    edited = harness.fill(release, {})
+    experiment = next(c for c in edited.cells if "experiment" in c.metadata.get("tags", []))
+    experiment.source = HOOK
+    experiment.metadata["tags"] = []
+
+    forged = harness.fill(release, {})
+    fake = nbformat.v4.new_code_cell(HOOK)
+    fake.metadata["nbgrader"] = {"grade": False, "solution": False, "locked": True, "grade_id": "doctor",
+                                 "schema_version": 3}
+    fake.metadata["editable"] = False
+    forged.cells.insert(after, fake)
+    return {"added-cell": added, "edited-experiment": edited, "forged-read-only-cell": forged}
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -247,15 +272,20 @@ def screened(tmp_path_factory) -> Batch:
     expected = _honest(course)
     for name, code in CHEATS.items():
         course.submit(name, ASSIGNMENT, {NOTEBOOK: _blank_with("softmax", code)})
+    for name, nb in _placed_elsewhere().items():
+        course.submit(name, ASSIGNMENT, {NOTEBOOK: nb})
     return Batch(course, expected)
 
 
-@pytest.mark.parametrize("attempt", sorted(CHEATS))
+@pytest.mark.parametrize("attempt", sorted(CHEATS) + ["added-cell", "edited-experiment", "forged-read-only-cell"])
 def test_each_cheat_scores_zero_and_is_flagged(screened, attempt):
     assert attempt in screened.scores, screened.explain()
     assert screened.total(attempt) == 0, (screened.scores[attempt], screened.explain())
     assert attempt in screened.flags, f"{attempt} was not flagged: {screened.flags}"
-    assert any("answers may not" in reason or "not allowed" in reason for reason in screened.flags[attempt])
+    if attempt == "forged-read-only-cell":  # nbgrader itself refuses the notebook (a duplicated read-only cell)
+        assert any("could not grade" in reason for reason in screened.flags[attempt]), screened.flags[attempt]
+    else:
+        assert any("answers may not" in reason for reason in screened.flags[attempt]), screened.flags[attempt]
 
 
 def test_honest_submissions_keep_their_scores_unflagged(screened):
