@@ -76,7 +76,7 @@ lint: $(STAMP)
 
 test: $(GRADING_STAMP)
 	$(BIN)/ruff check .
-	COURSE_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadscope tests solutions \
+	COURSE_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder tests solutions \
 		--ignore=tests/browser --nbval-lax --nbval-current-env --nbval-cell-timeout=300 $(PYTEST_ARGS)
 
 # Debian's chromium (Playwright's own browser download is not used); sudo when not root.

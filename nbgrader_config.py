@@ -29,6 +29,9 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # interrupted, scores 0, and grading moves on to the next cell.
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
+# Once the last cell has run, every output is in: stop the kernel at once instead of asking it to
+# shut down and waiting (a second per submission; the sandbox is thrown away either way).
+c.Execute.shutdown_kernel = "immediate"
 
 # The student's code stub.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

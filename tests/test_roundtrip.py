@@ -11,6 +11,18 @@ honest submission is flagged; a mistake that tampers with the grader
 submissions that must not stop a batch: an infinite loop, a kernel that kills
 itself, invalid JSON, and an edited read-only test cell. Then: regrading gives
 the same scores, and grading never changes a submitted file.
+
+Two paths, one answer. The nbgrader batch (a sandboxed kernel per submission)
+holds the solution, the blank release, every mistake that tampers with the
+grader, ``AGREEMENT`` honest mistakes and the broken submissions. Every honest
+mistake, the solution and the blank release are also graded by
+``tools/inprocess.py``: the same sanitized cells (the course's own sanitize
+preprocessors: restored test cells, experiments skipped, the screen) in one
+long-lived process, scored by nbgrader's own rule -- a fraction of a second each
+instead of a kernel. ``test_in_process_scores_equal_nbgrader_scores`` requires
+both paths to give the same scores and flags for every submission they share,
+graded in process *after* the others so that anything one submission leaves
+behind would show; the honest mistakes' scores come from the in-process path.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ import hashlib
 from pathlib import Path
 
 import harness
+import inprocess
 import pytest
 from harness import Course, Mistake
 
@@ -26,7 +39,14 @@ pytestmark = pytest.mark.slow
 
 ASSIGNMENTS = harness.assignments()
 ROBUSTNESS = "00_welcome"  # the batch that also holds the broken submissions
-TIMEOUT = 20  # seconds per cell in these batches; the infinite loop costs one of them
+TIMEOUT = 20  # seconds per cell in these batches
+LOOP_TIMEOUT = 10  # in the welcome batch, whose infinite loop costs one of them (its slowest cell takes ~1 s)
+AGREEMENT = 2  # honest mistakes per assignment graded by nbgrader as well as in process
+
+
+def agreement_sample(honest: list[Mistake]) -> list[Mistake]:
+    """The honest mistakes nbgrader grades too: the first and the last listed (early and late answer cells)."""
+    return list({m.name: m for m in [*honest[: AGREEMENT - 1], *honest[-1:]]}.values())
 
 
 def _robust_submissions(assignment: str) -> dict[str, dict]:
@@ -59,18 +79,25 @@ class Graded:
 
     def __init__(self, assignment: str, root: Path):
         self.assignment = assignment
-        self.course = Course(root, timeout=TIMEOUT)
+        self.course = Course(root, timeout=LOOP_TIMEOUT if assignment == ROBUSTNESS else TIMEOUT)
         self.course.release(assignment)
         self.names = harness.notebook_names(assignment)
         self.points: dict[str, float] = {}
         for name in self.names:
             self.points.update(harness.points(harness.read(harness.ROOT / "solutions" / assignment / name)))
         self.mistakes = harness.load_mistakes(assignment)
+        self.honest = [m for m in self.mistakes if not m.flagged]
+        self.sampled = agreement_sample(self.honest)
+        # nbgrader grades the tampering mistakes (only its sandbox may run them) and the agreement sample.
+        self.by_nbgrader = [m for m in self.mistakes if m.flagged or m in self.sampled]
+        self.submissions = {
+            "solution": {n: harness.solved(assignment, n) for n in self.names},
+            "blank": {n: harness.release_notebook(assignment, n) for n in self.names},
+            **{m.name: self._with_mistake(m) for m in self.mistakes},
+        }
 
-        self.course.submit("solution", assignment, {n: harness.solved(assignment, n) for n in self.names})
-        self.course.submit("blank", assignment, {n: harness.release_notebook(assignment, n) for n in self.names})
-        for mistake in self.mistakes:
-            self.course.submit(mistake.name, assignment, self._with_mistake(mistake))
+        for student in ["solution", "blank", *(m.name for m in self.by_nbgrader)]:
+            self.course.submit(student, assignment, self.submissions[student])
         if assignment == ROBUSTNESS:
             for student, notebooks in _robust_submissions(assignment).items():
                 self.course.submit(student, assignment, notebooks)
@@ -81,15 +108,27 @@ class Graded:
         self.first = {r.student: r for r in self.course.grade(assignment, jobs=1)}
         self.scores = self.course.scores(assignment)
         self.flags = self.course.flags(assignment)
-        # Regrade two of them (the solution and the first mistake) from scratch.
-        self.regraded = ["solution"] + [m.name for m in self.mistakes[:1]]
+        # Regrade two of them (the solution and the first mistake nbgrader graded) from scratch.
+        self.regraded = ["solution"] + [m.name for m in self.by_nbgrader[:1]]
         self.second = self.course.grade(assignment, jobs=1, students=self.regraded, force=True)
         self.rescored = self.course.scores(assignment)
         self.after = _digest(submitted)
 
+        # Every honest submission in process; those nbgrader graded too come last (a leak would show there).
+        self.compared = [m.name for m in self.sampled] + ["blank", "solution"]
+        order = [m.name for m in self.honest if m not in self.sampled] + self.compared
+        with inprocess.Runner(self.course.root, assignment) as runner:
+            self.inprocess = {student: runner.grade(student, self.submissions[student]) for student in order}
+
+    def score_of(self, mistake: Mistake) -> dict[str, float] | None:
+        """A mistake's scores: in process for the honest ones, from nbgrader's gradebook for the tampering ones."""
+        if mistake.flagged:
+            return self.scores.get(mistake.name)
+        return self.inprocess[mistake.name].scores
+
     def _crash_batch(self, root: Path) -> Course:
         """A kernel that really dies (the screen, which refuses `os._exit`, is off here), then a solution."""
-        course = Course(root, timeout=TIMEOUT, config="c.ScreenCells.enabled = False")
+        course = Course(root, timeout=LOOP_TIMEOUT, config="c.ScreenCells.enabled = False")
         course.release(self.assignment)
         name = self.names[0]
         answers = harness.solution_answers(self.assignment, name)
@@ -150,13 +189,28 @@ class RoundTrip:
         wrong = {}
         for mistake in graded.mistakes:
             expected = {gid: 0.0 if gid in mistake.fails else pts for gid, pts in graded.points.items()}
-            if graded.scores.get(mistake.name) != expected:
-                wrong[mistake.name] = {"expected": expected, "got": graded.scores.get(mistake.name)}
+            got = graded.score_of(mistake)
+            if got != expected:
+                errors = {} if mistake.flagged else graded.inprocess[mistake.name].errors
+                wrong[mistake.name] = {"expected": expected, "got": got, "errors": errors}
         assert not wrong, wrong
 
+    def test_in_process_scores_equal_nbgrader_scores(self, graded):
+        """The cheap path is trusted only because it agrees with nbgrader, on this run's own batch."""
+        assert len(graded.compared) >= 3 and set(graded.compared) <= set(graded.scores), graded.explain()
+        differ = {}
+        for student in graded.compared:
+            mine = graded.inprocess[student]
+            if mine.scores != graded.scores[student] or bool(mine.flags) != (student in graded.flags):
+                differ[student] = {"nbgrader": graded.scores[student], "in process": mine.scores,
+                                   "nbgrader flags": graded.flags.get(student), "in-process flags": mine.flags,
+                                   "in-process errors": mine.errors}
+        assert not differ, differ
+
     def test_no_honest_submission_is_flagged_and_tampering_is(self, graded):
-        honest = ["solution", "blank"] + [m.name for m in graded.mistakes if not m.flagged]
+        honest = ["solution", "blank"] + [m.name for m in graded.honest]
         assert not {s: graded.flags[s] for s in honest if s in graded.flags}
+        assert not {s: graded.inprocess[s].flags for s in honest if graded.inprocess[s].flags}
         for mistake in graded.mistakes:
             if mistake.flagged:
                 assert mistake.name in graded.flags, f"{mistake.name} tampers with the grader but was not flagged"
