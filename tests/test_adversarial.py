@@ -10,13 +10,23 @@ would grade a class:
    frame/gc introspection, lying objects, reading the instructor's files,
    obfuscated versions of those -- or to harm other students. Each must score
    0 and be flagged with a reason; honest submissions in the same batch keep
-   their exact scores and are not flagged.
+   their exact scores and are not flagged. The sandboxed nbgrader batch holds
+   the honest submissions, the cheats placed outside the answer cells, the
+   harmful ones and one cheat of each threat class (``THROUGH_NBGRADER``);
+   every cheat is also graded by ``tools/inprocess.py`` (the same sanitize
+   preprocessors, so the same screen, then the cells in a child process:
+   about a second each instead of a kernel), and
+   ``test_in_process_verdicts_equal_nbgrader_verdicts`` requires both paths
+   to agree on every submission they share. A screened cheat never runs in
+   either path; one the screen missed would run unflagged in both, and fail
+   the flag assertion in both.
 2. **Sandbox only** (the screen switched off, so the cells really run): code
    that deletes other students' work, rewrites the gradebook, reads the
    solutions, allocates far past the memory cap, forks without limit, opens a
-   network connection, and sleeps forever ignoring interrupts. The sandbox must
-   contain each: 0 points, caps flagged, the honest submission graded in the
-   same batch, the course folder unchanged.
+   network connection, sleeps forever ignoring interrupts, and kills its own
+   kernel. The sandbox must contain each: 0 points, caps and the dead kernel
+   flagged, the honest submission graded in the same batch, the course folder
+   unchanged.
 
 Caps are set low here (memory, processes, time) so the bombs are cheap and
 safe on a 24 GB CI machine.
@@ -30,6 +40,7 @@ import threading
 from pathlib import Path
 
 import harness
+import inprocess
 import pytest
 from harness import Course
 
@@ -192,6 +203,10 @@ db.commit()
 }
 
 HONEST = ["solution", "blank", "softmax-wrong-axis"]
+# One cheat per threat class goes through the sandboxed nbgrader batch as well (the harmful ones only there).
+THROUGH_NBGRADER = ["hook-custom-exc", "patch-checks", "frame-steal-reference", "lying-tensor", "read-solution",
+                    "obfuscated-eval", "harm-delete-others", "harm-gradebook"]
+NOT_IN_PROCESS = {"harm-delete-others", "harm-gradebook"}  # outside a sandbox, a missed screen would really harm
 HOOK = "get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)"
 
 
@@ -257,9 +272,17 @@ class Batch:
         self.after = _digest(course.root)
         self.scores = course.scores(ASSIGNMENT)
         self.flags = course.flags(ASSIGNMENT)
+        self.inprocess: dict = {}
 
     def total(self, student: str) -> float:
         return sum(self.scores.get(student, {}).values())
+
+    def verdict(self, student: str) -> tuple[float, list[str]]:
+        """(total score, flag reasons): from nbgrader's gradebook where it graded the student, else in process."""
+        if student in self.scores:
+            return self.total(student), self.flags.get(student, [])
+        result = self.inprocess[student]
+        return sum(result.scores.values()), result.flags
 
     def explain(self) -> str:
         return "\n".join(self.course.log)[-8000:]
@@ -270,22 +293,45 @@ def screened(tmp_path_factory) -> Batch:
     course = Course(tmp_path_factory.mktemp("screened") / "course", timeout=20)
     course.release(ASSIGNMENT)
     expected = _honest(course)
-    for name, code in CHEATS.items():
-        course.submit(name, ASSIGNMENT, {NOTEBOOK: _blank_with("softmax", code)})
+    cheats = {name: {NOTEBOOK: _blank_with("softmax", code)} for name, code in CHEATS.items()}
+    for name in THROUGH_NBGRADER:
+        course.submit(name, ASSIGNMENT, cheats[name])
     for name, nb in _placed_elsewhere().items():
         course.submit(name, ASSIGNMENT, {NOTEBOOK: nb})
-    return Batch(course, expected)
+    batch = Batch(course, expected)
+    # Every cheat in process (after the submissions nbgrader graded too, so that a leak would show there).
+    order = [n for n in CHEATS if n not in THROUGH_NBGRADER] + [n for n in THROUGH_NBGRADER if n not in NOT_IN_PROCESS]
+    honest = {s: course.submitted_dir(s, ASSIGNMENT) / NOTEBOOK for s in HONEST}
+    with inprocess.Runner(course.root, ASSIGNMENT) as runner:
+        for name in order:
+            batch.inprocess[name] = runner.grade(name, cheats[name])
+        for student, path in honest.items():
+            batch.inprocess[student] = runner.grade(student, {NOTEBOOK: harness.read(path)})
+    return batch
 
 
 @pytest.mark.parametrize("attempt", sorted(CHEATS) + ["added-cell", "edited-experiment", "forged-read-only-cell"])
 def test_each_cheat_scores_zero_and_is_flagged(screened, attempt):
-    assert attempt in screened.scores, screened.explain()
-    assert screened.total(attempt) == 0, (screened.scores[attempt], screened.explain())
-    assert attempt in screened.flags, f"{attempt} was not flagged: {screened.flags}"
+    total, flags = screened.verdict(attempt)
+    assert total == 0, (attempt, screened.scores.get(attempt), screened.inprocess.get(attempt), screened.explain())
+    assert flags, f"{attempt} was not flagged"
     if attempt == "forged-read-only-cell":  # nbgrader itself refuses the notebook (a duplicated read-only cell)
-        assert any("could not grade" in reason for reason in screened.flags[attempt]), screened.flags[attempt]
+        assert any("could not grade" in reason for reason in flags), flags
     else:
-        assert any("answers may not" in reason for reason in screened.flags[attempt]), screened.flags[attempt]
+        assert any("answers may not" in reason for reason in flags), flags
+
+
+def test_in_process_verdicts_equal_nbgrader_verdicts(screened):
+    """The cheap path is trusted for the other cheats only because it agrees with nbgrader on these."""
+    shared = [s for s in screened.inprocess if s in screened.scores]
+    assert len(shared) >= len(HONEST) + 5, shared
+    differ = {}
+    for student in shared:
+        mine = screened.inprocess[student]
+        if mine.scores != screened.scores[student] or bool(mine.flags) != (student in screened.flags):
+            differ[student] = {"nbgrader": (screened.scores[student], screened.flags.get(student)),
+                               "in process": (mine.scores, mine.flags, mine.errors)}
+    assert not differ, differ
 
 
 def test_honest_submissions_keep_their_scores_unflagged(screened):
@@ -414,6 +460,11 @@ def sandboxed(tmp_path_factory) -> Batch:
     course.submit("solution", ASSIGNMENT, {NOTEBOOK: harness.solved(ASSIGNMENT, NOTEBOOK)})
     for name, code in _harm(course.root, port).items():
         course.submit(name, ASSIGNMENT, {NOTEBOOK: _blank_with("softmax", code)})
+    # A kernel that really dies (the screen, which refuses `os._exit`, is off here) after its softmax answers.
+    answers = harness.solution_answers(ASSIGNMENT, NOTEBOOK)
+    crash = harness.fill(harness.release_notebook(ASSIGNMENT, NOTEBOOK),
+                         {**answers, "cross_entropy": "import os\n\nos._exit(1)"})
+    course.submit("kernel-crash", ASSIGNMENT, {NOTEBOOK: crash})
     batch = Batch(course, {"solution": POINTS}, notebook_timeout=120)
     listener.close()
     batch.connections = connections
@@ -446,3 +497,12 @@ def test_harm_reaches_nothing_outside_the_sandbox(sandboxed):
             for nb in gb.find_submission(ASSIGNMENT, student).notebooks:
                 assert all(g.manual_score is None for g in nb.grades), f"{student}'s grades were rewritten"
     assert {"solution", "delete-others", "memory-bomb"} <= students
+
+
+def test_kernel_crash_scores_zero_is_flagged_and_the_batch_goes_on(sandboxed):
+    assert sandboxed.total("kernel-crash") == 0, sandboxed.scores.get("kernel-crash")
+    assert "kernel died" in " ".join(sandboxed.flags["kernel-crash"]), sandboxed.flags.get("kernel-crash")
+    assert "DeadKernelError" in sandboxed.explain() or "DeadKernelError" in "\n".join(sandboxed.course.log)
+    # Every other submission of the batch was graded, the solution with full marks.
+    assert set(sandboxed.results) - {"kernel-crash"} <= set(sandboxed.scores), sandboxed.explain()
+    assert sandboxed.total("solution") == POINTS
