@@ -10,8 +10,16 @@ from .env import fast_mode, pick_device, setup
 
 __version__ = "0.1.0"
 
-#: True when training runs should be shrunk to seconds (tests, CI, grading).
-#: Read once at import and refreshed by :func:`setup`.
-FAST: bool = fast_mode()
+
+def __getattr__(name: str):
+    """``course_lib.FAST``: whether training runs should be shrunk to seconds (tests, CI, grading).
+
+    Computed from the environment each time it is read (:func:`fast_mode`), so it always agrees
+    with :func:`setup`'s status line; nothing assigns it.
+    """
+    if name == "FAST":
+        return fast_mode()
+    raise AttributeError(f"module 'course_lib' has no attribute {name!r}")
+
 
 __all__ = ["FAST", "__version__", "fast_mode", "pick_device", "setup"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .env import doctor
+from .doctor import doctor
 
 
 def main(argv: list[str] | None = None) -> int:

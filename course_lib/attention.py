@@ -30,30 +30,6 @@ from torch import nn
 # --------------------------------------------------------------------------
 
 
-def _check_tensor(x: object, name: str, min_dim: int = 2) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() < min_dim:
-        raise ValueError(f"{name} must have at least {min_dim} dimensions (..., T, d), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    return x
-
-
-def _check_mask(mask: object, scores_shape: torch.Size) -> torch.Tensor:
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask must be a boolean torch.Tensor or None, got {type(mask).__name__}")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must have dtype torch.bool (True = may attend), got {mask.dtype}")
-    try:
-        torch.broadcast_shapes(mask.shape, scores_shape)
-    except RuntimeError:
-        raise ValueError(
-            f"mask of shape {tuple(mask.shape)} does not broadcast against the scores {tuple(scores_shape)}"
-        ) from None
-    return mask
-
-
 def scaled_dot_product_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -70,28 +46,50 @@ def scaled_dot_product_attention(
     the keys and ``output = weights @ v``. A query that may attend to no key
     gets all-zero weights and an all-zero output (not NaN).
     """
-    _check_tensor(q, "q")
-    _check_tensor(k, "k")
-    _check_tensor(v, "v")
+    _check_attention_inputs(q, k, v, mask)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T_q, T_k)
+    if mask is None:
+        weights = torch.softmax(scores, dim=-1)  # (..., T_q, T_k): each row sums to 1
+        return weights @ v, weights  # (..., T_q, d_v), (..., T_q, T_k)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    # A query that may attend to no key would have a row of -inf, whose softmax is 0/0 = NaN (in the
+    # gradient too): such rows get finite scores, then weights of zero.
+    attends = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1)
+    weights = torch.softmax(scores.masked_fill(~attends, 0.0), dim=-1) * attends
+    return weights @ v, weights
+
+
+def _check_tensor(x: object, name: str, min_dim: int = 2) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < min_dim:
+        raise ValueError(f"{name} must have at least {min_dim} dimensions (..., T, d), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def _check_attention_inputs(q: object, k: object, v: object, mask: object) -> None:
+    """Clear errors for what scaled_dot_product_attention cannot take (shapes as in its docstring)."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        _check_tensor(x, name)
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must share their last dimension d, got {q.shape[-1]} and {k.shape[-1]}")
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"k and v must have the same number of keys T_k, got {k.shape[-2]} and {v.shape[-2]}")
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T_q, T_k)
     if mask is None:
-        return _softmax_weights_times_v(scores, v)
-    mask = _check_mask(mask, scores.shape)
-    scores = scores.masked_fill(~mask, float("-inf"))
-    attends = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1): may this query attend to anything?
-    # A row of only -inf would give 0/0 = NaN; give it finite scores, then zero its weights.
-    scores = scores.masked_fill(~attends, 0.0)
-    weights = torch.softmax(scores, dim=-1) * attends
-    return weights @ v, weights
-
-
-def _softmax_weights_times_v(scores: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    weights = torch.softmax(scores, dim=-1)  # (..., T_q, T_k): each row sums to 1
-    return weights @ v, weights
+        return
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a boolean torch.Tensor or None, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must have dtype torch.bool (True = may attend), got {mask.dtype}")
+    scores_shape = (*torch.broadcast_shapes(q.shape[:-1], k.shape[:-2] + (1,)), k.shape[-2])
+    try:
+        torch.broadcast_shapes(mask.shape, scores_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast against the scores {tuple(scores_shape)}"
+        ) from None
 
 
 # --------------------------------------------------------------------------

@@ -155,6 +155,13 @@ def _check_schedule(schedule: object) -> None:
         raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
 
 
+def steps_for(t: torch.Tensor | int, x: torch.Tensor) -> torch.Tensor:
+    """One timestep per example of ``x`` (B, ...): an int ``t`` becomes the (B,) int64 tensor of it."""
+    if isinstance(t, int) and not isinstance(t, bool):
+        return torch.full((len(x),), t, dtype=torch.long, device=x.device)
+    return t
+
+
 def _as_timesteps(t: torch.Tensor | int, batch: int, T: int, device: torch.device) -> torch.Tensor:
     """``t`` as an int64 tensor of shape ``(batch,)`` (an int means the same step for every example)."""
     if isinstance(t, bool):
@@ -321,8 +328,7 @@ def guided_noise(
     _check_batch(xt, "xt")
     if labels is None:
         raise ValueError("guidance needs labels (B,); call the model directly for unconditional noise")
-    if isinstance(t, int):
-        t = torch.full((len(xt),), t, dtype=torch.long, device=xt.device)
+    t = steps_for(t, xt)
     eps_uncond = _call_model(model, xt, t, None)
     eps_cond = _call_model(model, xt, t, labels)
     return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
@@ -336,8 +342,7 @@ def predict_noise(
     guidance_scale: float | None = None,
 ) -> torch.Tensor:
     """The model's noise estimate: plain, conditional, or guided when ``guidance_scale`` is given."""
-    if isinstance(t, int):
-        t = torch.full((len(xt),), t, dtype=torch.long, device=xt.device)
+    t = steps_for(t, xt)
     if labels is not None and guidance_scale is not None and guidance_scale != 1.0:
         return guided_noise(model, xt, t, labels, guidance_scale)
     return _call_model(model, xt, t, labels)
@@ -574,8 +579,7 @@ class Denoiser(nn.Module):
         if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(f"x must have shape (B, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
         batch = len(x)
-        if isinstance(t, int):
-            t = torch.full((batch,), t, dtype=torch.long, device=x.device)
+        t = steps_for(t, x)  # (B,)
         c = self.time_mlp(timestep_embedding(t, self.emb_dim))  # (B, hidden)
         if self.label_emb is not None:
             if labels is None:
@@ -626,6 +630,7 @@ __all__ = [
     "p_mean_from_eps",
     "p_sample",
     "predict_noise",
+    "steps_for",
     "q_posterior_mean_variance",
     "q_sample",
     "q_step",

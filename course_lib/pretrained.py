@@ -27,7 +27,8 @@ from typing import Any
 import torch
 
 from .data import CORPORA, random_windows, text_corpus
-from .env import cache_dir
+from .env import cache_dir as course_cache_dir
+from .env import fast_mode
 from .gpt import GPT, GPTConfig, lm_loss
 from .tokenizer import CharTokenizer
 from .train import eval_mode
@@ -86,14 +87,7 @@ FAST_RECIPE = Recipe(
 
 def default_recipe() -> Recipe:
     """FAST_RECIPE in FAST mode, else FULL_RECIPE."""
-    import course_lib
-
-    return FAST_RECIPE if course_lib.FAST else FULL_RECIPE
-
-
-def default_cache_dir() -> Path:
-    """``$COURSE_CACHE_DIR``, else ``$XDG_CACHE_HOME/genai-course``, else ``~/.cache/genai-course``."""
-    return cache_dir()
+    return FAST_RECIPE if fast_mode() else FULL_RECIPE
 
 
 def course_vocabulary() -> str:
@@ -106,7 +100,7 @@ def course_vocabulary() -> str:
 
 def checkpoint_path(recipe: Recipe, cache_dir: str | Path | None = None) -> Path:
     """Where the checkpoint of ``recipe`` lives: ``<cache_dir>/gpt-<corpus>-<name>.pt``."""
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else course_cache_dir()
     return folder / f"gpt-{recipe.corpus}-{recipe.name}.pt"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -32,3 +33,22 @@ def borrowing_env(env: Path, also: tuple[Path, ...] = ()) -> Path:
     paths = [sysconfig.get_paths()["purelib"], *map(str, also)]
     (site / "borrowed.pth").write_text("".join(f"{p}\n" for p in paths))
     return site
+
+
+def oracle(module: str):
+    """Import an independent implementation a test compares with.
+
+    `make test` installs them (the ``hf`` extra), so in CI (``CI`` set) a missing one is a failure;
+    elsewhere (a bare ``pytest`` without the extra) the test is skipped with the reason.
+    """
+    import importlib
+
+    import pytest
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        message = f"{module} is not installed (pip install -e '.[hf]'; `make test` installs it): {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI is set: the oracle tests must run)")
+        pytest.skip(message)

@@ -74,8 +74,11 @@ def test_ci_and_readme_run_the_same_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make lab" in readme and "make test" in readme
     makefile = (ROOT / "Makefile").read_text()
-    # `make test` installs first: the course (STAMP) and the Debian packages grading needs (GRADING_STAMP).
-    assert re.search(r"^test: \$\(GRADING_STAMP\)$", makefile, re.M) and "--nbval-lax" in makefile
+    # `make test` installs first: the course (STAMP), the Debian packages grading needs (GRADING_STAMP) and the
+    # external oracles of the hf extra (TEST_STAMP), so that the tests comparing with them run.
+    assert re.search(r"^test: \$\(TEST_STAMP\)$", makefile, re.M) and "--nbval-lax" in makefile
+    assert re.search(r"^\$\(TEST_STAMP\): \$\(GRADING_STAMP\)", makefile, re.M)
+    assert re.search(r"^\t.*pip install .*-e \"\.\[dev,hf\]\"$", makefile, re.M)
     assert re.search(r"^\$\(GRADING_STAMP\): \$\(STAMP\)$", makefile, re.M)
 
 

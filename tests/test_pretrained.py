@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from course_lib.data import text_corpus
+from course_lib.env import cache_dir
 from course_lib.gpt import GPT
 from course_lib.pretrained import (
     FAST_RECIPE,
     Recipe,
     checkpoint_path,
     course_vocabulary,
-    default_cache_dir,
     lm_eval_loss,
     pretrained_gpt,
     recipe_differences,
@@ -99,11 +99,11 @@ def test_the_tokenizer_covers_both_corpora():
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "c"))
-    assert default_cache_dir() == tmp_path / "c"
+    assert cache_dir() == tmp_path / "c"
     assert checkpoint_path(TINY).parent == tmp_path / "c"
     monkeypatch.delenv("COURSE_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert default_cache_dir() == tmp_path / "x" / "genai-course"
+    assert cache_dir() == tmp_path / "x" / "genai-course"
 
 
 def test_recipe_rejects_bad_values():
