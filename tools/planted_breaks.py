@@ -80,7 +80,7 @@ BREAKS = [
           "course_lib/autograde/batch.py",
           'if "DeadKernelError" in text or "Kernel died" in text or "kernel died" in text:',
           'if False:',
-          [f"{ROUND_TRIP}::test_kernel_crash_scores_zero_and_others_are_graded"]),
+          ["tests/test_adversarial.py::test_kernel_crash_scores_zero_is_flagged_and_the_batch_goes_on"]),
     Break("invalid-json", "invalid JSON is reported and the others are graded",
           "a failed submission is no longer recorded as failed",
           "course_lib/autograde/batch.py", '    result.status = "failed"\n', '    result.status = "graded"\n',
