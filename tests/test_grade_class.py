@@ -35,7 +35,8 @@ def test_shards_split_every_student_exactly_once():
         if n > 1:
             assert min(len(s) for s in shards) > len(students) / n / 2  # roughly balanced
     # The same on every machine: processes with different hash seeds agree with this one.
-    code = "from course_lib.autograde.batch import shard_of; print([shard_of(f'student-{i:03d}', 8) for i in range(300)])"
+    code = ("from course_lib.autograde.batch import shard_of\n"
+            "print([shard_of(f'student-{i:03d}', 8) for i in range(300)])")
     ours = str([shard_of(s, 8) for s in students])
     for seed in ("1", "2"):
         proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
