@@ -95,7 +95,7 @@ BREAKS = [
           "    done = finished(db, assignment)\n",
           [f"{ROUND_TRIP}::test_regrading_gives_the_same_scores"]),
     Break("immutable", "grading never modifies a submitted file",
-          "the screen writes its sanitized notebook back over the submission",
+          "the grading worker appends a byte to each submitted notebook after grading it",
           "course_lib/autograde/batch.py",
           '        result = api.autograde(job["assignment"], job["student"], force=True, create=True)\n',
           '        result = api.autograde(job["assignment"], job["student"], force=True, create=True)\n'
