@@ -162,12 +162,12 @@ def steps_for(t: torch.Tensor | int, x: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _as_timesteps(t: torch.Tensor | int, batch: int, T: int, device: torch.device) -> torch.Tensor:
-    """``t`` as an int64 tensor of shape ``(batch,)`` (an int means the same step for every example)."""
+def _as_timesteps(t: torch.Tensor | int, x: torch.Tensor, T: int) -> torch.Tensor:
+    """:func:`steps_for`, checked: an int64 tensor (B,) of steps in 0 .. T-1 for the batch ``x``."""
     if isinstance(t, bool):
         raise TypeError("t must be an int or an integer tensor, got a bool")
-    if isinstance(t, int):
-        t = torch.full((batch,), t, dtype=torch.long, device=device)
+    batch, device = len(x), x.device
+    t = steps_for(t, x)
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"t must be an int or an integer tensor, got {type(t).__name__}")
     if t.is_floating_point() or t.dtype == torch.bool:
@@ -218,7 +218,7 @@ def q_sample(
     """
     _check_schedule(schedule)
     _check_batch(x0, "x0")
-    t = _as_timesteps(t, len(x0), schedule.T, x0.device)
+    t = _as_timesteps(t, x0, schedule.T)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     if noise.shape != x0.shape:
@@ -233,7 +233,7 @@ def q_step(x_prev: torch.Tensor, t: int, schedule: NoiseSchedule, noise: torch.T
     """
     _check_schedule(schedule)
     _check_batch(x_prev, "x_prev")
-    tt = _as_timesteps(t, len(x_prev), schedule.T, x_prev.device)
+    tt = _as_timesteps(t, x_prev, schedule.T)
     if noise is None:
         noise = torch.randn_like(x_prev)
     return extract(schedule.alphas.sqrt(), tt, x_prev) * x_prev + extract(schedule.betas.sqrt(), tt, x_prev) * noise
@@ -261,7 +261,7 @@ def q_posterior_mean_variance(
     _check_batch(xt, "xt")
     if x0.shape != xt.shape:
         raise ValueError(f"x0 and xt must have the same shape, got {tuple(x0.shape)} and {tuple(xt.shape)}")
-    t = _as_timesteps(t, len(xt), schedule.T, xt.device)
+    t = _as_timesteps(t, xt, schedule.T)
     mean = extract(schedule.posterior_mean_coef_x0, t, xt) * x0 + extract(schedule.posterior_mean_coef_xt, t, xt) * xt
     return mean, extract(schedule.posterior_variance, t, xt)
 
@@ -297,7 +297,7 @@ def diffusion_loss(
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     xt = q_sample(x0, t, schedule, noise)
-    eps = _call_model(model, xt, _as_timesteps(t, len(x0), schedule.T, x0.device), labels)
+    eps = _call_model(model, xt, _as_timesteps(t, x0, schedule.T), labels)
     return ((eps - noise) ** 2).mean()
 
 
@@ -384,7 +384,7 @@ def p_sample(
     _check_batch(xt, "xt")
     if variance not in ("beta", "posterior"):
         raise ValueError(f"variance must be 'beta' or 'posterior', got {variance!r}")
-    tt = _as_timesteps(t, len(xt), schedule.T, xt.device)
+    tt = _as_timesteps(t, xt, schedule.T)
     eps = predict_noise(model, xt, tt, labels, guidance_scale)
     if clip_x0 is None:
         mean = p_mean_from_eps(xt, tt, eps, schedule)
@@ -630,9 +630,9 @@ __all__ = [
     "p_mean_from_eps",
     "p_sample",
     "predict_noise",
-    "steps_for",
     "q_posterior_mean_variance",
     "q_sample",
     "q_step",
+    "steps_for",
     "timestep_embedding",
 ]

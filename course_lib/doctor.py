@@ -21,6 +21,7 @@ from .env import fast_mode, pick_device
 
 DIST_NAME = "genai-course"
 
+
 @dataclass(frozen=True)
 class Check:
     """One line of the doctor's report. ``ok`` is None for an optional extra."""

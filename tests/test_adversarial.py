@@ -502,7 +502,7 @@ def test_harm_reaches_nothing_outside_the_sandbox(sandboxed):
 def test_kernel_crash_scores_zero_is_flagged_and_the_batch_goes_on(sandboxed):
     assert sandboxed.total("kernel-crash") == 0, sandboxed.scores.get("kernel-crash")
     assert "kernel died" in " ".join(sandboxed.flags["kernel-crash"]), sandboxed.flags.get("kernel-crash")
-    assert "DeadKernelError" in sandboxed.explain() or "DeadKernelError" in "\n".join(sandboxed.course.log)
+    assert "DeadKernelError" in "\n".join(sandboxed.course.log)
     # Every other submission of the batch was graded, the solution with full marks.
     assert set(sandboxed.results) - {"kernel-crash"} <= set(sandboxed.scores), sandboxed.explain()
     assert sandboxed.total("solution") == POINTS

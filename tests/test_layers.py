@@ -49,8 +49,7 @@ def import_graph() -> dict[str, set[str]]:
     paths = sorted(PACKAGE.rglob("*.py"))
     modules = {_module_name(p) for p in paths}
     packages = {_module_name(p) for p in paths if p.name == "__init__.py"}
-    graph = {_module_name(p): _imports(p, modules) - packages for p in paths if p.name != "__init__.py"}
-    return graph
+    return {_module_name(p): _imports(p, modules) - packages for p in paths if p.name != "__init__.py"}
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
