@@ -4,7 +4,8 @@
   of ``solutions/`` (run ``make release`` after editing a solutions notebook);
 - no solution code and no hidden-test text reaches ``notebooks/``;
 - nbgrader's Validator passes every solutions notebook and fails every student
-  notebook (``invert=True``: the stubs must not pass the tests);
+  notebook (``invert=True``: the stubs must not pass the tests), run in grading
+  mode (experiments skipped, as autograde runs them; nbval runs them in full);
 - the notebooks are tidy: outputs stripped, stable cell ids, consistent nbgrader
   metadata, links generated from pyproject's Repository URL;
 - every answer cell is the target of a mistake submission, and every test cell
@@ -142,13 +143,23 @@ def test_every_exercise_has_a_mistake_and_every_test_can_fail(assignment):
 
 
 def _validator(invert: bool = False):
+    """nbgrader's Validator in grading mode: the graded cells run as autograde runs them, experiments skipped.
+
+    The full notebook (experiments included) is executed by nbval in the same `make test`; what the
+    Validator adds is nbgrader's verdict on the graded cells, and that verdict is the one grading gives.
+    """
+    from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, Execute
     from nbgrader.validator import Validator
     from traitlets.config import Config
+
+    from course_lib.autograde.grading_mode import SkipExperiments
 
     config = Config()
     config.Execute.timeout = 120
     config.Execute.shutdown_kernel = "immediate"  # as in nbgrader_config.py: the outputs are in by then
-    return Validator(config=config, invert=invert)
+    validator = Validator(config=config, invert=invert)
+    validator.preprocessors = [CheckCellMetadata, ClearOutput, SkipExperiments, Execute]
+    return validator
 
 
 @pytest.mark.slow
