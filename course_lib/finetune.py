@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .gpt import GPT, hidden_states
+from .gpt import GPT
 from .train import StopTraining, eval_mode, train
 
 
@@ -252,7 +252,7 @@ class GPTClassifier(nn.Module):
         B, T = ids.shape
         if lengths.shape != (B,) or bool((lengths < 1).any()) or bool((lengths > T).any()):
             raise ValueError(f"lengths must be ({B},) with values in 1..{T}, got {lengths.tolist()}")
-        h = hidden_states(self.gpt, ids)  # (B, T, C)
+        h, _ = self.gpt.hidden(ids)  # (B, T, C)
         real = (torch.arange(T, device=ids.device) < lengths[:, None]).to(h.dtype)  # (B, T): 1 on text, 0 on padding
         pooled = (h * real[..., None]).sum(dim=1) / lengths[:, None].to(h.dtype)  # (B, C)
         return self.head(pooled)  # (B, n_classes)

@@ -1,11 +1,14 @@
 """A small GPT (Radford et al. 2019), in the order you would explain it (notebook 05).
 
-Config -> causal self-attention (built on notebook 04's ``split_heads``,
-``merge_heads`` and ``scaled_dot_product_attention``) -> MLP -> pre-LayerNorm
-block -> the model (token + position embeddings, blocks, final LayerNorm, a
-language-model head tied to the token embedding). Then the objective
-(:func:`lm_loss`), sampling (:func:`sample_next_token`, :func:`generate`, with
-a key/value cache) and loading Hugging Face GPT-2 weights.
+Config -> causal self-attention with a key/value cache (notebook 04's
+``split_heads`` and ``merge_heads`` around :func:`attention_with_past`) -> MLP
+-> pre-LayerNorm block -> the model (token + position embeddings, blocks, final
+LayerNorm, a language-model head tied to the token embedding). Then the
+objective (:func:`lm_loss`), sampling (:func:`sample_next_token`,
+:func:`generate`) and loading Hugging Face GPT-2 weights.
+
+``model(idx)`` gives logits; :func:`forward_with_cache` gives logits and the
+cache, and continues from one; ``model.hidden(idx, past)`` is what both run.
 
 Shapes: B batch, T time (tokens), C channels (``n_embd``), H heads, V vocabulary.
 """
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import merge_heads, scaled_dot_product_attention, split_heads
+from .attention import merge_heads, split_heads
 from .train import eval_mode
 
 KV = tuple[torch.Tensor, torch.Tensor]  # keys and values of one layer: (B, H, T_past, C // H) each
@@ -50,7 +53,7 @@ def causal_mask_with_past(T: int, T_past: int, device: torch.device | None = Non
 
 
 def attention_with_past(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: KV | None = None
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: KV | None = None, dropout_p: float = 0.0
 ) -> tuple[torch.Tensor, KV]:
     """Causal attention of T new queries over the cached past and the new keys (the KV-cache step).
 
@@ -60,13 +63,18 @@ def attention_with_past(
     new query i sits at absolute position T_past + i, so it may attend to keys
     0 .. T_past + i. Returns the output (B, H, T, d) and the updated cache
     (keys, values), each (B, H, T_past + T, d).
+
+    The attention itself is notebook 04's softmax(q k^T / sqrt(d)) v, computed by
+    PyTorch's fused kernel (tests/test_attention.py proves course_lib's
+    ``scaled_dot_product_attention`` equal to it); ``dropout_p`` drops attention
+    weights while training.
     """
     if past is not None:
         k = torch.cat([past[0], k], dim=2)  # (B, H, T_past + T, d)
         v = torch.cat([past[1], v], dim=2)
     T = q.shape[2]
     mask = causal_mask_with_past(T, k.shape[2] - T, q.device)  # (T, T_past + T)
-    y, _ = scaled_dot_product_attention(q, k, v, mask)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, H, T, d)
     return y, (k, v)
 
 
@@ -74,8 +82,7 @@ class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where position t sees positions <= t only.
 
     One linear layer makes queries, keys and values at once (``qkv``, as GPT-2's
-    ``c_attn``). ``fast=True`` uses PyTorch's fused attention; ``fast=False``
-    the course's own ``scaled_dot_product_attention`` (tests prove them equal).
+    ``c_attn``); ``past`` holds this layer's keys and values of earlier tokens.
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -84,27 +91,13 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
-        self.fast = True
 
     def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
+        """x (B, T, C) -> output (B, T, C) and the keys/values so far, each (B, H, T_past + T, C // H)."""
+        q, k, v = self.qkv(x).split(x.shape[2], dim=2)  # 3 x (B, T, C)
         q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, H, T, C // H)
-        if past is not None:
-            k = torch.cat([past[0], k], dim=2)  # (B, H, T_past + T, C // H)
-            v = torch.cat([past[1], v], dim=2)
-        T_past = k.shape[2] - T
-        if self.fast:
-            if T_past == 0:
-                y = F.scaled_dot_product_attention(
-                    q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-                )
-            else:
-                mask = causal_mask_with_past(T, T_past, x.device)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        else:
-            y, _ = scaled_dot_product_attention(q, k, v, causal_mask_with_past(T, T_past, x.device))
-        return self.proj(merge_heads(y)), (k, v)  # (B, T, C)
+        y, present = attention_with_past(q, k, v, past, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(merge_heads(y)), present  # (B, T, C)
 
 
 class MLP(nn.Module):
@@ -165,22 +158,28 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # the tied matrix counts once
 
-    def set_fast_attention(self, fast: bool) -> GPT:
-        for block in self.blocks:
-            block.attn.fast = fast
-        return self
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) -> next-token logits (B, T, V)."""
+        h, _ = self.hidden(idx)  # (B, T, C)
+        return self.lm_head(h)
 
-    def forward(
-        self, idx: torch.Tensor, past: list[KV] | None = None, use_cache: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, list[KV]]:
-        """Logits (B, T, V); with ``use_cache`` also each layer's keys and values so far.
+    def hidden(self, idx: torch.Tensor, past: list[KV] | None = None) -> tuple[torch.Tensor, list[KV]]:
+        """Token ids (B, T) -> final hidden states (B, T, C), the input of ``lm_head``, and each layer's cache.
 
-        ``past`` holds the keys/values of the tokens before ``idx`` (from an
-        earlier call with ``use_cache=True``); positions continue after them.
+        ``past`` holds each layer's keys/values of the T_past tokens before
+        ``idx``; the new tokens sit at positions T_past .. T_past + T - 1.
+        Position t has seen tokens 0..t only (causal), so padding after a text
+        never changes the states of the text's own positions.
         """
         _check_idx(self, idx, past)
-        logits, presents = forward_with_cache(self, idx, past)  # (B, T, V), each layer's keys/values
-        return (logits, presents) if use_cache else logits
+        T_past = past[0][0].shape[2] if past else 0
+        pos = torch.arange(T_past, T_past + idx.shape[1], device=idx.device)  # (T,)
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        presents = []
+        for i, block in enumerate(self.blocks):
+            x, present = block(x, past[i] if past else None)
+            presents.append(present)
+        return self.ln_f(x), presents
 
 
 def _check_idx(model: GPT, idx: torch.Tensor, past: list[KV] | None = None) -> None:
@@ -270,36 +269,14 @@ def sample_next_token(
 
 
 def forward_with_cache(model: GPT, idx: torch.Tensor, past: list[KV] | None = None) -> tuple[torch.Tensor, list[KV]]:
-    """What ``model(idx, past=past, use_cache=True)`` runs: logits (B, T, V) and every layer's cache.
+    """Logits (B, T, V) for the T new tokens ``idx`` and every layer's cache, continuing from ``past``.
 
-    The T new tokens sit at absolute positions T_past .. T_past + T - 1, where
+    The new tokens sit at absolute positions T_past .. T_past + T - 1, where
     T_past = ``past[0][0].shape[2]`` (0 without a past), so their position
-    embeddings continue where the cached tokens stopped.
+    embeddings continue where the cached tokens stopped (notebook 05's exercise).
     """
-    h, presents = _hidden_with_cache(model, idx, past)  # (B, T, C)
+    h, presents = model.hidden(idx, past)  # (B, T, C), each layer's keys/values
     return model.lm_head(h), presents
-
-
-def _hidden_with_cache(model: GPT, idx: torch.Tensor, past: list[KV] | None) -> tuple[torch.Tensor, list[KV]]:
-    B, T = idx.shape
-    T_past = past[0][0].shape[2] if past else 0
-    pos = torch.arange(T_past, T_past + T, device=idx.device)  # (T,)
-    x = model.drop(model.wte(idx) + model.wpe(pos))  # (B, T, C)
-    presents = []
-    for i, block in enumerate(model.blocks):
-        x, present = block(x, past[i] if past else None)
-        presents.append(present)
-    return model.ln_f(x), presents
-
-
-def hidden_states(model: GPT, idx: torch.Tensor) -> torch.Tensor:
-    """The final hidden states (after the last LayerNorm), the input of ``lm_head``: (B, T) ids -> (B, T, C).
-
-    Position t has seen tokens 0..t only (causal), so padding after a text
-    never changes the states of the text's own positions.
-    """
-    _check_idx(model, idx)
-    return _hidden_with_cache(model, idx, None)[0]
 
 
 @torch.no_grad()
@@ -325,9 +302,9 @@ def generate(
     with eval_mode(model):
         for _ in range(max_new_tokens):
             if use_cache and past is not None and past[0][0].shape[2] < block:
-                logits, past = model(idx[:, -1:], past=past, use_cache=True)
+                logits, past = forward_with_cache(model, idx[:, -1:], past)
             elif use_cache:
-                logits, past = model(idx[:, -block:], use_cache=True)
+                logits, past = forward_with_cache(model, idx[:, -block:])
             else:
                 logits = model(idx[:, -block:])
             next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)

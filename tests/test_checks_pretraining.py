@@ -75,7 +75,7 @@ def _tiny_gpt(seed, B, T_past, T):
             p.add_(0.3 * torch.randn_like(p))
     g = torch.Generator().manual_seed(seed)
     prefix = torch.randint(13, (B, T_past), generator=g)
-    past = model(prefix, use_cache=True)[1] if T_past else None
+    past = gpt.forward_with_cache(model, prefix)[1] if T_past else None
     return {"model": model, "idx": torch.randint(13, (B, T), generator=g), "past": past}
 
 

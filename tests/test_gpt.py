@@ -1,4 +1,4 @@
-"""course_lib.gpt: causality, the fast path equals the teaching path, the KV cache, the loss, sampling,
+"""course_lib.gpt: causality, attention equal to torch's multi-head attention, the KV cache, the loss, sampling,
 and (with the [hf] extra) identical logits to Hugging Face's GPT-2 with the same weights."""
 
 from __future__ import annotations
@@ -9,13 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from envtools import oracle
+from torch import nn
 
 from course_lib.gpt import (
     GPT,
+    CausalSelfAttention,
     GPTConfig,
     causal_mask_with_past,
+    forward_with_cache,
     generate,
-    hidden_states,
     lm_loss,
     sample_next_token,
 )
@@ -47,7 +49,8 @@ def test_shapes_and_weight_tying():
 def test_hidden_states_are_what_the_lm_head_reads():
     model = _model()
     x = _tokens(3, 12)
-    h = hidden_states(model, x)
+    h, presents = model.hidden(x)
+    assert len(presents) == CFG.n_layer and presents[0][0].shape == (3, CFG.n_head, 12, CFG.n_embd // CFG.n_head)
     assert h.shape == (3, 12, CFG.n_embd)
     torch.testing.assert_close(h @ model.wte.weight.T, model(x))  # tied head: logits = h E^T
     # LayerNorm output: zero mean, unit variance per position, before its affine part (identity at init).
@@ -55,9 +58,9 @@ def test_hidden_states_are_what_the_lm_head_reads():
     # Causal: padding after position 5 leaves positions 0..5 unchanged.
     padded = x.clone()
     padded[:, 6:] = 0
-    torch.testing.assert_close(hidden_states(model, padded)[:, :6], h[:, :6])
+    torch.testing.assert_close(model.hidden(padded)[0][:, :6], h[:, :6])
     with pytest.raises(ValueError, match="exceed block_size=12"):
-        hidden_states(model, _tokens(1, 13))
+        model.hidden(_tokens(1, 13))
 
 
 def test_position_i_does_not_see_the_future():
@@ -70,27 +73,35 @@ def test_position_i_does_not_see_the_future():
     assert not torch.allclose(a[:, 7:], b[:, 7:])
 
 
-def test_fast_attention_equals_the_course_attention():
-    model = _model()
-    x = _tokens(2, 12)
-    fast = model(x)
-    slow = model.set_fast_attention(False)(x)
-    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+@torch.no_grad()
+def test_causal_self_attention_equals_torch_multihead_attention():
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(CFG).eval()
+    mha = nn.MultiheadAttention(CFG.n_embd, CFG.n_head, batch_first=True).eval()
+    mha.in_proj_weight.copy_(attn.qkv.weight)  # both stack the q, k, v projections in this order
+    mha.in_proj_bias.copy_(attn.qkv.bias)
+    mha.out_proj.weight.copy_(attn.proj.weight)
+    mha.out_proj.bias.copy_(attn.proj.bias)
+    x = torch.randn(2, 9, CFG.n_embd)
+    future = torch.ones(9, 9, dtype=torch.bool).triu(diagonal=1)  # torch's convention: True = may not attend
+    expected, _ = mha(x, x, x, attn_mask=future, need_weights=False)
+    y, (k, v) = attn(x)
+    torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
+    assert k.shape == v.shape == (2, CFG.n_head, 9, CFG.n_embd // CFG.n_head)
 
 
 def test_causal_mask_with_past():
     assert causal_mask_with_past(2, 3).tolist() == [[True] * 4 + [False], [True] * 5]
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_cached_forward_equals_full_forward(fast):
-    model = _model().set_fast_attention(fast)
+def test_cached_forward_equals_full_forward():
+    model = _model()
     x = _tokens(2, 10)
     full = model(x)
-    logits, past = model(x[:, :6], use_cache=True)
+    logits, past = forward_with_cache(model, x[:, :6])
     steps = [logits]
     for t in range(6, 10):
-        logits, past = model(x[:, t : t + 1], past=past, use_cache=True)
+        logits, past = forward_with_cache(model, x[:, t : t + 1], past)
         steps.append(logits)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 

@@ -545,7 +545,7 @@ FORWARD_WITH_CACHE_MISTAKES = {
     "every block got layer 0's cache: pass past[i] to block i": _fwd_same_past_everywhere,
 }
 
-FORWARD_WITH_CACHE_SHORTCUTS = ["course_lib.gpt.forward_with_cache"]
+FORWARD_WITH_CACHE_SHORTCUTS = ["course_lib.gpt.forward_with_cache", "course_lib.gpt.GPT.hidden"]
 
 __all__ = [
     "ATTENTION_WITH_PAST_MISTAKES",
