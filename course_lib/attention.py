@@ -178,13 +178,6 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
-    # The notebook replaces these two with the student's functions.
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        return split_heads(x, self.num_heads)
-
-    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
-        return merge_heads(x)
-
     def forward(
         self,
         query: torch.Tensor,
@@ -198,11 +191,11 @@ class MultiHeadAttention(nn.Module):
             _check_tensor(x, name, min_dim=3)
             if x.dim() != 3 or x.shape[-1] != self.d_model:
                 raise ValueError(f"{name} must have shape (B, T, {self.d_model}), got {tuple(x.shape)}")
-        q = self.split_heads(self.q_proj(query))  # (B, H, T_q, dh)
-        k = self.split_heads(self.k_proj(key))  # (B, H, T_k, dh)
-        v = self.split_heads(self.v_proj(value))  # (B, H, T_k, dh)
+        q = split_heads(self.q_proj(query), self.num_heads)  # (B, H, T_q, dh)
+        k = split_heads(self.k_proj(key), self.num_heads)  # (B, H, T_k, dh)
+        v = split_heads(self.v_proj(value), self.num_heads)  # (B, H, T_k, dh)
         out, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, H, T_q, dh), (B, H, T_q, T_k)
-        return self.out_proj(self.merge_heads(out)), weights
+        return self.out_proj(merge_heads(out)), weights
 
     @torch.no_grad()
     def load_from_torch(self, mha: nn.MultiheadAttention) -> MultiHeadAttention:
