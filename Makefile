@@ -99,6 +99,7 @@ test-browser: $(BROWSER_STAMP)
 	COURSE_FAST=1 $(BIN)/python -m pytest -p no:cacheprovider -rP -q tests/browser $(PYTEST_ARGS)
 
 release: $(STAMP)
+	$(BIN)/python tools/nbsource.py sync
 	@for a in $(ASSIGNMENTS); do \
 		$(BIN)/nbgrader generate_assignment $$a --force --log-level=WARN || exit 1; \
 	done
@@ -109,6 +110,7 @@ check-release: $(STAMP)
 
 links: $(STAMP)
 	$(BIN)/python tools/links.py
+	$(BIN)/python tools/nbsource.py export
 
 # Grade a class: every student under grading/submitted/*/$(A), JOBS sandboxed workers, optionally one
 # SHARD k/n of the class (for a cluster). Re-running resumes; ARGS="--force" regrades.
