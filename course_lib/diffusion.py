@@ -26,7 +26,7 @@ tensor shaped like ``x_t``: its estimate of the noise that was added.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -334,18 +334,19 @@ def guided_noise(
     return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
 
 
-def predict_noise(
-    model: EpsModel,
-    xt: torch.Tensor,
-    t: torch.Tensor | int,
-    labels: torch.Tensor | None = None,
-    guidance_scale: float | None = None,
-) -> torch.Tensor:
-    """The model's noise estimate: plain, conditional, or guided when ``guidance_scale`` is given."""
-    t = steps_for(t, xt)
-    if labels is not None and guidance_scale is not None and guidance_scale != 1.0:
-        return guided_noise(model, xt, t, labels, guidance_scale)
-    return _call_model(model, xt, t, labels)
+def guided(model: EpsModel, guidance_scale: float | None) -> EpsModel:
+    """``model`` with classifier-free guidance at ``guidance_scale``: ``(x_t, t, labels) -> eps``.
+
+    Calls with labels get :func:`guided_noise`; calls without, and a scale of None or 1 (the plain
+    conditional model), go to ``model`` itself. The samplers take this, so a step needs no guidance options.
+    """
+    if guidance_scale is None or guidance_scale == 1.0:
+        return model
+
+    def guided_model(xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return model(xt, t) if labels is None else guided_noise(model, xt, t, labels, guidance_scale)
+
+    return guided_model
 
 
 # --------------------------------------------------------------------------
@@ -365,27 +366,27 @@ def p_sample(
     t: int,
     schedule: NoiseSchedule,
     noise: torch.Tensor | None = None,
+    *,
     labels: torch.Tensor | None = None,
-    guidance_scale: float | None = None,
     variance: str = "beta",
-    generator: torch.Generator | None = None,
     clip_x0: float | None = None,
 ) -> torch.Tensor:
     """One ancestral step ``x_{t-1} = mu_theta(x_t, t) + sigma_t z`` (Ho et al. 2020, Algorithm 2).
 
     xt: (B, ...) the current sample; t: the current step (an int, 0 .. T-1). ``sigma_t^2`` is
     ``beta_t`` (``variance="beta"``, the default) or ``beta_tilde_t`` (``"posterior"``); both are in the
-    paper. ``z = noise`` (drawn when None); at t = 0 no noise is added: the result is the mean.
-    With ``clip_x0``, the mean is computed as in Ho et al.'s code instead: the predicted ``x_0`` is
-    clamped to [-clip_x0, clip_x0] and plugged into the posterior mean (the same value when nothing
-    is clamped). Returns ``x_{t-1}``, shaped like ``xt``.
+    paper. ``z = noise`` (standard normal, drawn when None); at t = 0 no noise is added: the result is
+    the mean. With ``clip_x0``, the mean is computed as in Ho et al.'s code instead: the predicted
+    ``x_0`` is clamped to [-clip_x0, clip_x0] and plugged into the posterior mean (the same value when
+    nothing is clamped). ``labels`` go to the model (wrap it with :func:`guided` for guidance).
+    Returns ``x_{t-1}``, shaped like ``xt``.
     """
     _check_schedule(schedule)
     _check_batch(xt, "xt")
     if variance not in ("beta", "posterior"):
         raise ValueError(f"variance must be 'beta' or 'posterior', got {variance!r}")
-    tt = _as_timesteps(t, xt, schedule.T)
-    eps = predict_noise(model, xt, tt, labels, guidance_scale)
+    tt = _as_timesteps(t, xt, schedule.T)  # (B,)
+    eps = _call_model(model, xt, tt, labels)  # (B, ...) the predicted noise
     if clip_x0 is None:
         mean = p_mean_from_eps(xt, tt, eps, schedule)
     else:
@@ -395,10 +396,9 @@ def p_sample(
         mean, _ = q_posterior_mean_variance(x0_hat.clamp(-clip_x0, clip_x0), xt, tt, schedule)
     if int(t) == 0:
         return mean
-    if noise is None:
-        noise = torch.randn(xt.shape, generator=generator, dtype=xt.dtype).to(xt.device)
-    var = schedule.betas if variance == "beta" else schedule.posterior_variance
-    return mean + extract(var, tt, xt).sqrt() * noise
+    sigma2 = schedule.betas if variance == "beta" else schedule.posterior_variance
+    z = torch.randn_like(xt) if noise is None else noise
+    return mean + extract(sigma2, tt, xt).sqrt() * z
 
 
 def ddim_step(
@@ -459,6 +459,36 @@ def _initial_noise(shape: tuple[int, ...], generator: torch.Generator | None, de
 
 
 @torch.no_grad()
+def ddpm_chain(
+    model: EpsModel,
+    shape: tuple[int, ...],
+    schedule: NoiseSchedule,
+    labels: torch.Tensor | None = None,
+    guidance_scale: float | None = None,
+    generator: torch.Generator | None = None,
+    x_T: torch.Tensor | None = None,
+    variance: str = "beta",
+    clip: float | None = None,
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Ancestral sampling step by step: ``(t, x_t)`` for t = T-1 .. 0 (``x_t`` before step t), then ``(-1, x_0)``.
+
+    ``x_T ~ N(0, I)``, then :func:`p_sample` for t = T-1 down to 0. Random numbers are drawn from
+    ``generator`` in this order: ``x_T`` (unless given), then one ``randn(shape)`` for each
+    t = T-1 .. 1. ``clip`` clamps each step's predicted ``x_0`` to [-clip, clip] (data in [-1, 1]:
+    use 1.0; None: no clamping). ``{t: x for t, x in ddpm_chain(...) if t in wanted}`` keeps some steps.
+    """
+    _check_schedule(schedule)
+    model = guided(model, guidance_scale)
+    x = _initial_noise(tuple(shape), generator, device) if x_T is None else x_T.clone()
+    for t in range(schedule.T - 1, -1, -1):
+        yield t, x
+        noise = torch.randn(x.shape, generator=generator).to(x.device) if t > 0 else None
+        x = p_sample(model, x, t, schedule, noise, labels=labels, variance=variance, clip_x0=clip)
+    yield -1, x
+
+
+@torch.no_grad()
 def ddpm_sample(
     model: EpsModel,
     shape: tuple[int, ...],
@@ -469,28 +499,12 @@ def ddpm_sample(
     x_T: torch.Tensor | None = None,
     variance: str = "beta",
     clip: float | None = None,
-    keep: list[int] | None = None,
     device: torch.device | str = "cpu",
-) -> torch.Tensor | tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """Ancestral sampling: ``x_T ~ N(0, I)``, then :func:`p_sample` for t = T-1 down to 0.
-
-    Random numbers are drawn from ``generator`` in this order: ``x_T`` (unless given), then one
-    ``randn(shape)`` for each t = T-1 .. 1. ``clip`` clamps each step's predicted ``x_0`` to
-    [-clip, clip] (data in [-1, 1]: use 1.0; None: no clamping). With ``keep`` (a list of t),
-    also returns ``{t: x_t}`` for those steps
-    (``x_t`` *before* step t runs; -1 for the final sample). Returns ``(shape)`` samples.
-    """
-    _check_schedule(schedule)
-    x = _initial_noise(tuple(shape), generator, device) if x_T is None else x_T.clone()
-    chain: dict[int, torch.Tensor] = {}
-    for t in range(schedule.T - 1, -1, -1):
-        if keep is not None and t in keep:
-            chain[t] = x.clone()
-        noise = torch.randn(x.shape, generator=generator).to(x.device) if t > 0 else None
-        x = p_sample(model, x, t, schedule, noise, labels, guidance_scale, variance, clip_x0=clip)
-    if keep is not None:
-        chain[-1] = x.clone()
-        return x, chain
+) -> torch.Tensor:
+    """Ancestral sampling: the final ``x_0`` of :func:`ddpm_chain` (same arguments), shaped ``shape``."""
+    chain = ddpm_chain(model, shape, schedule, labels, guidance_scale, generator, x_T, variance, clip, device)
+    for _, x in chain:  # noqa: B007 (only the last state, x_0, is kept)
+        pass
     return x
 
 
@@ -516,10 +530,11 @@ def ddim_sample(
     """
     _check_schedule(schedule)
     x = _initial_noise(tuple(shape), generator, device) if x_T is None else x_T.clone()
+    model = guided(model, guidance_scale)
     times = ddim_timesteps(schedule.T, steps)
     for i, t in enumerate(times):
         t_prev = times[i + 1] if i + 1 < len(times) else -1
-        eps = predict_noise(model, x, t, labels, guidance_scale)
+        eps = _call_model(model, x, _as_timesteps(t, x, schedule.T), labels)
         noise = torch.randn(x.shape, generator=generator).to(x.device) if eta > 0 and t_prev >= 0 else None
         x = ddim_step(eps, x, t, t_prev, schedule, eta, noise, clip_x0=clip)
     return x
@@ -620,16 +635,17 @@ __all__ = [
     "ddim_sample",
     "ddim_step",
     "ddim_timesteps",
+    "ddpm_chain",
     "ddpm_sample",
     "denoiser_loss_fn",
     "diffusion_loss",
     "drop_labels",
     "extract",
+    "guided",
     "guided_noise",
     "linear_beta_schedule",
     "p_mean_from_eps",
     "p_sample",
-    "predict_noise",
     "q_posterior_mean_variance",
     "q_sample",
     "q_step",

@@ -277,6 +277,29 @@ def test_guidance_interpolates_and_extrapolates():
     assert torch.allclose(D.guided_noise(C.toy_model, x, t, y, 3.0), uncond + 3 * (cond - uncond))
 
 
+def test_guided_model_is_guided_noise_with_labels_and_the_model_without():
+    x, t, y = torch.randn(4, 2), torch.tensor([1, 2, 3, 4]), torch.tensor([0, 1, 2, 3])
+    model = D.guided(C.toy_model, 3.0)
+    assert torch.equal(model(x, t, y), D.guided_noise(C.toy_model, x, t, y, 3.0))
+    assert torch.equal(model(x, t), C.toy_model(x, t))
+    assert D.guided(C.toy_model, None) is C.toy_model and D.guided(C.toy_model, 1.0) is C.toy_model
+
+
+def test_ddpm_chain_yields_every_step_before_it_runs_and_ends_at_the_sample():
+    """x_T first, one state per step (the input of p_sample at t), the sample last, equal to ddpm_sample's."""
+    schedule = D.NoiseSchedule.linear(6)
+    states = list(D.ddpm_chain(C.toy_model, (3, 2), schedule, generator=torch.Generator().manual_seed(0)))
+    assert [t for t, _ in states] == [5, 4, 3, 2, 1, 0, -1]
+    assert torch.equal(states[0][1], torch.randn((3, 2), generator=torch.Generator().manual_seed(0)))
+    g = torch.Generator().manual_seed(0)
+    torch.randn((3, 2), generator=g)  # x_T
+    for (t, x), (_, after) in zip(states, states[1:]):
+        noise = torch.randn((3, 2), generator=g) if t > 0 else None
+        assert torch.equal(after, D.p_sample(C.toy_model, x, t, schedule, noise)), t
+    sample = D.ddpm_sample(C.toy_model, (3, 2), schedule, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sample, states[-1][1])
+
+
 def test_denoiser_shapes_and_null_label():
     model = D.Denoiser((1, 8, 8), hidden=32, depth=2, num_classes=10)
     x, t = torch.randn(5, 1, 8, 8), torch.randint(1000, (5,))

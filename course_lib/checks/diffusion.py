@@ -589,7 +589,7 @@ DDIM_SAMPLE_MISTAKES = {
 
 GUIDANCE_SHORTCUTS = [
     "course_lib.diffusion.guided_noise",
-    "course_lib.diffusion.predict_noise",
+    "course_lib.diffusion.guided",
     "course_lib.checks.diffusion.reference_guided_noise",
 ]
 

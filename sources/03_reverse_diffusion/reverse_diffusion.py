@@ -409,6 +409,7 @@ plt.show()
 
 # %% id="roll-sample" tags=["experiment"]
 from course_lib.diffusion import ddim_sample as lib_ddim_sample
+from course_lib.diffusion import ddpm_chain
 from course_lib.diffusion import ddpm_sample as lib_ddpm_sample
 from course_lib.metrics import energy_distance
 from course_lib.viz import reverse_chain_figure
@@ -424,8 +425,9 @@ def distance_ratio(samples):
 
 
 start = time.perf_counter()
-roll_samples, chain = lib_ddpm_sample(roll_model, (repeats * n_roll, 2), schedule,
-                                      generator=torch.Generator().manual_seed(0), keep=[999, 600, 300, 150, 50])
+chain = {t: x for t, x in ddpm_chain(roll_model, (repeats * n_roll, 2), schedule,
+                                     generator=torch.Generator().manual_seed(0)) if t in (999, 600, 300, 150, 50, -1)}
+roll_samples = chain[-1]
 ddpm_seconds = time.perf_counter() - start
 reverse_chain_figure({t: x[:n_roll] for t, x in chain.items()}, reference=held_out[0])
 plt.show()
