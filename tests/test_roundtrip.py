@@ -184,6 +184,18 @@ class RoundTrip:
                 wrong[mistake.name] = {"expected": expected, "got": got, "errors": errors}
         assert not wrong, wrong
 
+    def test_each_known_mistake_is_named_as_the_likely_cause(self, graded):
+        """A mistake the catalogue knows gets its catalogue description in a failing check's message."""
+        unnamed = {}
+        for mistake in graded.honest:
+            if not mistake.cause:
+                continue
+            entry = harness.catalogue_entry(mistake.cause)
+            messages = graded.inprocess[mistake.name].messages
+            if not any(f"Likely cause: {entry}" in messages.get(cell, "") for cell in mistake.fails):
+                unnamed[mistake.name] = {"catalogue": entry, "messages": {c: messages.get(c) for c in mistake.fails}}
+        assert not unnamed, unnamed
+
     def test_in_process_scores_equal_nbgrader_scores(self, graded):
         """The cheap path is trusted only because it agrees with nbgrader, on this run's own batch."""
         assert len(graded.compared) >= 3 and set(graded.compared) <= set(graded.scores), graded.explain()

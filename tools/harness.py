@@ -42,6 +42,9 @@ class Mistake:
     marks. ``notebook`` names the notebook file when an assignment has several.
     ``flagged`` marks a submission that tampers with the grader (e.g. rebinding
     ``torch.allclose``): the grader must not run that cell and must flag it.
+    ``cause`` is a few words of the mistake catalogue entry (a ``*_MISTAKES``
+    description in ``course_lib.checks``) that a failing check must name as
+    the likely cause, for mistakes the catalogue knows.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Mistake:
     notebook: str | None = None
     why: str = ""
     flagged: bool = False
+    cause: str = ""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9-]+", self.name):
@@ -188,6 +192,33 @@ def _only_notebook(assignment: str, root: Path = ROOT) -> str:
     if len(names) != 1:
         raise ValueError(f"{assignment} has {len(names)} notebooks; say which one in Mistake.notebook")
     return names[0]
+
+
+def catalogue_entries() -> dict[str, str]:
+    """Every mistake catalogue entry of course_lib.checks: description -> ``module.CATALOGUE``."""
+    import importlib
+    import pkgutil
+
+    import course_lib.checks
+
+    entries = {}
+    for info in pkgutil.iter_modules(course_lib.checks.__path__):
+        module = importlib.import_module(f"course_lib.checks.{info.name}")
+        for name, value in vars(module).items():
+            if name.endswith("_MISTAKES") and isinstance(value, Mapping):
+                entries.update({description: f"{info.name}.{name}" for description in value})
+    return entries
+
+
+def catalogue_entry(cause: str) -> str:
+    """The catalogue description ``cause`` is, or else the one containing it (ValueError when none or several do)."""
+    entries = catalogue_entries()
+    if cause in entries:
+        return cause
+    found = [description for description in entries if cause in description]
+    if len(found) != 1:
+        raise ValueError(f"{cause!r} must occur in exactly one mistake catalogue entry, found {len(found)}: {found}")
+    return found[0]
 
 
 def load_mistakes(assignment: str) -> list[Mistake]:

@@ -67,6 +67,7 @@ class Result:
     flags: list[str] = field(default_factory=list)
     seconds: float = 0.0
     errors: dict[str, str] = field(default_factory=dict)  # cell label -> the error's last line, for messages
+    messages: dict[str, str] = field(default_factory=dict)  # cell label -> the whole error message a student reads
 
 
 # --------------------------------------------------------------------------
@@ -149,7 +150,9 @@ class Runner:
                 cell.outputs = [nbformat.from_dict(o) for o in cell_outputs]
                 for o in cell_outputs:
                     if o["output_type"] == "error":
-                        result.errors[cell.get("id") or "?"] = f"{o['ename']}: {o['evalue']}"[:300]
+                        label = cell.get("id") or "?"
+                        result.messages[label] = f"{o['ename']}: {o['evalue']}"
+                        result.errors[label] = result.messages[label][:300]
             scores = {}
             for cell in code:
                 if is_grade(cell):

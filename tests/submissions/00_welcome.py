@@ -9,6 +9,7 @@ from harness import Mistake
 MISTAKES = [
     Mistake(
         name="softmax-wrong-axis",
+        cause="normalised along the wrong",
         cell="softmax",
         why="normalises along dim 0 whatever dim is: no error, wrong numbers",
         code='''
@@ -20,6 +21,7 @@ def softmax(x, dim=-1):
     ),
     Mistake(
         name="softmax-no-max-shift",
+        cause="exp overflowed to inf and",
         cell="softmax",
         why="the textbook formula: right for small scores, NaN for large ones",
         code='''
@@ -54,6 +56,7 @@ def softmax(x, dim=-1):
     ),
     Mistake(
         name="ce-sum-not-mean",
+        cause="summed over the batch instead of averaging: divide",
         cell="cross_entropy",
         why="sums over the batch",
         code='''
@@ -66,6 +69,8 @@ def cross_entropy(logits, targets):
     ),
     Mistake(
         name="ce-log-of-softmax",
+        cause=("took log(softmax(x)): a tiny probability underflows to 0 (or exp overflows) and the log becomes inf. "
+               "Compute log-softmax directly: x - m - log(sum(exp(x - m)))"),
         cell="cross_entropy",
         why="log(softmax(x)) in two steps: right for small logits, inf for confident ones",
         code='''
@@ -77,6 +82,7 @@ def cross_entropy(logits, targets):
     ),
     Mistake(
         name="ce-wrong-index",
+        cause="picked the wrong entries:",
         cell="cross_entropy",
         why="log_probs[:, targets] picks an N x N block instead of one entry per row",
         code='''

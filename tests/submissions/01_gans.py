@@ -14,6 +14,7 @@ MISTAKES = [
     # ---- discriminator_loss -------------------------------------------------
     Mistake(
         name="d-swapped-labels",
+        cause="swapped the labels: real samples",
         cell="discriminator_loss",
         why="real labelled 0 and fake labelled 1",
         code='''
@@ -24,6 +25,7 @@ def discriminator_loss(real_logits, fake_logits):
     ),
     Mistake(
         name="d-log-of-sigmoid",
+        cause="took log(sigmoid(x)) in two",
         cell="discriminator_loss",
         why="log(sigmoid(x)) in two steps: right for moderate logits, inf for confident ones",
         code='''
@@ -46,6 +48,7 @@ def discriminator_loss(real_logits, fake_logits):
     ),
     Mistake(
         name="d-halved",
+        cause="divided the sum of the two",
         cell="discriminator_loss",
         why="averages the two terms instead of adding them",
         code='''
@@ -57,6 +60,7 @@ def discriminator_loss(real_logits, fake_logits):
     # ---- generator_loss -----------------------------------------------------
     Mistake(
         name="g-wrong-label",
+        cause="used the wrong target: the",
         cell="generator_loss",
         why="the non-saturating loss with label 0: G helps D instead of fooling it",
         code='''
@@ -69,6 +73,7 @@ def generator_loss(fake_logits, non_saturating=True):
     ),
     Mistake(
         name="g-log-of-sigmoid",
+        cause="took log(sigmoid(x)) in two",
         cell="generator_loss",
         why="log(sigmoid(x)) in two steps",
         code='''
@@ -82,6 +87,7 @@ def generator_loss(fake_logits, non_saturating=True):
     ),
     Mistake(
         name="g-ignores-flag",
+        cause="ignored `non_saturating=False`:",
         cell="generator_loss",
         why="always the non-saturating form",
         code='''
@@ -93,6 +99,7 @@ def generator_loss(fake_logits, non_saturating=True):
     # ---- gan_train_step -----------------------------------------------------
     Mistake(
         name="step-no-detach",
+        cause="the discriminator's loss backpropagated into G:",
         cell="gan_train_step",
         why="D's loss backpropagates into G (parameters still right: caught by the backward-pass count)",
         code='''
@@ -112,6 +119,7 @@ def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
     ),
     Mistake(
         name="step-g-before-d",
+        cause="updated G before D: the order",
         cell="gan_train_step",
         why="updates G first, against the old D",
         code='''
@@ -131,6 +139,7 @@ def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
     ),
     Mistake(
         name="step-g-label-zero",
+        cause="G used label 0 for its samples:",
         cell="gan_train_step",
         why="the generator's loss uses label 0 for its own samples",
         code='''
@@ -150,6 +159,7 @@ def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
     ),
     Mistake(
         name="step-g-grad-into-d",
+        cause="G's loss reached D's update:",
         cell="gan_train_step",
         why="both losses backpropagated before either optimiser steps: G's gradient lands in D's update",
         code='''
@@ -168,6 +178,7 @@ def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
     ),
     Mistake(
         name="step-no-zero-grad",
+        cause="gradients from an earlier",
         cell="gan_train_step",
         why="never zeroes gradients: the previous step's gradients are added in",
         code='''
@@ -202,6 +213,7 @@ def gradient_penalty(critic, real, fake, alpha=None):
     ),
     Mistake(
         name="gp-norm-over-batch",
+        cause="took one norm over the whole",
         cell="gradient_penalty",
         why="one gradient norm for the whole batch instead of one per sample",
         code='''
@@ -218,6 +230,7 @@ def gradient_penalty(critic, real, fake, alpha=None):
     ),
     Mistake(
         name="gp-last-axis-norm",
+        cause="took the norm over the last",
         cell="gradient_penalty",
         why="norm over the last axis only: right for 2-D points, wrong for images",
         code='''
@@ -234,6 +247,7 @@ def gradient_penalty(critic, real, fake, alpha=None):
     ),
     Mistake(
         name="gp-squared-norm",
+        cause="penalised the squared norm:",
         cell="gradient_penalty",
         why="penalises (|grad|^2 - 1)^2",
         code='''
@@ -250,6 +264,7 @@ def gradient_penalty(critic, real, fake, alpha=None):
     ),
     Mistake(
         name="gp-swapped-mix",
+        cause="mixed the wrong way round:",
         cell="gradient_penalty",
         why="x_hat = alpha * fake + (1 - alpha) * real",
         code='''
@@ -280,6 +295,7 @@ def gradient_penalty(critic, real, fake, alpha=None):
     # ---- wgan_gp_train_step -------------------------------------------------
     Mistake(
         name="wgan-critic-sign",
+        cause="the critic's loss has the",
         cell="wgan_gp_train_step",
         why="the critic maximises its loss: mean(C(real)) - mean(C(fake)) + penalty",
         code='''
@@ -302,6 +318,7 @@ def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
     ),
     Mistake(
         name="wgan-no-detach",
+        cause="the critic's updates backpropagated",
         cell="wgan_gp_train_step",
         why="fakes for the critic made with a gradient into G",
         code='''
@@ -323,6 +340,7 @@ def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
     ),
     Mistake(
         name="wgan-vanilla-g-loss",
+        cause="the generator used the vanilla",
         cell="wgan_gp_train_step",
         why="the generator uses the non-saturating GAN loss on the critic's scores",
         code='''
@@ -345,6 +363,7 @@ def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
     ),
     Mistake(
         name="wgan-one-critic-update",
+        cause="only one critic update was",
         cell="wgan_gp_train_step",
         why="one critic update whatever len(reals) is",
         code='''

@@ -9,6 +9,7 @@ from harness import Mistake
 MISTAKES = [
     Mistake(
         name="linear-arange",
+        cause="the last beta falls short",
         cell="linear_beta_schedule",
         why="arange(T) / T never reaches beta_end",
         code='''
@@ -32,6 +33,7 @@ def linear_beta_schedule(T, beta_start=1e-4, beta_end=0.02):
     ),
     Mistake(
         name="cosine-no-clip",
+        cause="the last betas exceed 0.999:",
         cell="cosine_beta_schedule",
         why="the last beta reaches 1",
         code='''
@@ -45,6 +47,7 @@ def cosine_beta_schedule(T, s=0.008):
     ),
     Mistake(
         name="cosine-not-squared",
+        cause="forgot to square the cosine:",
         cell="cosine_beta_schedule",
         why="cos instead of cos squared",
         code='''
@@ -58,6 +61,7 @@ def cosine_beta_schedule(T, s=0.008):
     ),
     Mistake(
         name="alpha-bars-are-alphas",
+        cause="returned alpha_t = 1 - beta_t",
         cell="compute_alpha_bars",
         why="alpha used where alpha_bar belongs",
         code='''
@@ -68,6 +72,7 @@ def compute_alpha_bars(betas):
     ),
     Mistake(
         name="alpha-bars-cumsum",
+        cause="summed the alphas: alpha_bar",
         cell="compute_alpha_bars",
         why="a running sum instead of a product",
         code='''
@@ -78,6 +83,7 @@ def compute_alpha_bars(betas):
     ),
     Mistake(
         name="q-sample-alpha-not-alpha-bar",
+        cause="used alpha_t where alpha_bar_t belongs: one",
         cell="q_sample",
         why="one step's alpha where the cumulative alpha_bar belongs",
         code='''
@@ -91,6 +97,7 @@ def q_sample(x0, t, schedule, noise=None):
     ),
     Mistake(
         name="q-sample-no-sqrt",
+        cause="forgot the square roots: x_t",
         cell="q_sample",
         why="variances used as standard deviations",
         code='''
@@ -104,6 +111,7 @@ def q_sample(x0, t, schedule, noise=None):
     ),
     Mistake(
         name="q-sample-off-by-one",
+        cause="off by one between t and the schedule index: timesteps",
         cell="q_sample",
         why="1-based habit: alpha_bars[t - 1]",
         code='''
@@ -130,6 +138,7 @@ def q_sample(x0, t, schedule, noise=None):
     ),
     Mistake(
         name="q-sample-precomputed",
+        cause="read a precomputed term of",
         cell="q_sample",
         why="reads the schedule's precomputed square roots instead of computing them",
         code='''

@@ -84,6 +84,7 @@ def guided_noise(model, xt, t, labels, guidance_scale):
 MISTAKES = [
     Mistake(
         name="posterior-alpha-bar-for-prev",
+        cause="used alpha_bar_t where alpha_bar_{t-1}",
         cell="q_posterior_mean_variance",
         why="alpha_bar_t where alpha_bar_{t-1} belongs (off by one)",
         code=_posterior(ab_prev="schedule.alpha_bars[t]"),
@@ -91,6 +92,7 @@ MISTAKES = [
     ),
     Mistake(
         name="posterior-alpha-for-alpha-bar",
+        cause="used alpha_t where alpha_bar_t belongs: x_0",
         cell="q_posterior_mean_variance",
         why="alpha used where alpha_bar belongs",
         code=_posterior(ab_prev="torch.cat([torch.ones(1), schedule.alphas[:-1]])[t]", ab="schedule.alphas[t]"),
@@ -98,6 +100,7 @@ MISTAKES = [
     ),
     Mistake(
         name="posterior-precomputed",
+        cause="read a precomputed term of",
         cell="q_posterior_mean_variance",
         why="reads the schedule's precomputed posterior terms",
         code='''
@@ -111,6 +114,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="loss-predicts-x0",
+        cause="compared the prediction with",
         cell="diffusion_loss",
         why="regresses onto x0 instead of the noise",
         code=_loss(target="x0"),
@@ -118,6 +122,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="loss-ignores-labels",
+        cause="did not pass the labels to",
         cell="diffusion_loss",
         why="never passes the labels to the model",
         code=_loss(call="model(xt, t)"),
@@ -125,6 +130,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="loss-sum",
+        cause="summed the squared errors:",
         cell="diffusion_loss",
         why="sums instead of averaging",
         code=_loss(reduce="sum"),
@@ -139,6 +145,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="p-sample-alpha-bar-in-mean",
+        cause="divided by sqrt(alpha_bar_t)",
         cell="p_sample",
         why="divides by sqrt(alpha_bar_t) where sqrt(alpha_t) belongs (same value at t = 0)",
         code=_p_sample(mean_alpha="ab"),
@@ -146,6 +153,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="p-sample-noise-at-last-step",
+        cause="added noise at the last step",
         cell="p_sample",
         why="adds noise at t = 0 too",
         code=_p_sample(last="False"),
@@ -153,6 +161,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="p-sample-no-sqrt",
+        cause="forgot the square root: the",
         cell="p_sample",
         why="beta_t / (1 - alpha_bar_t): the square root forgotten",
         code=_p_sample(denom="(1 - ab)"),
@@ -160,6 +169,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="p-sample-std-is-beta",
+        cause="multiplied the noise by beta_t:",
         cell="p_sample",
         why="uses the variance beta_t as the standard deviation",
         code=_p_sample(noise_coef="beta"),
@@ -167,6 +177,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="ddpm-forward-order",
+        cause="ran the steps forwards: sampling",
         cell="ddpm_sample",
         why="loops t = 0 .. T-1",
         code=_ddpm("range(schedule.T)"),
@@ -174,6 +185,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="ddpm-skips-last-step",
+        cause="stopped before t = 0: `range(T",
         cell="ddpm_sample",
         why="range(T - 1, 0, -1) never runs t = 0",
         code=_ddpm("range(schedule.T - 1, 0, -1)"),
@@ -181,6 +193,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="ddim-wrong-alpha-bar",
+        cause="used alpha_bar_{t-1} where",
         cell="ddim_step",
         why="alpha_bar_{t-1} where alpha_bar_{t_prev} belongs",
         code=_ddim_step(ab_prev="schedule.alpha_bars[t - 1] if t > 0 else torch.tensor(1.0)"),
@@ -188,6 +201,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="ddim-negative-index",
+        cause="at the final step t_prev =",
         cell="ddim_step",
         why="alpha_bars[-1] is the last entry, not alpha_bar_{-1} = 1",
         code=_ddim_step(ab_prev="schedule.alpha_bars[t_prev]"),
@@ -195,6 +209,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="ddim-alpha-for-alpha-bar",
+        cause="used alpha_t where alpha_bar_t belongs: x_t",
         cell="ddim_step",
         why="alpha used where alpha_bar belongs",
         code=_ddim_step(ab_prev="schedule.alphas[t_prev] if t_prev >= 0 else torch.tensor(1.0)",
@@ -203,6 +218,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="ddim-sample-ends-at-zero",
+        cause="ended at t_prev = 0 instead",
         cell="ddim_sample",
         why="the last jump goes to t = 0 instead of the clean data (-1)",
         code='''
@@ -234,6 +250,7 @@ def ddim_sample(model, x_T, schedule, steps):
     ),
     Mistake(
         name="cfg-swapped",
+        cause="swapped the conditional and",
         cell="guided_noise",
         why="conditional and unconditional swapped",
         code=_cfg("eps_cond + guidance_scale * (eps_uncond - eps_cond)"),
@@ -241,6 +258,7 @@ def ddim_sample(model, x_T, schedule, steps):
     ),
     Mistake(
         name="cfg-conditional-only",
+        cause="scaled the conditional prediction",
         cell="guided_noise",
         why="scales the conditional prediction alone",
         code=_cfg("guidance_scale * eps_cond"),

@@ -11,6 +11,7 @@ SDPA_TESTS = {"test_sdpa_values", "test_sdpa_mask", "test_sdpa_empty_rows"}
 MISTAKES = [
     Mistake(
         name="sdpa-softmax-wrong-axis",
+        cause="softmax over the wrong axis: each",
         cell="scaled_dot_product_attention",
         why="normalises over the queries (dim=-2): no error, every column sums to 1 instead of every row",
         code='''
@@ -25,6 +26,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     ),
     Mistake(
         name="sdpa-no-scale",
+        cause="missing scale: divide the",
         cell="scaled_dot_product_attention",
         why="forgets the 1/sqrt(d)",
         code='''
@@ -40,6 +42,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     ),
     Mistake(
         name="sdpa-inverted-mask",
+        cause="inverted mask: True means",
         cell="scaled_dot_product_attention",
         why="masks where the mask is True: right without a mask, wrong with one",
         code='''
@@ -54,6 +57,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     ),
     Mistake(
         name="sdpa-mask-with-zero",
+        cause="masked with 0 instead of -inf:",
         cell="scaled_dot_product_attention",
         why="fills masked scores with 0: exp(0) = 1, so masked keys keep weight",
         code='''
@@ -68,6 +72,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     ),
     Mistake(
         name="sdpa-nan-for-empty-rows",
+        cause="a query that may attend to",
         cell="scaled_dot_product_attention",
         why="the textbook formula: right everywhere except a query with nothing to attend to, which gets NaN",
         code='''
@@ -99,6 +104,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     ),
     Mistake(
         name="causal-mask-upper",
+        cause="inverted: query i (row i)",
         cell="causal_mask",
         why="the upper triangle: every query sees the future and not the past",
         code='''
@@ -109,6 +115,7 @@ def causal_mask(T):
     ),
     Mistake(
         name="padding-mask-off-by-one",
+        cause="off by one: a sequence of",
         cell="padding_mask",
         why="t <= length keeps one padding token",
         code='''
@@ -119,6 +126,7 @@ def padding_mask(lengths, T):
     ),
     Mistake(
         name="split-heads-no-transpose",
+        cause="reshaped (B, T, D) straight",
         cell="split_heads",
         why="reshapes (B, T, D) straight to (B, H, T, dh), mixing tokens",
         code='''
@@ -130,6 +138,7 @@ def split_heads(x, num_heads):
     ),
     Mistake(
         name="merge-heads-wrong-order",
+        cause="heads merged in the wrong",
         cell="merge_heads",
         why="merges the heads feature by feature (B, T, dh, H) instead of head by head",
         code='''
@@ -141,6 +150,7 @@ def merge_heads(x):
     ),
     Mistake(
         name="positions-sin-cos-swapped",
+        cause="sin and cos swapped: sines",
         cell="sinusoidal_positions",
         why="cosines in the even columns, sines in the odd ones",
         code='''
@@ -156,6 +166,7 @@ def sinusoidal_positions(T, d):
     ),
     Mistake(
         name="positions-concatenated",
+        cause="sines and cosines concatenated",
         cell="sinusoidal_positions",
         why="all sines then all cosines, as two halves, instead of interleaved",
         code='''

@@ -93,6 +93,7 @@ MISTAKES = [
     # ---- BPE ----------------------------------------------------------------------
     Mistake(
         name="pairs-non-overlapping",
+        cause="overlapping pairs were counted",
         cell="get_pair_counts",
         why="skips ahead after a repeated pair, so (5, 5) in [5, 5, 5] is counted once",
         code='''
@@ -108,6 +109,7 @@ def get_pair_counts(ids):
     ),
     Mistake(
         name="pairs-wrap-around",
+        cause="the sequence wrapped around:",
         cell="get_pair_counts",
         why="pairs the last id with the first (a rotation instead of ids[1:])",
         code='''
@@ -121,6 +123,7 @@ def get_pair_counts(ids):
     ),
     Mistake(
         name="merge-overlapping",
+        cause="overlapping matches were all",
         cell="merge",
         why="replaces overlapping matches: [7, 7, 7] becomes [n, n] instead of [n, 7]",
         code='''
@@ -137,6 +140,7 @@ def merge(ids, pair, new_id):
     ),
     Mistake(
         name="merge-drops-last",
+        cause="the last id went missing:",
         cell="merge",
         why="the loop stops one early, losing a final id that is not part of a pair",
         code='''
@@ -155,6 +159,7 @@ def merge(ids, pair, new_id):
     ),
     Mistake(
         name="merge-first-only",
+        cause="only the first occurrence",
         cell="merge",
         why="replaces the first occurrence and stops",
         code='''
@@ -170,6 +175,7 @@ def merge(ids, pair, new_id):
     # ---- CharTokenizer ----------------------------------------------------------------
     Mistake(
         name="char-first-seen-order",
+        cause="ids follow the order in which",
         cell="CharTokenizer",
         why="ids in order of first appearance, not sorted",
         code=_CHAR_CLASS.format(init="        self.chars = list(dict.fromkeys(chars))\n"
@@ -178,6 +184,7 @@ def merge(ids, pair, new_id):
     ),
     Mistake(
         name="char-duplicates",
+        cause="repeated characters got several",
         cell="CharTokenizer",
         why="sorted(chars) without set(): one id per occurrence",
         code=_CHAR_CLASS.format(init="        self.chars = sorted(chars)\n"
@@ -187,6 +194,7 @@ def merge(ids, pair, new_id):
     # ---- Block --------------------------------------------------------------------------
     Mistake(
         name="block-post-ln",
+        cause="post-LN: LayerNorm applied",
         cell="Block",
         why="the original Transformer's order, ln(x + attn(x)): residual after, not around, the norm",
         code=_BLOCK_CLASS.format(body="        a, present = self.attn(x, past)\n"
@@ -196,6 +204,7 @@ def merge(ids, pair, new_id):
     ),
     Mistake(
         name="block-residual-of-normed",
+        cause="the residual adds the normalised",
         cell="Block",
         why="adds the sublayer to ln(x) instead of x",
         code=_BLOCK_CLASS.format(body="        h = self.ln_1(x)\n"
@@ -207,6 +216,7 @@ def merge(ids, pair, new_id):
     ),
     Mistake(
         name="block-ln1-twice",
+        cause="ln_1 used twice: the MLP's",
         cell="Block",
         why="normalises the MLP input with ln_1",
         code=_BLOCK_CLASS.format(body="        a, present = self.attn(self.ln_1(x), past)\n"
@@ -217,6 +227,7 @@ def merge(ids, pair, new_id):
     # ---- lm_loss ---------------------------------------------------------------------------
     Mistake(
         name="loss-unshifted",
+        cause="targets not shifted: the logits",
         cell="lm_loss",
         why="scores position t against token t: the model would learn to copy its input",
         code='''
@@ -227,6 +238,7 @@ def lm_loss(logits, tokens):
     ),
     Mistake(
         name="loss-shift-backwards",
+        cause="shifted the wrong way: drop",
         cell="lm_loss",
         why="logits[:, 1:] against tokens[:, :-1]: predicts the previous token",
         code='''
@@ -238,6 +250,7 @@ def lm_loss(logits, tokens):
     ),
     Mistake(
         name="loss-softmax-over-time",
+        cause="log-softmax over the wrong",
         cell="lm_loss",
         why="log_softmax over dim=1 (time) instead of the vocabulary",
         code='''
@@ -249,6 +262,7 @@ def lm_loss(logits, tokens):
     ),
     Mistake(
         name="loss-mean-over-batch",
+        cause="averaged over the batch only:",
         cell="lm_loss",
         why="sums over time and averages over the batch only",
         code='''
@@ -261,6 +275,7 @@ def lm_loss(logits, tokens):
     # ---- sampling ---------------------------------------------------------------------------
     Mistake(
         name="sample-temperature-after-softmax",
+        cause="temperature applied after",
         cell="sample_next_token",
         why="divides probabilities by T: multinomial renormalises, so temperature does nothing",
         code=_sampler(scale="    pass", after=" / temperature"),
@@ -268,6 +283,7 @@ def lm_loss(logits, tokens):
     ),
     Mistake(
         name="sample-top-k-plus-one",
+        cause="top-k kept one token too many:",
         cell="sample_next_token",
         why="keeps k + 1 tokens",
         code=_sampler(k="min(top_k + 1, logits.shape[-1])"),
@@ -275,6 +291,7 @@ def lm_loss(logits, tokens):
     ),
     Mistake(
         name="sample-top-k-minus-one",
+        cause="top-k kept one token too few:",
         cell="sample_next_token",
         why="keeps k - 1 tokens",
         code=_sampler(k="max(1, top_k - 1)"),
@@ -282,6 +299,7 @@ def lm_loss(logits, tokens):
     ),
     Mistake(
         name="sample-top-p-drops-boundary",
+        cause="top-p dropped the boundary",
         cell="sample_next_token",
         why="drops the token whose cumulative probability crosses p (cumsum > p)",
         code=_sampler(drop="sorted_probs.cumsum(dim=-1) > top_p\n        drop_sorted[:, 0] = False"),
@@ -290,6 +308,7 @@ def lm_loss(logits, tokens):
     # ---- KV cache ---------------------------------------------------------------------------
     Mistake(
         name="kv-no-mask",
+        cause="no causal mask: a new query",
         cell="attention_with_past",
         why="attends to every key, future new tokens included",
         code=_ATTENTION.format(mask="    mask = None"),
@@ -297,6 +316,7 @@ def lm_loss(logits, tokens):
     ),
     Mistake(
         name="kv-mask-ignores-past",
+        cause="the mask ignores the past:",
         cell="attention_with_past",
         why="tril() without the T_past shift: right without a cache, wrong with one",
         code=_ATTENTION.format(mask="    mask = torch.ones(T, T_past + T, dtype=torch.bool).tril()"),
@@ -304,6 +324,7 @@ def lm_loss(logits, tokens):
     ),
     Mistake(
         name="kv-positions-restart",
+        cause="positions restarted at 0:",
         cell="forward_with_cache",
         why="positions arange(T) instead of arange(T_past, T_past + T)",
         code=_FORWARD.format(positions="torch.arange(idx.shape[1])", past="past[i] if past else None"),
@@ -311,6 +332,7 @@ def lm_loss(logits, tokens):
     ),
     Mistake(
         name="kv-past-not-passed",
+        cause="the cache was not passed to",
         cell="forward_with_cache",
         why="calls the blocks without their cache",
         code=_FORWARD.format(positions="torch.arange(T_past, T_past + idx.shape[1])", past="None"),

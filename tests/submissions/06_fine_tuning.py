@@ -81,6 +81,7 @@ MISTAKES = [
     # -- count_trainable_parameters ------------------------------------------------
     Mistake(
         name="count-frozen-too",
+        cause="counted every parameter, frozen",
         cell="count_trainable_parameters",
         why="forgets the requires_grad filter: counts the whole model",
         code="def count_trainable_parameters(model):\n    return sum(p.numel() for p in model.parameters())\n",
@@ -88,6 +89,7 @@ MISTAKES = [
     ),
     Mistake(
         name="count-tensors",
+        cause="counted parameter *tensors*,",
         cell="count_trainable_parameters",
         why="counts parameter tensors instead of numbers",
         code="def count_trainable_parameters(model):\n"
@@ -96,6 +98,7 @@ MISTAKES = [
     ),
     Mistake(
         name="count-tied-twice",
+        cause="counted a shared (tied) tensor",
         cell="count_trainable_parameters",
         why="walks every module's own parameters, so the tied embedding / output matrix counts twice",
         code='''
@@ -117,6 +120,7 @@ def count_trainable_parameters(model):
     ),
     Mistake(
         name="lora-scale-upside-down",
+        cause="the scale is upside down:",
         cell="LoRALinear",
         why="scale = r / alpha: right at initialisation (B = 0), wrong once B is not zero",
         code=lora_class(scale="r / alpha"),
@@ -124,6 +128,7 @@ def count_trainable_parameters(model):
     ),
     Mistake(
         name="lora-no-scale",
+        cause="the update is not scaled:",
         cell="LoRALinear",
         why="forgets the alpha / r factor",
         code=lora_class(scale="1.0"),
@@ -146,6 +151,7 @@ def count_trainable_parameters(model):
     # -- apply_lora ---------------------------------------------------------------------------
     Mistake(
         name="apply-no-freeze",
+        cause="the rest of the model is still",
         cell="apply_lora",
         why="relies on LoRALinear to freeze: embeddings, LayerNorms and unwrapped layers stay trainable",
         code=apply_code(freeze_first="pass"),
@@ -153,6 +159,7 @@ def count_trainable_parameters(model):
     ),
     Mistake(
         name="apply-freeze-after-wrapping",
+        cause="froze the model *after* wrapping,",
         cell="apply_lora",
         why="freezes the model after wrapping, which freezes A and B too: nothing trains",
         code=apply_code(freeze_first="pass", freeze_after=FREEZE),
@@ -160,6 +167,7 @@ def count_trainable_parameters(model):
     ),
     Mistake(
         name="apply-every-linear",
+        cause="wrapped every nn.Linear: wrap",
         cell="apply_lora",
         why="ignores target_modules and wraps every nn.Linear",
         code=apply_code(match="True"),
@@ -167,6 +175,7 @@ def count_trainable_parameters(model):
     ),
     Mistake(
         name="apply-last-part-only",
+        cause="matched only the last part",
         cell="apply_lora",
         why="compares only the last part of each name: 'attn.proj' also wraps mlp.proj",
         code=apply_code(match='name.split(".")[-1] in [t.split(".")[-1] for t in target_modules]'),
@@ -182,6 +191,7 @@ def count_trainable_parameters(model):
     # -- merge_lora -----------------------------------------------------------------------------
     Mistake(
         name="merge-transposed",
+        cause="the update is transposed:",
         cell="merge_lora",
         why="adds (B A)^T: same shape only for square layers, wrong values there, an error elsewhere",
         code=merge_code(delta="lora.scale * (lora.lora_B @ lora.lora_A).T"),
@@ -189,6 +199,7 @@ def count_trainable_parameters(model):
     ),
     Mistake(
         name="merge-a-times-b",
+        cause="the update is transposed:",
         cell="merge_lora",
         why="multiplies in the wrong order, A^T B^T",
         code=merge_code(delta="lora.scale * (lora.lora_A.T @ lora.lora_B.T)"),
@@ -196,6 +207,7 @@ def count_trainable_parameters(model):
     ),
     Mistake(
         name="merge-no-scale",
+        cause="the scale is missing: W +",
         cell="merge_lora",
         why="forgets the alpha / r factor when merging",
         code=merge_code(delta="lora.lora_B @ lora.lora_A"),
@@ -203,6 +215,7 @@ def count_trainable_parameters(model):
     ),
     Mistake(
         name="merge-leaves-lora-layers",
+        cause="the LoRA layers are still",
         cell="merge_lora",
         why="updates the base weight but keeps the LoRA wrapper, so the update counts twice",
         code=merge_code(replace="lora.base.weight.data.copy_(merged.weight)"),
