@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -36,6 +37,26 @@ def test_adamw_decays_only_matrices():
     decay = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decay == {id(model[0].weight), id(model[2].weight)}
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+
+
+def test_adamw_steps_equal_torchs_plain_adamw():
+    """Fused or not, the update is AdamW's (Loshchilov & Hutter 2019): torch's reference loop, same groups."""
+    torch.manual_seed(0)
+    ours = nn.Sequential(nn.Linear(3, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+    theirs = copy.deepcopy(ours)
+    opt = adamw(ours, lr=1e-2, weight_decay=0.1)
+    decay = [p for p in theirs.parameters() if p.dim() >= 2]
+    plain = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                               {"params": [p for p in theirs.parameters() if p.dim() < 2], "weight_decay": 0.0}],
+                              lr=1e-2, foreach=False)
+    x, y = torch.randn(16, 3), torch.randn(16, 2)
+    for _ in range(20):
+        for model, optimizer in ((ours, opt), (theirs, plain)):
+            optimizer.zero_grad()
+            ((model(x) - y) ** 2).mean().backward()
+            optimizer.step()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
 
 
 def test_adamw_refuses_a_frozen_model():
