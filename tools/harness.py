@@ -127,9 +127,10 @@ def marked_regions(source: str, begin: str, end: str) -> list[str]:
 def secret_lines(nb: nbformat.NotebookNode, min_length: int = 12, solutions: bool = True) -> list[str]:
     """Lines only a grader may see: inside hidden-test (and, if ``solutions``, solution) markers.
 
-    Short lines, comments and lines that also appear outside the markers (a
-    visible check repeated in a hidden one) are left out: finding those in a
-    student copy proves nothing.
+    Short lines, comments and lines whose text also appears outside the markers
+    (a visible check repeated in a hidden one, or the opening ``check_x(`` of a
+    hidden call whose visible twin is ``check_x(fn)``) are left out: finding
+    those in a student copy proves nothing.
     """
     begins, ends = (HIDDEN_BEGIN,), (HIDDEN_END,)
     if solutions:
@@ -147,7 +148,8 @@ def secret_lines(nb: nbformat.NotebookNode, min_length: int = 12, solutions: boo
                 secret.append(text)
             else:
                 visible.add(text)
-    return [t for t in dict.fromkeys(secret) if len(t) >= min_length and not t.startswith("#") and t not in visible]
+    shown = "\n".join(visible)
+    return [t for t in dict.fromkeys(secret) if len(t) >= min_length and not t.startswith("#") and t not in shown]
 
 
 # --------------------------------------------------------------------------

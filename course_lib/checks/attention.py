@@ -1,14 +1,24 @@
-"""Shortcuts and common mistakes for notebook 04 (attention, masks, heads, positions).
+"""Shortcuts, common mistakes and self-checks for notebook 04 (attention, masks, heads, positions).
 
 Each mistaken function below is what a student's answer computes when it
 makes that mistake; ``grading.check_function`` names the one that matches.
+Each ``check_<cell>`` function is one self-check cell of the notebook: called
+without cases it runs the visible cases; the hidden cases stay in the notebook
+and are passed in.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
+
+from .. import attention as A
+from ..grading import CheckFailed, check_close, check_function, forbid_reference
+
+Cases = Sequence[Mapping[str, Any]]
 
 SDPA_SHORTCUTS = [
     "torch.nn.functional.scaled_dot_product_attention",
@@ -94,6 +104,74 @@ SDPA_MISTAKES = {
     ),
 }
 
+
+def _check_sdpa(attention_fn: Callable, cases: Cases, atol: float) -> None:
+    check_function(
+        attention_fn, A.scaled_dot_product_attention, cases,
+        name="scaled_dot_product_attention", atol=atol, mistakes=SDPA_MISTAKES,
+    )
+
+
+def check_sdpa_values(scaled_dot_product_attention: Callable, cases: Cases | None = None, atol: float = 1e-5) -> None:
+    """Self-check of notebook 04's attention without a mask, with batch and head dimensions.
+
+    Without ``cases``: the answer must not call a ready-made attention (``SDPA_SHORTCUTS``),
+    then it is compared with course_lib's on a (T, d) and a batched (B, T, d) case.
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(0)
+        forbid_reference(
+            scaled_dot_product_attention, SDPA_SHORTCUTS,
+            example={"q": torch.randn(2, 3, 4), "k": torch.randn(2, 5, 4), "v": torch.randn(2, 5, 4)},
+            name="scaled_dot_product_attention",
+            instead="Build it from @, .transpose(-2, -1) and torch.softmax.",
+        )
+        cases = [
+            {"q": torch.randn(3, 4, generator=g), "k": torch.randn(5, 4, generator=g),
+             "v": torch.randn(5, 2, generator=g)},
+            {"q": torch.randn(2, 4, 8, generator=g), "k": torch.randn(2, 6, 8, generator=g),
+             "v": torch.randn(2, 6, 3, generator=g)},
+        ]
+    _check_sdpa(scaled_dot_product_attention, cases, atol)
+
+
+def check_sdpa_mask(scaled_dot_product_attention: Callable, cases: Cases | None = None, atol: float = 1e-5) -> None:
+    """Self-check of notebook 04's attention with boolean masks.
+
+    Without ``cases``: a random mask (every query keeps key 0), a causal mask and a padding
+    mask over the keys, compared with course_lib's attention.
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(1)
+        some_keys = torch.rand(2, 4, 6, generator=g) > 0.5
+        some_keys[..., 0] = True  # every query may attend to at least one key
+        cases = [
+            {"q": torch.randn(2, 4, 8, generator=g), "k": torch.randn(2, 6, 8, generator=g),
+             "v": torch.randn(2, 6, 3, generator=g), "mask": some_keys},
+            {"q": torch.randn(2, 5, 4, generator=g), "k": torch.randn(2, 5, 4, generator=g),
+             "v": torch.randn(2, 5, 4, generator=g), "mask": A.causal_mask(5)},
+            {"q": torch.randn(2, 3, 4, generator=g), "k": torch.randn(2, 5, 4, generator=g),
+             "v": torch.randn(2, 5, 2, generator=g), "mask": A.padding_mask(torch.tensor([5, 2]), 5)[:, None, :]},
+        ]
+    _check_sdpa(scaled_dot_product_attention, cases, atol)
+
+
+def check_sdpa_empty_rows(
+    scaled_dot_product_attention: Callable, cases: Cases | None = None, atol: float = 1e-5
+) -> None:
+    """Self-check of notebook 04's attention: a query that may attend to nothing gets zeros, not NaN.
+
+    Without ``cases``: one (3, 3) mask whose second row is all False.
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(2)
+        nothing_for_query_1 = torch.tensor([[True, True, False], [False, False, False], [True, False, True]])
+        cases = [
+            {"q": torch.randn(3, 4, generator=g), "k": torch.randn(3, 4, generator=g),
+             "v": torch.randn(3, 2, generator=g), "mask": nothing_for_query_1},
+        ]
+    _check_sdpa(scaled_dot_product_attention, cases, atol)
+
 # ---------------------------------------------------------------------------
 # masks
 # ---------------------------------------------------------------------------
@@ -116,6 +194,28 @@ CAUSAL_MASK_MISTAKES = {
 CAUSAL_SHORTCUTS = ["course_lib.attention.causal_mask"]
 
 
+def _require_bool(got: Any, message: str) -> None:
+    """Fail with ``message`` and the dtype found unless ``got`` is a torch.bool tensor."""
+    if not isinstance(got, torch.Tensor) or got.dtype != torch.bool:
+        found = getattr(got, "dtype", type(got).__name__)
+        raise CheckFailed(message.format(found=found))
+
+
+def check_causal_mask(causal_mask: Callable, cases: Cases | None = None) -> None:
+    """Self-check of notebook 04's causal_mask: a lower-triangular torch.bool (T, T) tensor.
+
+    Without ``cases``: no call of course_lib's causal_mask, a bool dtype, then T = 1 and T = 4.
+    """
+    if cases is None:
+        forbid_reference(causal_mask, CAUSAL_SHORTCUTS, example={"T": 3}, name="causal_mask")
+        _require_bool(
+            causal_mask(4),
+            "causal_mask(4) should be a torch.bool tensor, got {found}. Masks are boolean: True = may attend.",
+        )
+        cases = [{"T": 1}, {"T": 4}]
+    check_function(causal_mask, A.causal_mask, cases, name="causal_mask", mistakes=CAUSAL_MASK_MISTAKES)
+
+
 def _padding_inverted(lengths, T):
     return torch.arange(T) >= lengths[:, None]
 
@@ -134,6 +234,22 @@ PADDING_MASK_MISTAKES = {
 }
 
 PADDING_SHORTCUTS = ["course_lib.attention.padding_mask"]
+
+
+def check_padding_mask(padding_mask: Callable, cases: Cases | None = None) -> None:
+    """Self-check of notebook 04's padding_mask: a torch.bool (B, T) tensor, True where t < length.
+
+    Without ``cases``: no call of course_lib's padding_mask, a bool dtype, then two batches of lengths.
+    """
+    if cases is None:
+        forbid_reference(
+            padding_mask, PADDING_SHORTCUTS, example={"lengths": torch.tensor([1, 2]), "T": 3}, name="padding_mask"
+        )
+        _require_bool(
+            padding_mask(torch.tensor([2, 3]), 4), "padding_mask should return a torch.bool tensor, got {found}."
+        )
+        cases = [{"lengths": torch.tensor([3, 1, 4]), "T": 4}, {"lengths": torch.tensor([2]), "T": 5}]
+    check_function(padding_mask, A.padding_mask, cases, name="padding_mask", mistakes=PADDING_MASK_MISTAKES)
 
 # ---------------------------------------------------------------------------
 # heads
@@ -176,6 +292,82 @@ MERGE_HEADS_MISTAKES = {
 }
 
 HEADS_SHORTCUTS = ["course_lib.attention.split_heads", "course_lib.attention.merge_heads"]
+
+
+def check_split_heads(split_heads: Callable, cases: Cases | None = None) -> None:
+    """Self-check of notebook 04's split_heads: (B, T, D) -> (B, H, T, D // H), contiguous slices per head.
+
+    Without ``cases``: no call of course_lib's head functions, then an arange input and a random one.
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(3)
+        forbid_reference(
+            split_heads, HEADS_SHORTCUTS, example={"x": torch.randn(1, 2, 4), "num_heads": 2}, name="split_heads"
+        )
+        cases = [
+            {"x": torch.arange(24.0).view(1, 3, 8), "num_heads": 2},
+            {"x": torch.randn(2, 5, 12, generator=g), "num_heads": 3},
+        ]
+    check_function(split_heads, A.split_heads, cases, name="split_heads", mistakes=SPLIT_HEADS_MISTAKES)
+
+
+def check_merge_heads(merge_heads: Callable, cases: Cases | None = None) -> None:
+    """Self-check of notebook 04's merge_heads: (B, H, T, dh) -> (B, T, H * dh), heads in order.
+
+    Without ``cases``: no call of course_lib's head functions, then an arange input and a random one.
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(4)
+        forbid_reference(merge_heads, HEADS_SHORTCUTS, example={"x": torch.randn(1, 2, 3, 2)}, name="merge_heads")
+        cases = [{"x": torch.arange(24.0).view(1, 2, 3, 4)}, {"x": torch.randn(2, 3, 5, 4, generator=g)}]
+    check_function(merge_heads, A.merge_heads, cases, name="merge_heads", mistakes=MERGE_HEADS_MISTAKES)
+
+
+def _compare_with_torch(
+    split_heads: Callable, merge_heads: Callable, D: int, H: int, T_q: int, T_k: int, seed: int
+) -> None:
+    torch.manual_seed(seed)
+    theirs = torch.nn.MultiheadAttention(D, H, batch_first=True)
+    projections = A.MultiHeadAttention(D, H).load_from_torch(theirs)
+    query, memory = torch.randn(2, T_q, D), torch.randn(2, T_k, D)
+    hint = "your split_heads / merge_heads pass the shape checks but put features in the wrong heads or order"
+
+    def attend(query, key, value, mask=None):
+        """Multi-head attention with the projections, split into heads and merged back by the answer's functions."""
+        q = split_heads(projections.q_proj(query), H)  # (B, H, T_q, dh)
+        k = split_heads(projections.k_proj(key), H)  # (B, H, T_k, dh)
+        v = split_heads(projections.v_proj(value), H)
+        out, weights = A.scaled_dot_product_attention(q, k, v, mask)  # (B, H, T_q, dh), (B, H, T_q, T_k)
+        return projections.out_proj(merge_heads(out)), weights
+
+    with torch.no_grad():
+        out, weights = attend(query, memory, memory)  # cross-attention
+        expected_out, expected_weights = theirs(query, memory, memory, average_attn_weights=False)
+        check_close(out, expected_out, name=f"cross-attention output (D={D}, H={H})", hint=hint)
+        check_close(weights, expected_weights, name=f"cross-attention weights (D={D}, H={H})", hint=hint)
+        causal = A.causal_mask(T_q)  # self-attention; torch's mask means the opposite: True = blocked
+        out, _ = attend(query, query, query, mask=causal)
+        expected_out, _ = theirs(query, query, query, attn_mask=~causal)
+        check_close(out, expected_out, name=f"causal self-attention output (D={D}, H={H})", hint=hint)
+        keep = A.padding_mask(torch.tensor([T_k, max(1, T_k - 2)]), T_k)
+        out, _ = attend(query, memory, memory, mask=keep[:, None, None, :])
+        expected_out, _ = theirs(query, memory, memory, key_padding_mask=~keep)
+        check_close(out, expected_out, name=f"padded cross-attention output (D={D}, H={H})", hint=hint)
+
+
+def check_multi_head_attention(
+    split_heads: Callable, merge_heads: Callable, configs: Sequence[Mapping[str, int]] | None = None
+) -> None:
+    """Self-check of notebook 04: multi-head attention built from the answer's split and merge equals torch's.
+
+    Each config (keys D, H, T_q, T_k, seed) seeds torch, builds a ``torch.nn.MultiheadAttention(D, H)``,
+    copies its weights into course_lib's projections, and compares cross-attention (output and
+    per-head weights), causal self-attention and padded cross-attention with torch's.
+    Without ``configs``: D=8, H=2, T_q=4, T_k=5, seed 0.
+    """
+    for config in configs or [{"D": 8, "H": 2, "T_q": 4, "T_k": 5, "seed": 0}]:
+        _compare_with_torch(split_heads, merge_heads, **config)
+
 
 # ---------------------------------------------------------------------------
 # positions
@@ -228,12 +420,41 @@ POSITIONS_MISTAKES = {
 
 POSITIONS_SHORTCUTS = ["course_lib.attention.sinusoidal_positions"]
 
+
+def check_sinusoidal_positions(sinusoidal_positions: Callable, cases: Cases | None = None, atol: float = 1e-4) -> None:
+    """Self-check of notebook 04's sinusoidal_positions against Vaswani et al. (2017)'s encodings.
+
+    Without ``cases``: no call of course_lib's version, then (T, d) = (4, 6) and (10, 16).
+    """
+    if cases is None:
+        forbid_reference(
+            sinusoidal_positions, POSITIONS_SHORTCUTS, example={"T": 3, "d": 4}, name="sinusoidal_positions"
+        )
+        cases = [{"T": 4, "d": 6}, {"T": 10, "d": 16}]
+    check_function(
+        sinusoidal_positions, A.sinusoidal_positions, cases,
+        name="sinusoidal_positions", atol=atol, mistakes=POSITIONS_MISTAKES,
+    )
+
 __all__ = [
     "CAUSAL_MASK_MISTAKES",
+    "CAUSAL_SHORTCUTS",
+    "HEADS_SHORTCUTS",
     "MERGE_HEADS_MISTAKES",
     "PADDING_MASK_MISTAKES",
+    "PADDING_SHORTCUTS",
     "POSITIONS_MISTAKES",
+    "POSITIONS_SHORTCUTS",
     "SDPA_MISTAKES",
     "SDPA_SHORTCUTS",
     "SPLIT_HEADS_MISTAKES",
+    "check_causal_mask",
+    "check_merge_heads",
+    "check_multi_head_attention",
+    "check_padding_mask",
+    "check_sdpa_empty_rows",
+    "check_sdpa_mask",
+    "check_sdpa_values",
+    "check_sinusoidal_positions",
+    "check_split_heads",
 ]

@@ -8,19 +8,23 @@ full schedule rebuilt from the same betas.
 
 Each mistaken function below is what an answer computes when it makes that
 mistake; ``grading.check_function`` names the one that matches.
+
+Each ``check_<cell>`` function is the body of the notebook's self-check cell ``test_<cell>``:
+called with the student's function alone it runs the visible cases (and the shortcut check);
+the notebook's hidden tests call it again with their own ``cases``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import torch
 
 from .. import diffusion as D
-from ..grading import check_answer_rules
+from ..grading import check_answer_rules, check_function, forbid_reference
 
 # --------------------------------------------------------------------------
 # Fixtures: a bare schedule, toy noise-prediction models
@@ -221,6 +225,40 @@ COSINE_MISTAKES = {
     ),
 }
 
+
+
+def _check_schedule(
+    fn: Callable, reference: Callable, name: str, mistakes: dict, cases: list[dict] | None, atol: float
+) -> None:
+    if cases is None:
+        forbid_reference(fn, SCHEDULE_SHORTCUTS, example={"T": 5})
+        cases = [{"T": 10}, {"T": 1000}]
+    check_function(fn, reference, cases, name=name, atol=atol, mistakes=mistakes)
+
+
+def check_linear_beta_schedule(
+    linear_beta_schedule: Callable, cases: list[dict] | None = None, atol: float = 1e-7
+) -> None:
+    """Self-check of notebook 02's linear_beta_schedule against course_lib's, on T = 10 and 1000 by default.
+
+    Without ``cases`` it also fails an answer that calls a ready-made schedule (``SCHEDULE_SHORTCUTS``).
+    """
+    _check_schedule(
+        linear_beta_schedule, D.linear_beta_schedule, "linear_beta_schedule", LINEAR_MISTAKES, cases, atol
+    )
+
+
+def check_cosine_beta_schedule(
+    cosine_beta_schedule: Callable, cases: list[dict] | None = None, atol: float = 1e-6
+) -> None:
+    """Self-check of notebook 02's cosine_beta_schedule against course_lib's, on T = 10 and 1000 by default.
+
+    Without ``cases`` it also fails an answer that calls a ready-made schedule (``SCHEDULE_SHORTCUTS``).
+    """
+    _check_schedule(
+        cosine_beta_schedule, D.cosine_beta_schedule, "cosine_beta_schedule", COSINE_MISTAKES, cases, atol
+    )
+
 ALPHA_BAR_SHORTCUTS = [
     "course_lib.diffusion.NoiseSchedule.from_betas",
     "course_lib.checks.diffusion.reference_alpha_bars",
@@ -252,6 +290,22 @@ ALPHA_BAR_MISTAKES = {
         _alpha_bars_shifted
     ),
 }
+
+
+
+def check_alpha_bars(compute_alpha_bars: Callable, cases: list[dict] | None = None, atol: float = 1e-5) -> None:
+    """Self-check of notebook 02's compute_alpha_bars: the cumulative product of 1 - beta.
+
+    Without ``cases``: a shortcut check, then a linear 20-step schedule and 8 random betas.
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(0)
+        forbid_reference(compute_alpha_bars, ALPHA_BAR_SHORTCUTS, example={"betas": torch.full((4,), 0.1)})
+        cases = [{"betas": torch.linspace(1e-3, 0.2, 20)}, {"betas": 0.3 * torch.rand(8, generator=g) + 0.01}]
+    check_function(
+        compute_alpha_bars, reference_alpha_bars, cases, name="compute_alpha_bars", atol=atol,
+        mistakes=ALPHA_BAR_MISTAKES,
+    )
 
 # --------------------------------------------------------------------------
 # Notebook 02: q_sample
@@ -313,6 +367,39 @@ Q_SAMPLE_MISTAKES = {
     _PRECOMPUTED: _q_precomputed,
 }
 
+
+
+def _check_q_sample(q_sample: Callable, cases: list[dict], atol: float) -> None:
+    check_function(q_sample, reference_q_sample, cases, name="q_sample", atol=atol, mistakes=Q_SAMPLE_MISTAKES)
+
+
+def check_q_sample_points(q_sample: Callable, cases: list[dict] | None = None, atol: float = 1e-5) -> None:
+    """Self-check of notebook 02's q_sample on 2-D points with a different t per example (bare schedule).
+
+    Without ``cases`` it also fails an answer that calls a ready-made q_sample (``Q_SAMPLE_SHORTCUTS``).
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(0)
+        check_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+        cases = [
+            {"x0": torch.randn(6, 2, generator=g), "t": torch.tensor([0, 1, 5, 10, 18, 19]),
+             "schedule": check_schedule, "noise": torch.randn(6, 2, generator=g)},
+            {"x0": torch.randn(3, 2, generator=g), "t": torch.tensor([19, 0, 7]),
+             "schedule": check_schedule, "noise": torch.randn(3, 2, generator=g)},
+        ]
+        forbid_reference(q_sample, Q_SAMPLE_SHORTCUTS, example=cases[0])
+    _check_q_sample(q_sample, cases, atol)
+
+
+def check_q_sample_images(q_sample: Callable, cases: list[dict] | None = None, atol: float = 1e-5) -> None:
+    """Self-check of notebook 02's q_sample on (B, 1, 8, 8) images (by default), so the coefficients must broadcast."""
+    if cases is None:
+        g = torch.Generator().manual_seed(1)
+        image_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+        cases = [{"x0": torch.randn(4, 1, 8, 8, generator=g), "t": torch.tensor([0, 3, 12, 19]),
+                  "schedule": image_schedule, "noise": torch.randn(4, 1, 8, 8, generator=g)}]
+    _check_q_sample(q_sample, cases, atol)
+
 # --------------------------------------------------------------------------
 # Notebook 03: the posterior
 # --------------------------------------------------------------------------
@@ -370,6 +457,28 @@ POSTERIOR_MISTAKES = {
     _PRECOMPUTED: _post_precomputed,
 }
 
+
+
+def check_posterior(
+    q_posterior_mean_variance: Callable, cases: list[dict] | None = None, atol: float = 1e-5, rtol: float = 1e-3
+) -> None:
+    """Self-check of notebook 03's q_posterior_mean_variance: mean and variance on a bare schedule.
+
+    Without ``cases``: a shortcut check, then 2-D points at t = 0 .. 19 (t = 0 included).
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(0)
+        check_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+        cases = [
+            {"x0": torch.randn(6, 2, generator=g), "xt": torch.randn(6, 2, generator=g),
+             "t": torch.tensor([0, 1, 5, 10, 18, 19]), "schedule": check_schedule},
+        ]
+        forbid_reference(q_posterior_mean_variance, POSTERIOR_SHORTCUTS, example=cases[0])
+    check_function(
+        q_posterior_mean_variance, reference_posterior, cases, name="q_posterior_mean_variance",
+        atol=atol, rtol=rtol, mistakes=POSTERIOR_MISTAKES,
+    )
+
 # --------------------------------------------------------------------------
 # Notebook 03: the training loss
 # --------------------------------------------------------------------------
@@ -419,6 +528,28 @@ LOSS_MISTAKES = {
     "gave the model the clean x_0: it must see the noisy x_t": _loss_model_on_x0,
 }
 
+
+
+def check_diffusion_loss(diffusion_loss: Callable, cases: list[dict] | None = None, atol: float = 1e-5) -> None:
+    """Self-check of notebook 03's diffusion_loss for given t and noise, with and without labels.
+
+    Without ``cases``: a shortcut check, then 2-D points and labelled (B, 1, 8, 8) images on a linear schedule.
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(0)
+        loss_schedule = D.NoiseSchedule.linear(20, 1e-3, 0.2)
+        cases = [
+            {"model": toy_model, "x0": torch.randn(6, 2, generator=g), "schedule": loss_schedule,
+             "t": torch.tensor([0, 1, 5, 10, 18, 19]), "noise": torch.randn(6, 2, generator=g)},
+            {"model": toy_model, "x0": torch.randn(4, 1, 8, 8, generator=g), "schedule": loss_schedule,
+             "labels": torch.tensor([3, 0, 9, 3]), "t": torch.tensor([2, 19, 7, 0]),
+             "noise": torch.randn(4, 1, 8, 8, generator=g)},
+        ]
+        forbid_reference(diffusion_loss, LOSS_SHORTCUTS, example=cases[0])
+    check_function(
+        diffusion_loss, reference_diffusion_loss, cases, name="diffusion_loss", atol=atol, mistakes=LOSS_MISTAKES
+    )
+
 # --------------------------------------------------------------------------
 # Notebook 03: one ancestral step, and the loop
 # --------------------------------------------------------------------------
@@ -467,6 +598,35 @@ P_SAMPLE_MISTAKES = {
     "multiplied the noise by beta_t: the standard deviation is sigma_t = sqrt(beta_t)": _p_variance_no_sqrt,
 }
 
+
+
+def _check_p_sample(p_sample: Callable, cases: list[dict], atol: float) -> None:
+    check_function(p_sample, reference_p_sample, cases, name="p_sample", atol=atol, mistakes=P_SAMPLE_MISTAKES)
+
+
+def check_p_sample(p_sample: Callable, cases: list[dict] | None = None, atol: float = 1e-5) -> None:
+    """Self-check of notebook 03's p_sample for t > 0 (by default t = 1, 7, 19 on 2-D points, a bare schedule).
+
+    Without ``cases`` it also fails an answer that calls a ready-made step (``P_SAMPLE_SHORTCUTS``).
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(0)
+        step_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+        xt, noise = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
+        cases = [{"model": toy_model, "xt": xt, "t": t, "schedule": step_schedule, "noise": noise} for t in (1, 7, 19)]
+        forbid_reference(p_sample, P_SAMPLE_SHORTCUTS, example=cases[0])
+    _check_p_sample(p_sample, cases, atol)
+
+
+def check_p_sample_last_step(p_sample: Callable, cases: list[dict] | None = None, atol: float = 1e-5) -> None:
+    """Self-check of notebook 03's p_sample at t = 0: it returns the mean, with no noise added."""
+    if cases is None:
+        g = torch.Generator().manual_seed(1)
+        last_schedule = bare_schedule(torch.linspace(1e-2, 0.2, 20))
+        cases = [{"model": toy_model, "xt": torch.randn(5, 2, generator=g), "t": 0, "schedule": last_schedule,
+                  "noise": torch.randn(5, 2, generator=g)}]
+    _check_p_sample(p_sample, cases, atol)
+
 DDPM_SHORTCUTS = ["course_lib.diffusion.ddpm_sample", "course_lib.checks.diffusion.reference_ddpm_sample"]
 
 
@@ -509,6 +669,28 @@ DDPM_MISTAKES = {
     "stopped before t = 0: `range(T - 1, -1, -1)` includes the final step": seeded(_ddpm_skips_last),
     "started at T-2: the first step is t = T-1 (`range(T - 1, -1, -1)`)": seeded(_ddpm_skips_first),
 }
+
+
+
+def check_ddpm_sample(
+    ddpm_sample: Callable, namespace: MutableMapping[str, Any], cases: list[dict] | None = None, atol: float = 1e-5
+) -> None:
+    """Self-check of notebook 03's ddpm_sample loop, run with the reference p_sample bound in ``namespace``.
+
+    ``namespace`` is the notebook's ``globals()``, so a slip in the student's p_sample is not counted twice.
+    Cases give ``seed`` instead of a generator (see :func:`seeded`). Without ``cases``: a shortcut check,
+    then a 12-step bare schedule on (4, 2) samples.
+    """
+    with substitute(namespace, p_sample=reference_p_sample):
+        if cases is None:
+            loop_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 12))
+            forbid_reference(ddpm_sample, DDPM_SHORTCUTS, example={"model": toy_model, "shape": (2, 2),
+                             "schedule": loop_schedule, "generator": torch.Generator().manual_seed(0)})
+            cases = [{"model": toy_model, "shape": (4, 2), "schedule": loop_schedule, "seed": 0}]
+        check_function(
+            seeded(ddpm_sample), seeded(reference_ddpm_sample), cases, name="ddpm_sample", atol=atol,
+            mistakes=DDPM_MISTAKES,
+        )
 
 # --------------------------------------------------------------------------
 # Notebook 03: DDIM
@@ -558,6 +740,23 @@ DDIM_STEP_MISTAKES = {
 }
 
 
+def check_ddim_step(ddim_step: Callable, cases: list[dict] | None = None, atol: float = 1e-5) -> None:
+    """Self-check of notebook 03's ddim_step: a skip (15 -> 10), a long jump (19 -> 0) and the last one (4 -> -1).
+
+    Without ``cases`` it also fails an answer that calls a ready-made step (``DDIM_SHORTCUTS``).
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(0)
+        ddim_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+        eps, xt = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
+        cases = [
+            {"eps": eps, "xt": xt, "t": t, "t_prev": tp, "schedule": ddim_schedule}
+            for t, tp in [(15, 10), (19, 0), (4, -1)]
+        ]
+        forbid_reference(ddim_step, DDIM_SHORTCUTS, example=cases[0])
+    check_function(ddim_step, reference_ddim_step, cases, name="ddim_step", atol=atol, mistakes=DDIM_STEP_MISTAKES)
+
+
 def _ddim_loop(model, x_T, schedule, times, last_alpha_bar=1.0):
     ab = schedule.alpha_bars
     x = x_T
@@ -582,6 +781,27 @@ DDIM_SAMPLE_MISTAKES = {
     "ended at t_prev = 0 instead of -1: the last jump goes to clean data (alpha_bar = 1)": _ddim_sample_stops_at_zero,
     "made your own timesteps: use `ddim_timesteps(schedule.T, steps)`": _ddim_sample_leading,
 }
+
+
+
+def check_ddim_sample(
+    ddim_sample: Callable, namespace: MutableMapping[str, Any], cases: list[dict] | None = None, atol: float = 1e-5
+) -> None:
+    """Self-check of notebook 03's ddim_sample loop, run with the reference ddim_step bound in ``namespace``.
+
+    ``namespace`` is the notebook's ``globals()``, so a slip in the student's ddim_step is not counted twice.
+    Without ``cases``: a shortcut check (course_lib's ddim_sample), then 4 and 20 steps of a 20-step schedule.
+    """
+    with substitute(namespace, ddim_step=reference_ddim_step):
+        if cases is None:
+            g = torch.Generator().manual_seed(0)
+            loop_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+            cases = [{"model": toy_model, "x_T": torch.randn(4, 2, generator=g), "schedule": loop_schedule,
+                      "steps": s} for s in (4, 20)]
+            forbid_reference(ddim_sample, DDIM_SHORTCUTS[1:2], example=cases[0])
+        check_function(
+            ddim_sample, reference_ddim_sample, cases, name="ddim_sample", atol=atol, mistakes=DDIM_SAMPLE_MISTAKES
+        )
 
 # --------------------------------------------------------------------------
 # Notebook 03: classifier-free guidance
@@ -622,12 +842,28 @@ GUIDANCE_MISTAKES = {
 }
 
 
+
+def check_guided_noise(guided_noise: Callable, cases: list[dict] | None = None, atol: float = 1e-5) -> None:
+    """Self-check of notebook 03's guided_noise: eps_u + s (eps_c - eps_u), by default at s = 3 and s = 0.5.
+
+    Without ``cases`` it also fails an answer that calls a ready-made guidance (``GUIDANCE_SHORTCUTS``).
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(0)
+        xt = torch.randn(6, 2, generator=g)
+        t, labels = torch.tensor([0, 3, 9, 10, 50, 99]), torch.tensor([1, 0, 7, 7, 2, 9])
+        cases = [{"model": toy_model, "xt": xt, "t": t, "labels": labels, "guidance_scale": s} for s in (3.0, 0.5)]
+        forbid_reference(guided_noise, GUIDANCE_SHORTCUTS, example=cases[0])
+    check_function(
+        guided_noise, reference_guided_noise, cases, name="guided_noise", atol=atol, mistakes=GUIDANCE_MISTAKES
+    )
+
 # --------------------------------------------------------------------------
 # Notebook 03: what diffusion_loss draws when t and noise are not given
 # --------------------------------------------------------------------------
 
 
-def check_loss_sampling(student_fn, T: int = 10, n: int = 4000, seed: int = 0) -> None:
+def check_diffusion_loss_random(student_fn: Callable, T: int = 10, n: int = 4000, seed: int = 0) -> None:
     """Fail unless ``student_fn(model, x0, schedule)`` draws t uniformly from 0..T-1 and standard normal noise.
 
     Runs the answer on ``x0 = 0`` with a model that records what it is shown: then

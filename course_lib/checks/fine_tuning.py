@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from ..finetune import LoRALinear, apply_lora, merge_lora
+from ..finetune import count_trainable_parameters as reference_count
 from ..gpt import GPT, GPTConfig
-from ..grading import CheckFailed, check_answer_rules, check_untampered
+from ..grading import CheckFailed, check_answer_rules, check_function, check_untampered, forbid_reference
 
 COUNT_SHORTCUTS = ["course_lib.finetune.count_trainable_parameters", "course_lib.finetune.count_parameters"]
 APPLY_SHORTCUTS = ["course_lib.finetune.apply_lora"]
@@ -79,6 +80,21 @@ def count_cases(seed: int) -> list[dict]:
     lora = tiny_gpt(seed + 1)
     apply_lora(lora, ["qkv", "fc"], r=2, alpha=4.0)
     return [{"model": plain}, {"model": partly}, {"model": lora}]
+
+
+def check_count_trainable_parameters(count_fn: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 06's count_trainable_parameters against course_lib's.
+
+    With ``cases`` None: refuses course_lib's counting functions as shortcuts, then
+    compares on :func:`count_cases` ``(0)`` (a GPT with tied weights, a partly
+    frozen model, a LoRA model). Otherwise compares on ``cases`` (``{"model": ...}``
+    dicts). A wrong count names its :data:`COUNT_MISTAKES` cause.
+    """
+    if cases is None:
+        forbid_reference(count_fn, COUNT_SHORTCUTS, example={"model": nn.Linear(2, 2)},
+                         name="count_trainable_parameters")
+        cases = count_cases(0)
+    check_function(count_fn, reference_count, cases, name="count_trainable_parameters", mistakes=COUNT_MISTAKES)
 
 
 # --------------------------------------------------------------------------
@@ -211,7 +227,25 @@ def check_lora_init(cls: type, seed: int, shapes: Sequence[tuple[int, int, int, 
                               "never learns. Initialise A randomly (e.g. nn.init.kaiming_uniform_) and B with zeros.")
 
 
-def check_lora_trainable(cls: type, seed: int) -> None:
+def check_lora_forward(cls: type, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 06's LoRALinear: not course_lib's class, and W x + b + (alpha / r) B A x.
+
+    With ``cases`` None: also :func:`check_lora_init` (a fresh layer computes what its
+    base did, A is not zero) on two shapes, then compares outputs on
+    :func:`lora_cases` ``(0, ...)``. Otherwise compares on ``cases`` (from
+    :func:`lora_cases`). A wrong output names its :data:`LORA_MISTAKES` cause.
+    """
+    check_not_reference_class(cls)
+    if cases is None:
+        check_lora_init(cls, seed=0, shapes=[(6, 4, 2, True), (5, 5, 3, False)])
+        cases = lora_cases(0, [(6, 4, 2, True), (3, 8, 1, True)])
+    check_function(
+        functools.partial(lora_output, cls), functools.partial(lora_output, LoRALinear), cases,
+        name="LoRALinear (with A and B set)", mistakes=LORA_MISTAKES,
+    )
+
+
+def check_lora_trainable(cls: type, seed: int = 0) -> None:
     """Only A and B train: the base weight and bias are frozen, and a backward pass reaches B."""
     check_answer_rules(cls)
     check_untampered()
@@ -332,6 +366,26 @@ def check_apply_lora_rejects_typos(apply_fn: Callable) -> None:
                       "otherwise a typo silently trains nothing.")
 
 
+def check_apply_lora(apply_fn: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 06's apply_lora: the names it returns, the layers it wraps, what stays trainable.
+
+    With ``cases`` None: refuses course_lib's apply_lora as a shortcut, then compares
+    :func:`apply_lora_summary` with course_lib's on two visible cases. Otherwise compares
+    on ``cases`` (``seed``, ``target_modules``, ``r``, ``alpha``). A difference names its
+    :data:`APPLY_MISTAKES` cause. Then :func:`check_apply_lora_rejects_typos`.
+    """
+    if cases is None:
+        forbid_reference(apply_fn, APPLY_SHORTCUTS, example={"model": tiny_gpt(0), "target_modules": ["qkv"], "r": 2},
+                         name="apply_lora")
+        cases = [{"seed": 0, "target_modules": ["qkv", "attn.proj"], "r": 2, "alpha": 4.0},
+                 {"seed": 1, "target_modules": ["fc"], "r": 1, "alpha": 1.0}]
+    check_function(
+        functools.partial(apply_lora_summary, apply_fn), reference_apply_summary, cases,
+        name="apply_lora (returned names, LoRA layers, trainable parameters)", mistakes=APPLY_MISTAKES,
+    )
+    check_apply_lora_rejects_typos(apply_fn)
+
+
 # --------------------------------------------------------------------------
 # merge_lora
 # --------------------------------------------------------------------------
@@ -414,6 +468,25 @@ MERGE_MISTAKES = {
         _merge_wrong(lambda m: m.scale * (m.lora_B @ m.lora_A), keep_wrapper=True)
     ),
 }
+
+
+def check_merge_lora(merge_fn: Callable, cls: type, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 06's merge_lora, run on models built with the student's LoRALinear ``cls``.
+
+    With ``cases`` None: refuses course_lib's merge as a shortcut, then compares
+    :func:`merge_lora_summary` (count, LoRA layers left, merged weights, logits) with
+    course_lib's on two visible cases. Otherwise compares on ``cases`` (``seed``,
+    ``target_modules``, ``r``, ``alpha``). A difference names its :data:`MERGE_MISTAKES` cause.
+    """
+    if cases is None:
+        forbid_reference(merge_fn, MERGE_SHORTCUTS, example={"model": lora_model(cls, 0, ["qkv"], 2, 4.0)},
+                         name="merge_lora")
+        cases = [{"seed": 0, "target_modules": ["attn.proj"], "r": 2, "alpha": 4.0},
+                 {"seed": 1, "target_modules": ["qkv", "fc"], "r": 3, "alpha": 1.0}]
+    check_function(
+        functools.partial(merge_lora_summary, merge_fn, cls), reference_merge_summary, cases,
+        name="merge_lora (count, LoRA layers left, merged weights, logits)", mistakes=MERGE_MISTAKES,
+    )
 
 
 def reference_merge_summary(seed: int, target_modules: Sequence[str], r: int, alpha: float):

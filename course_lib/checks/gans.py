@@ -7,14 +7,25 @@ here) names the one that matches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..gan import discriminator_loss, gan_train_step, generator_loss, gradient_penalty, wgan_gp_train_step
-from ..grading import CheckFailed, _call, check_answer_rules, check_close, check_untampered
+from ..grading import (
+    CheckFailed,
+    _call,
+    check_answer_rules,
+    check_close,
+    check_function,
+    check_untampered,
+    forbid_reference,
+)
+from .diffusion import substitute
 
 BCE_SHORTCUTS = [
     "torch.nn.functional.binary_cross_entropy_with_logits",
@@ -72,6 +83,44 @@ DISCRIMINATOR_LOSS_MISTAKES = {
 }
 
 
+def check_discriminator_loss(student_fn: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 01's ``discriminator_loss`` against ``course_lib.gan.discriminator_loss``.
+
+    With ``cases`` None: the visible checks (no BCE built-in, three cases, one with batches of different
+    sizes, and the loss 2 log 2 of a D that always says 1/2); otherwise only a comparison on ``cases``.
+    """
+    visible = cases is None
+    if visible:
+        g = torch.Generator().manual_seed(0)
+        forbid_reference(
+            student_fn, BCE_SHORTCUTS,
+            example={"real_logits": torch.randn(4, 1), "fake_logits": torch.randn(4, 1)},
+            name="discriminator_loss", instead="Write it with F.softplus (or F.logsigmoid).",
+        )
+        cases = [
+            {"real_logits": torch.tensor([[2.0], [0.5]]), "fake_logits": torch.tensor([[-1.0], [0.0]])},
+            {"real_logits": torch.randn(8, 1, generator=g), "fake_logits": torch.randn(8, 1, generator=g)},
+            {"real_logits": torch.randn(6, 1, generator=g), "fake_logits": 2 * torch.randn(3, 1, generator=g)},
+        ]
+    check_function(student_fn, discriminator_loss, cases, name="discriminator_loss",
+                   mistakes=DISCRIMINATOR_LOSS_MISTAKES)
+    if visible:
+        check_close(
+            student_fn(torch.zeros(5, 1), torch.zeros(5, 1)), 2 * math.log(2),
+            name="the loss of a D that always says 1/2", hint="each term is -log(1/2) = log 2",
+        )
+
+
+def check_discriminator_loss_stable(student_fn: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check that ``discriminator_loss`` matches the reference for logits in the hundreds.
+
+    With ``cases`` None, the visible case; the comparison is :func:`check_discriminator_loss`'s.
+    """
+    if cases is None:
+        cases = [{"real_logits": torch.tensor([[200.0], [-150.0]]), "fake_logits": torch.tensor([[-300.0], [120.0]])}]
+    check_discriminator_loss(student_fn, cases)
+
+
 def _g_ns_wrong_label(fake_logits, non_saturating=True):
     return F.softplus(fake_logits).mean() if non_saturating else -F.softplus(-fake_logits).mean()
 
@@ -104,6 +153,40 @@ GENERATOR_LOSS_MISTAKES = {
     "(it is <= 0)": _g_saturating_sign,
     _LOG_SIGMOID: _g_log_sigmoid,
 }
+
+
+def check_generator_loss(student_fn: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 01's ``generator_loss`` (both forms) against ``course_lib.gan.generator_loss``.
+
+    With ``cases`` None: the visible checks (no BCE built-in, four cases, two per form); otherwise only a
+    comparison on ``cases``.
+    """
+    if cases is None:
+        g = torch.Generator().manual_seed(1)
+        forbid_reference(
+            student_fn, BCE_SHORTCUTS, example={"fake_logits": torch.randn(4, 1)},
+            name="generator_loss", instead="Write it with F.softplus (or F.logsigmoid).",
+        )
+        cases = [
+            {"fake_logits": torch.tensor([[-2.0], [0.0], [1.5]]), "non_saturating": True},
+            {"fake_logits": torch.tensor([[-2.0], [0.0], [1.5]]), "non_saturating": False},
+            {"fake_logits": 2 * torch.randn(8, 1, generator=g), "non_saturating": True},
+            {"fake_logits": 2 * torch.randn(8, 1, generator=g), "non_saturating": False},
+        ]
+    check_function(student_fn, generator_loss, cases, name="generator_loss", mistakes=GENERATOR_LOSS_MISTAKES)
+
+
+def check_generator_loss_stable(student_fn: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check that ``generator_loss`` (both forms) matches the reference for logits in the hundreds.
+
+    With ``cases`` None, the visible cases; the comparison is :func:`check_generator_loss`'s.
+    """
+    if cases is None:
+        cases = [
+            {"fake_logits": torch.tensor([[-200.0], [150.0]]), "non_saturating": True},
+            {"fake_logits": torch.tensor([[-200.0], [150.0]]), "non_saturating": False},
+        ]
+    check_generator_loss(student_fn, cases)
 
 # --------------------------------------------------------------------------
 # The training step
@@ -338,6 +421,25 @@ def check_train_step(
         raise CheckFailed("\n".join(lines))
 
 
+def check_gan_train_step(
+    student_step: Callable, namespace: MutableMapping[str, Any], cases: list[Mapping] | None = None
+) -> None:
+    """Self-check of notebook 01's ``gan_train_step`` with :func:`check_train_step` (the visible cases when
+    ``cases`` is None).
+
+    While it runs, the notebook's ``namespace`` (its ``globals()``) holds the reference
+    ``discriminator_loss`` and ``generator_loss``, so a slip in those exercises is not counted twice;
+    the student's own are restored afterwards.
+    """
+    if cases is None:
+        cases = [
+            {"seed": 0, "latent_dim": 3, "data_dim": 2, "batch": 8, "lr": 0.1, "non_saturating": True},
+            {"seed": 1, "latent_dim": 2, "data_dim": 2, "batch": 6, "lr": 0.5, "non_saturating": False},
+        ]
+    with substitute(namespace, discriminator_loss=discriminator_loss, generator_loss=generator_loss):
+        check_train_step(student_step, cases)
+
+
 # --------------------------------------------------------------------------
 # Gradient penalty
 # --------------------------------------------------------------------------
@@ -403,6 +505,53 @@ GRADIENT_PENALTY_MISTAKES = {
 }
 
 
+def small_critic(seed: int, in_features: int, scale: float = 1.0) -> nn.Module:
+    """A small double-precision critic (flatten, Linear(in_features, 8), tanh, Linear(8, 1)), weights times ``scale``.
+
+    Seeds torch's global generator with ``seed`` to initialise it.
+    """
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(scale)
+    return net
+
+
+def check_gradient_penalty(student_fn: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 01's ``gradient_penalty`` against ``course_lib.gan.gradient_penalty``.
+
+    With ``cases`` None: the visible checks (no call of the reference, three cases with given ``alpha``,
+    one on 1x4x4 images, and two critics whose penalty is known: 1 for a zero gradient, 0 for a
+    unit-norm one); otherwise only a comparison on ``cases``.
+    """
+    visible = cases is None
+    if visible:
+        g = torch.Generator().manual_seed(5)
+        forbid_reference(
+            student_fn, GRADIENT_PENALTY_SHORTCUTS,
+            example={"critic": small_critic(0, 2), "real": torch.randn(4, 2).double(),
+                     "fake": torch.randn(4, 2).double()},
+            name="gradient_penalty",
+        )
+        cases = [
+            {"critic": small_critic(0, 2), "real": torch.randn(6, 2, generator=g).double(),
+             "fake": torch.randn(6, 2, generator=g).double(), "alpha": torch.rand(6, generator=g).double()},
+            {"critic": small_critic(1, 2, scale=3.0), "real": torch.randn(5, 2, generator=g).double(),
+             "fake": torch.randn(5, 2, generator=g).double(), "alpha": torch.rand(5, generator=g).double()},
+            {"critic": small_critic(2, 16), "real": torch.randn(4, 1, 4, 4, generator=g).double(),
+             "fake": torch.randn(4, 1, 4, 4, generator=g).double(), "alpha": torch.rand(4, generator=g).double()},
+        ]
+    check_function(student_fn, gradient_penalty, cases, name="gradient_penalty", mistakes=GRADIENT_PENALTY_MISTAKES)
+    if visible:
+        real, fake = torch.randn(8, 3), torch.randn(8, 3)
+        check_close(student_fn(lambda x: 0 * x.sum(dim=1, keepdim=True), real, fake), 1.0,
+                    name="the penalty of a critic with zero gradient", hint="(0 - 1)^2 = 1 for every sample")
+        unit = torch.tensor([[0.6], [0.0], [0.8]])
+        check_close(student_fn(lambda x: x @ unit, real, fake), 0.0, atol=1e-6,
+                    name="the penalty of a linear critic with a unit-norm gradient", hint="(1 - 1)^2 = 0")
+
+
 def penalty_parameter_gradients(gp_fn: Callable, seed: int = 0) -> torch.Tensor:
     """Gradient of ``gp_fn(critic, real, fake, alpha)`` with respect to a small critic's parameters.
 
@@ -427,6 +576,19 @@ def penalty_parameter_gradients(gp_fn: Callable, seed: int = 0) -> torch.Tensor:
     grads = torch.autograd.grad(penalty, list(critic.parameters()), allow_unused=True)
     params = list(critic.parameters())
     return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+
+
+def check_gradient_penalty_backprop(student_fn: Callable, seed: int = 0) -> None:
+    """Self-check that ``gradient_penalty`` can train the critic: its gradient with respect to a small critic's
+    parameters (:func:`penalty_parameter_gradients`, critic and batches drawn from ``seed``) equals the reference's.
+    """
+    check_close(
+        penalty_parameter_gradients(student_fn, seed=seed),
+        penalty_parameter_gradients(gradient_penalty, seed=seed),
+        name="the gradient of your penalty with respect to the critic's parameters",
+        hint="if test_gradient_penalty passes, the values are right: pass create_graph=True to torch.autograd.grad "
+             "and do not detach the result",
+    )
 
 
 # --------------------------------------------------------------------------
@@ -513,6 +675,24 @@ def check_wgan_step(student_step: Callable, cases: list[Mapping], reference_step
     )
 
 
+def check_wgan_gp_train_step(
+    student_step: Callable, namespace: MutableMapping[str, Any], cases: list[Mapping] | None = None
+) -> None:
+    """Self-check of notebook 01's ``wgan_gp_train_step`` with :func:`check_wgan_step` (the visible cases when
+    ``cases`` is None).
+
+    While it runs, the notebook's ``namespace`` (its ``globals()``) holds the reference ``gradient_penalty``,
+    so a slip in that exercise is not counted twice; the student's own is restored afterwards.
+    """
+    if cases is None:
+        cases = [
+            {"seed": 0, "latent_dim": 3, "data_dim": 2, "batch": 6, "lr": 0.05, "n_critic": 3, "gp_weight": 10.0},
+            {"seed": 1, "latent_dim": 2, "data_dim": 2, "batch": 5, "lr": 0.1, "n_critic": 2, "gp_weight": 0.5},
+        ]
+    with substitute(namespace, gradient_penalty=gradient_penalty):
+        check_wgan_step(student_step, cases)
+
+
 __all__ = [
     "BCE_SHORTCUTS",
     "DISCRIMINATOR_LOSS_MISTAKES",
@@ -521,7 +701,16 @@ __all__ = [
     "GRADIENT_PENALTY_SHORTCUTS",
     "TRAIN_STEP_MISTAKES",
     "WGAN_STEP_MISTAKES",
+    "check_discriminator_loss",
+    "check_discriminator_loss_stable",
+    "check_gan_train_step",
+    "check_generator_loss",
+    "check_generator_loss_stable",
+    "check_gradient_penalty",
+    "check_gradient_penalty_backprop",
     "check_train_step",
+    "check_wgan_gp_train_step",
     "check_wgan_step",
     "penalty_parameter_gradients",
+    "small_critic",
 ]

@@ -1,4 +1,5 @@
-"""Shortcuts, runners and common mistakes for notebook 05 (tokenizers, GPT block, LM loss, sampling, KV cache).
+"""Shortcuts, runners, common mistakes and self-checks for notebook 05 (tokenizers, GPT block, LM loss, sampling,
+KV cache).
 
 Each mistaken function below is what a student's answer computes when it
 makes that mistake; ``grading.check_function`` names the one that matches.
@@ -17,7 +18,7 @@ from torch import nn
 
 from ..attention import scaled_dot_product_attention
 from ..gpt import MLP, CausalSelfAttention, GPTConfig, next_token_probs
-from ..grading import check_answer_rules
+from ..grading import check_answer_rules, check_function, forbid_reference
 
 # ---------------------------------------------------------------------------
 # BPE: pair counts and merges
@@ -56,6 +57,17 @@ PAIR_COUNTS_MISTAKES = {
 }
 
 PAIR_COUNTS_SHORTCUTS = ["course_lib.tokenizer.get_pair_counts"]
+
+
+def check_get_pair_counts(get_pair_counts: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 05's get_pair_counts against course_lib.tokenizer's (the visible cases when ``cases``
+    is None, after making sure it does not just call the library's copy)."""
+    from ..tokenizer import get_pair_counts as reference
+
+    if cases is None:
+        forbid_reference(get_pair_counts, PAIR_COUNTS_SHORTCUTS, example={"ids": [1, 2, 3]})
+        cases = [{"ids": [1, 2, 3, 1, 2]}, {"ids": [5, 5, 5]}, {"ids": [7]}, {"ids": [4, 9, 4, 9, 4, 1, 4]}]
+    check_function(get_pair_counts, reference, cases, name="get_pair_counts", mistakes=PAIR_COUNTS_MISTAKES)
 
 
 def _merge_overlapping(ids, pair, new_id):
@@ -109,6 +121,21 @@ MERGE_MISTAKES = {
 }
 
 MERGE_SHORTCUTS = ["course_lib.tokenizer.merge"]
+
+
+def check_merge(merge: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 05's merge against course_lib.tokenizer's (the visible cases when ``cases`` is None,
+    after making sure it does not just call the library's copy)."""
+    from ..tokenizer import merge as reference
+
+    if cases is None:
+        forbid_reference(merge, MERGE_SHORTCUTS, example={"ids": [1, 2], "pair": (1, 2), "new_id": 256})
+        cases = [
+            {"ids": [1, 2, 3, 1, 2], "pair": (1, 2), "new_id": 256},
+            {"ids": [7, 7, 7], "pair": (7, 7), "new_id": 300},
+            {"ids": [4, 1, 2, 5], "pair": (1, 2), "new_id": 99},
+        ]
+    check_function(merge, reference, cases, name="merge", mistakes=MERGE_MISTAKES)
 
 
 def slow_bpe_reference(text: str, num_merges: int) -> list[tuple[int, int]]:
@@ -185,6 +212,22 @@ CHAR_TOKENIZER_MISTAKES = {
     "(`sorted(set(chars))`)": _char_mistake(_CharDuplicates),
     "ids start at 1: the first character gets id 0, so ids run 0 .. vocab_size - 1": _char_mistake(_CharOneBased),
 }
+
+
+def check_char_tokenizer(char_tokenizer: type, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 05's CharTokenizer: vocabulary size, encode and decode on each case's ``text`` and
+    ``probe``, compared with course_lib.tokenizer.CharTokenizer (the visible cases when ``cases`` is None)."""
+    from ..tokenizer import CharTokenizer as Reference
+
+    def yours(text, probe):
+        return char_tokenizer_round(char_tokenizer, text, probe)
+
+    def reference(text, probe):
+        return char_tokenizer_round(Reference, text, probe)
+
+    if cases is None:
+        cases = [{"text": "hello world", "probe": "low"}, {"text": "banana", "probe": "nab"}]
+    check_function(yours, reference, cases, name="CharTokenizer", mistakes=CHAR_TOKENIZER_MISTAKES)
 
 # ---------------------------------------------------------------------------
 # The transformer block
@@ -288,6 +331,25 @@ BLOCK_MISTAKES = {
     "first, then x + mlp(ln_2(x)) on that new x": _block_mistake(_BlockParallel),
 }
 
+
+def check_block(block_cls: type, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 05's Block: built from each case's ``config``, given the reference block's weights
+    (seeded by ``seed``) and run on ``x``; its output is compared with course_lib.gpt.Block's (the visible case
+    when ``cases`` is None)."""
+    from ..gpt import Block as Reference
+
+    def yours(config, x, seed):
+        return block_output(block_cls, config, x, seed)
+
+    def reference(config, x, seed):
+        return block_output(Reference, config, x, seed)
+
+    if cases is None:
+        g = torch.Generator().manual_seed(5)
+        small = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)
+        cases = [{"config": small, "x": torch.randn(2, 5, 8, generator=g), "seed": 0}]
+    check_function(yours, reference, cases, name="Block", mistakes=BLOCK_MISTAKES)
+
 # ---------------------------------------------------------------------------
 # The language-model loss
 # ---------------------------------------------------------------------------
@@ -343,6 +405,22 @@ LM_LOSS_MISTAKES = {
 }
 
 LM_LOSS_SHORTCUTS = ["course_lib.gpt.lm_loss"]
+
+
+def check_lm_loss(lm_loss: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 05's lm_loss against course_lib.gpt.lm_loss (the visible cases when ``cases`` is
+    None, after making sure it does not just call the library's copy)."""
+    from ..gpt import lm_loss as reference
+
+    if cases is None:
+        g = torch.Generator().manual_seed(6)
+        example = {"logits": torch.randn(1, 3, 4), "tokens": torch.tensor([[0, 1, 2]])}
+        forbid_reference(lm_loss, LM_LOSS_SHORTCUTS, example=example)
+        cases = [
+            {"logits": torch.randn(2, 5, 7, generator=g), "tokens": torch.randint(7, (2, 5), generator=g)},
+            {"logits": 3 * torch.randn(3, 4, 5, generator=g), "tokens": torch.randint(5, (3, 4), generator=g)},
+        ]
+    check_function(lm_loss, reference, cases, name="lm_loss", mistakes=LM_LOSS_MISTAKES)
 
 # ---------------------------------------------------------------------------
 # Sampling
@@ -428,6 +506,43 @@ SAMPLING_MISTAKES = {
 
 SAMPLING_SHORTCUTS = ["course_lib.gpt.sample_next_token", "course_lib.gpt.next_token_probs"]
 
+
+_SAMPLING_LOGITS = ((2.0, 1.0, 0.5, 0.0, -1.0), (0.0, 0.3, -0.2, 1.2, 0.1))
+
+
+def _check_sampling(sample_next_token: Callable, cases: list[dict]) -> None:
+    """How often ``sample_next_token`` draws each token (20,000 draws per row) vs the exact distribution."""
+
+    def how_often_yours_picks(logits, temperature=1.0, top_k=None, top_p=None):
+        return sampled_frequencies(sample_next_token, logits, temperature=temperature, top_k=top_k, top_p=top_p)
+
+    check_function(
+        how_often_yours_picks, next_token_probs, cases, name="sample_next_token (how often each token is drawn)",
+        mistakes=SAMPLING_MISTAKES, atol=0.02, rtol=0.0,
+    )
+
+
+def check_sampling_temperature(sample_next_token: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 05's sample_next_token with temperature only (0 = greedy): its empirical frequencies
+    against course_lib.gpt.next_token_probs (the visible cases when ``cases`` is None, after making sure it does not
+    just call the library's sampler)."""
+    if cases is None:
+        forbid_reference(sample_next_token, SAMPLING_SHORTCUTS, example={"logits": torch.randn(2, 5)})
+        logits = torch.tensor(_SAMPLING_LOGITS)
+        cases = [{"logits": logits}, {"logits": logits, "temperature": 0.5}, {"logits": logits, "temperature": 2.0},
+                 {"logits": logits, "temperature": 0}]
+    _check_sampling(sample_next_token, cases)
+
+
+def check_sampling_top_k_top_p(sample_next_token: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 05's sample_next_token with top-k and top-p filtering: its empirical frequencies
+    against course_lib.gpt.next_token_probs (the visible cases when ``cases`` is None)."""
+    if cases is None:
+        logits = torch.tensor(_SAMPLING_LOGITS)
+        cases = [{"logits": logits, "top_k": 2}, {"logits": logits, "top_k": 3}, {"logits": logits, "top_p": 0.6},
+                 {"logits": logits, "top_p": 0.85}]
+    _check_sampling(sample_next_token, cases)
+
 # ---------------------------------------------------------------------------
 # The KV cache: attention over the past, positions after the past
 # ---------------------------------------------------------------------------
@@ -497,6 +612,31 @@ ATTENTION_WITH_PAST_SHORTCUTS = [
 ]
 
 
+def random_qkv(generator: torch.Generator, B: int, H: int, T: int, d: int) -> dict[str, torch.Tensor]:
+    """{"q": ..., "k": ..., "v": ...}, each (B, H, T, d), drawn in that order from ``generator``."""
+    return {name: torch.randn(B, H, T, d, generator=generator) for name in "qkv"}
+
+
+def check_attention_with_past(attention_with_past: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 05's attention_with_past against course_lib.gpt's, with and without a cached past
+    (the visible cases when ``cases`` is None, after making sure it does not just call a library's attention)."""
+    from ..gpt import attention_with_past as reference
+
+    if cases is None:
+        g = torch.Generator().manual_seed(7)
+        forbid_reference(attention_with_past, ATTENTION_WITH_PAST_SHORTCUTS, example=random_qkv(g, 1, 1, 2, 4))
+        cases = [
+            {**random_qkv(g, 2, 2, 4, 8)},
+            {**random_qkv(g, 2, 2, 2, 8),
+             "past": (torch.randn(2, 2, 3, 8, generator=g), torch.randn(2, 2, 3, 8, generator=g))},
+            {**random_qkv(g, 1, 3, 1, 4),
+             "past": (torch.randn(1, 3, 5, 4, generator=g), torch.randn(1, 3, 5, 4, generator=g))},
+        ]
+    check_function(
+        attention_with_past, reference, cases, name="attention_with_past", mistakes=ATTENTION_WITH_PAST_MISTAKES
+    )
+
+
 def _fwd_no_offset(model, idx, past=None):
     T = idx.shape[1]
     x = model.wte(idx) + model.wpe(torch.arange(T))
@@ -547,6 +687,37 @@ FORWARD_WITH_CACHE_MISTAKES = {
 
 FORWARD_WITH_CACHE_SHORTCUTS = ["course_lib.gpt.forward_with_cache", "course_lib.gpt.GPT.hidden"]
 
+
+def tiny_gpt_and_cache(seed: int, B: int, T_past: int, T: int, n_layer: int = 2) -> dict:
+    """A case for forward_with_cache: a tiny seeded GPT (vocabulary 13, 2 heads, 8 channels), ``T`` new ids (B, T)
+    and, when ``T_past`` > 0, the reference cache of ``T_past`` earlier random ids."""
+    from ..gpt import GPT
+    from ..gpt import forward_with_cache as reference
+
+    torch.manual_seed(seed)
+    gpt = GPT(GPTConfig(vocab_size=13, block_size=16, n_layer=n_layer, n_head=2, n_embd=8)).eval()
+    with torch.no_grad():
+        for p in gpt.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # break the small-init symmetry so every mistake shows
+    g = torch.Generator().manual_seed(seed)
+    prefix = torch.randint(13, (B, T_past), generator=g)
+    past = reference(gpt, prefix)[1] if T_past else None
+    return {"model": gpt, "idx": torch.randint(13, (B, T), generator=g), "past": past}
+
+
+def check_forward_with_cache(forward_with_cache: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 05's forward_with_cache against course_lib.gpt's on tiny GPTs, with and without a
+    cache (the visible cases when ``cases`` is None, after making sure it does not just call the library's)."""
+    from ..gpt import forward_with_cache as reference
+
+    if cases is None:
+        example = tiny_gpt_and_cache(0, 1, 0, 2)
+        forbid_reference(forward_with_cache, FORWARD_WITH_CACHE_SHORTCUTS, example=example)
+        cases = [tiny_gpt_and_cache(1, 2, 0, 4), tiny_gpt_and_cache(2, 2, 3, 1), tiny_gpt_and_cache(3, 1, 5, 3)]
+    check_function(
+        forward_with_cache, reference, cases, name="forward_with_cache", mistakes=FORWARD_WITH_CACHE_MISTAKES
+    )
+
 __all__ = [
     "ATTENTION_WITH_PAST_MISTAKES",
     "ATTENTION_WITH_PAST_SHORTCUTS",
@@ -564,6 +735,17 @@ __all__ = [
     "SAMPLING_SHORTCUTS",
     "block_output",
     "char_tokenizer_round",
+    "check_attention_with_past",
+    "check_block",
+    "check_char_tokenizer",
+    "check_forward_with_cache",
+    "check_get_pair_counts",
+    "check_lm_loss",
+    "check_merge",
+    "check_sampling_temperature",
+    "check_sampling_top_k_top_p",
+    "random_qkv",
     "sampled_frequencies",
     "slow_bpe_reference",
+    "tiny_gpt_and_cache",
 ]

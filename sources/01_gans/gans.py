@@ -132,72 +132,40 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
 
 # %% id="test_discriminator_loss" nbgrader={"grade": true, "grade_id": "test_discriminator_loss", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: discriminator_loss values (2 points)
-import math
+from course_lib.checks.gans import check_discriminator_loss
+from course_lib.grading import passed
 
+check_discriminator_loss(discriminator_loss)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.gans import BCE_SHORTCUTS, DISCRIMINATOR_LOSS_MISTAKES
-from course_lib.gan import discriminator_loss as reference_discriminator_loss
-from course_lib.grading import check_close, check_function, forbid_reference, passed
-
-g = torch.Generator().manual_seed(0)
-forbid_reference(
-    discriminator_loss, BCE_SHORTCUTS,
-    example={"real_logits": torch.randn(4, 1), "fake_logits": torch.randn(4, 1)},
-    instead="Write it with F.softplus (or F.logsigmoid).",
-)
-check_function(
-    discriminator_loss,
-    reference_discriminator_loss,
-    cases=[
-        {"real_logits": torch.tensor([[2.0], [0.5]]), "fake_logits": torch.tensor([[-1.0], [0.0]])},
-        {"real_logits": torch.randn(8, 1, generator=g), "fake_logits": torch.randn(8, 1, generator=g)},
-        {"real_logits": torch.randn(6, 1, generator=g), "fake_logits": 2 * torch.randn(3, 1, generator=g)},
-    ],
-    mistakes=DISCRIMINATOR_LOSS_MISTAKES,
-)
-check_close(
-    discriminator_loss(torch.zeros(5, 1), torch.zeros(5, 1)), 2 * math.log(2),
-    name="the loss of a D that always says 1/2", hint="each term is -log(1/2) = log 2",
-)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(2024)
-check_function(
+check_discriminator_loss(
     discriminator_loss,
-    reference_discriminator_loss,
     cases=[
         {"real_logits": 3 * torch.randn(16, 1, generator=g_hidden), "fake_logits": torch.randn(7, 1, generator=g_hidden)},
         {"real_logits": torch.randn(1, 1, generator=g_hidden), "fake_logits": torch.randn(1, 1, generator=g_hidden)},
         {"real_logits": torch.randn(5, 1, generator=g_hidden).double(), "fake_logits": torch.randn(5, 1, generator=g_hidden).double()},
     ],
-    mistakes=DISCRIMINATOR_LOSS_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("discriminator_loss matches binary cross-entropy on logits.")
 
 # %% id="test_discriminator_loss_stable" nbgrader={"grade": true, "grade_id": "test_discriminator_loss_stable", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: discriminator_loss stays finite for confident logits (1 point)
+from course_lib.checks.gans import check_discriminator_loss_stable
+from course_lib.grading import passed
+
+check_discriminator_loss_stable(discriminator_loss)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.gans import DISCRIMINATOR_LOSS_MISTAKES
-from course_lib.gan import discriminator_loss as reference_discriminator_loss
-from course_lib.grading import check_function, passed
-
-check_function(
+check_discriminator_loss_stable(
     discriminator_loss,
-    reference_discriminator_loss,
-    cases=[{"real_logits": torch.tensor([[200.0], [-150.0]]), "fake_logits": torch.tensor([[-300.0], [120.0]])}],
-    mistakes=DISCRIMINATOR_LOSS_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
-check_function(
-    discriminator_loss,
-    reference_discriminator_loss,
     cases=[
         {"real_logits": torch.tensor([[-1000.0]]), "fake_logits": torch.tensor([[1000.0]])},
         {"real_logits": torch.tensor([[500.0], [0.0]]), "fake_logits": torch.tensor([[-500.0], [250.0], [0.0]])},
     ],
-    mistakes=DISCRIMINATOR_LOSS_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("discriminator_loss is stable for logits in the hundreds.")
@@ -241,69 +209,40 @@ def generator_loss(fake_logits: torch.Tensor, non_saturating: bool = True) -> to
 
 # %% id="test_generator_loss" nbgrader={"grade": true, "grade_id": "test_generator_loss", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: generator_loss values, both forms (2 points)
+from course_lib.checks.gans import check_generator_loss
+from course_lib.grading import passed
+
+check_generator_loss(generator_loss)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.gans import BCE_SHORTCUTS, GENERATOR_LOSS_MISTAKES
-from course_lib.gan import generator_loss as reference_generator_loss
-from course_lib.grading import check_function, forbid_reference, passed
-
-g = torch.Generator().manual_seed(1)
-forbid_reference(
-    generator_loss, BCE_SHORTCUTS, example={"fake_logits": torch.randn(4, 1)},
-    instead="Write it with F.softplus (or F.logsigmoid).",
-)
-check_function(
-    generator_loss,
-    reference_generator_loss,
-    cases=[
-        {"fake_logits": torch.tensor([[-2.0], [0.0], [1.5]]), "non_saturating": True},
-        {"fake_logits": torch.tensor([[-2.0], [0.0], [1.5]]), "non_saturating": False},
-        {"fake_logits": 2 * torch.randn(8, 1, generator=g), "non_saturating": True},
-        {"fake_logits": 2 * torch.randn(8, 1, generator=g), "non_saturating": False},
-    ],
-    mistakes=GENERATOR_LOSS_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(99)
-check_function(
+check_generator_loss(
     generator_loss,
-    reference_generator_loss,
     cases=[
         {"fake_logits": 3 * torch.randn(13, 1, generator=g_hidden), "non_saturating": True},
         {"fake_logits": 3 * torch.randn(13, 1, generator=g_hidden), "non_saturating": False},
         {"fake_logits": torch.randn(1, 1, generator=g_hidden).double(), "non_saturating": False},
     ],
-    mistakes=GENERATOR_LOSS_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("generator_loss matches both forms.")
 
 # %% id="test_generator_loss_stable" nbgrader={"grade": true, "grade_id": "test_generator_loss_stable", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: generator_loss stays finite for confident logits (1 point)
+from course_lib.checks.gans import check_generator_loss_stable
+from course_lib.grading import passed
+
+check_generator_loss_stable(generator_loss)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.gans import GENERATOR_LOSS_MISTAKES
-from course_lib.gan import generator_loss as reference_generator_loss
-from course_lib.grading import check_function, passed
-
-check_function(
+check_generator_loss_stable(
     generator_loss,
-    reference_generator_loss,
-    cases=[
-        {"fake_logits": torch.tensor([[-200.0], [150.0]]), "non_saturating": True},
-        {"fake_logits": torch.tensor([[-200.0], [150.0]]), "non_saturating": False},
-    ],
-    mistakes=GENERATOR_LOSS_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
-check_function(
-    generator_loss,
-    reference_generator_loss,
     cases=[
         {"fake_logits": torch.tensor([[-1000.0]]), "non_saturating": True},
         {"fake_logits": torch.tensor([[1000.0], [0.0]]), "non_saturating": False},
     ],
-    mistakes=GENERATOR_LOSS_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("generator_loss is stable for logits in the hundreds.")
@@ -398,32 +337,21 @@ def gan_train_step(
 
 # %% id="test_gan_train_step" nbgrader={"grade": true, "grade_id": "test_gan_train_step", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # Self-check: one training step: detach, labels, order, zero_grad (3 points)
-import course_lib.gan as reference_gan
-from course_lib.checks.gans import check_train_step
+from course_lib.checks.gans import check_gan_train_step
 from course_lib.grading import passed
 
-# Run your step with the reference losses, so this check does not depend on Section 2.
-_your_losses = (discriminator_loss, generator_loss)
-discriminator_loss, generator_loss = reference_gan.discriminator_loss, reference_gan.generator_loss
-try:
-    check_train_step(
-        gan_train_step,
-        cases=[
-            {"seed": 0, "latent_dim": 3, "data_dim": 2, "batch": 8, "lr": 0.1, "non_saturating": True},
-            {"seed": 1, "latent_dim": 2, "data_dim": 2, "batch": 6, "lr": 0.5, "non_saturating": False},
-        ],
-    )
-    ### BEGIN HIDDEN TESTS
-    check_train_step(
-        gan_train_step,
-        cases=[
-            {"seed": 7, "latent_dim": 4, "data_dim": 3, "batch": 5, "lr": 0.3, "non_saturating": True},
-            {"seed": 8, "latent_dim": 1, "data_dim": 2, "batch": 9, "lr": 0.05, "non_saturating": False},
-        ],
-    )
-    ### END HIDDEN TESTS
-finally:
-    discriminator_loss, generator_loss = _your_losses
+# Runs your step with the reference losses, so this check does not depend on Section 2.
+check_gan_train_step(gan_train_step, globals())
+### BEGIN HIDDEN TESTS
+check_gan_train_step(
+    gan_train_step,
+    globals(),
+    cases=[
+        {"seed": 7, "latent_dim": 4, "data_dim": 3, "batch": 5, "lr": 0.3, "non_saturating": True},
+        {"seed": 8, "latent_dim": 1, "data_dim": 2, "batch": 9, "lr": 0.05, "non_saturating": False},
+    ],
+)
+### END HIDDEN TESTS
 passed("gan_train_step updates D, then G, and nothing else.")
 
 # %% [markdown] id="ring-intro"
@@ -594,82 +522,36 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, alpha: torc
 
 # %% id="test_gradient_penalty" nbgrader={"grade": true, "grade_id": "test_gradient_penalty", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: gradient_penalty values (2 points)
-import torch
-from torch import nn
+from course_lib.checks.gans import check_gradient_penalty
+from course_lib.grading import passed
 
-from course_lib.checks.gans import GRADIENT_PENALTY_MISTAKES, GRADIENT_PENALTY_SHORTCUTS
-from course_lib.gan import gradient_penalty as reference_gradient_penalty
-from course_lib.grading import check_close, check_function, forbid_reference, passed
-
-
-def small_critic(seed, in_features, scale=1.0):
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 8), nn.Tanh(), nn.Linear(8, 1)).double()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.mul_(scale)
-    return net
-
-
-g = torch.Generator().manual_seed(5)
-forbid_reference(
-    gradient_penalty, GRADIENT_PENALTY_SHORTCUTS,
-    example={"critic": small_critic(0, 2), "real": torch.randn(4, 2).double(), "fake": torch.randn(4, 2).double()},
-)
-check_function(
-    gradient_penalty,
-    reference_gradient_penalty,
-    cases=[
-        {"critic": small_critic(0, 2), "real": torch.randn(6, 2, generator=g).double(),
-         "fake": torch.randn(6, 2, generator=g).double(), "alpha": torch.rand(6, generator=g).double()},
-        {"critic": small_critic(1, 2, scale=3.0), "real": torch.randn(5, 2, generator=g).double(),
-         "fake": torch.randn(5, 2, generator=g).double(), "alpha": torch.rand(5, generator=g).double()},
-        {"critic": small_critic(2, 16), "real": torch.randn(4, 1, 4, 4, generator=g).double(),
-         "fake": torch.randn(4, 1, 4, 4, generator=g).double(), "alpha": torch.rand(4, generator=g).double()},
-    ],
-    mistakes=GRADIENT_PENALTY_MISTAKES,
-)
-real, fake = torch.randn(8, 3), torch.randn(8, 3)
-check_close(gradient_penalty(lambda x: 0 * x.sum(dim=1, keepdim=True), real, fake), 1.0,
-            name="the penalty of a critic with zero gradient", hint="(0 - 1)^2 = 1 for every sample")
-unit = torch.tensor([[0.6], [0.0], [0.8]])
-check_close(gradient_penalty(lambda x: x @ unit, real, fake), 0.0, atol=1e-6,
-            name="the penalty of a linear critic with a unit-norm gradient", hint="(1 - 1)^2 = 0")
+check_gradient_penalty(gradient_penalty)
 ### BEGIN HIDDEN TESTS
+import torch
+
+from course_lib.checks.gans import small_critic
+
 g_hidden = torch.Generator().manual_seed(77)
-check_function(
+check_gradient_penalty(
     gradient_penalty,
-    reference_gradient_penalty,
     cases=[
         {"critic": small_critic(3, 5, scale=2.0), "real": torch.randn(7, 5, generator=g_hidden).double(),
          "fake": torch.randn(7, 5, generator=g_hidden).double(), "alpha": torch.rand(7, generator=g_hidden).double()},
         {"critic": small_critic(4, 18), "real": torch.randn(3, 2, 3, 3, generator=g_hidden).double(),
          "fake": torch.randn(3, 2, 3, 3, generator=g_hidden).double(), "alpha": torch.rand(3, generator=g_hidden).double()},
     ],
-    mistakes=GRADIENT_PENALTY_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("gradient_penalty matches WGAN-GP's (norm - 1)^2 on interpolates.")
 
 # %% id="test_gradient_penalty_backprop" nbgrader={"grade": true, "grade_id": "test_gradient_penalty_backprop", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: the penalty can train the critic (create_graph=True) (1 point)
-from course_lib.checks.gans import penalty_parameter_gradients
-from course_lib.gan import gradient_penalty as reference_gradient_penalty
-from course_lib.grading import check_close, passed
+from course_lib.checks.gans import check_gradient_penalty_backprop
+from course_lib.grading import passed
 
-check_close(
-    penalty_parameter_gradients(gradient_penalty, seed=0),
-    penalty_parameter_gradients(reference_gradient_penalty, seed=0),
-    name="the gradient of your penalty with respect to the critic's parameters",
-    hint="if test_gradient_penalty passes, the values are right: pass create_graph=True to torch.autograd.grad "
-         "and do not detach the result",
-)
+check_gradient_penalty_backprop(gradient_penalty, seed=0)
 ### BEGIN HIDDEN TESTS
-check_close(
-    penalty_parameter_gradients(gradient_penalty, seed=11),
-    penalty_parameter_gradients(reference_gradient_penalty, seed=11),
-    name="the gradient of your penalty with respect to the critic's parameters",
-)
+check_gradient_penalty_backprop(gradient_penalty, seed=11)
 ### END HIDDEN TESTS
 passed("the penalty backpropagates into the critic.")
 
@@ -738,32 +620,21 @@ def wgan_gp_train_step(
 
 # %% id="test_wgan_gp_train_step" nbgrader={"grade": true, "grade_id": "test_wgan_gp_train_step", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: one WGAN-GP step: signs, penalty weight, detach, n_critic, order (2 points)
-import course_lib.gan as reference_gan
-from course_lib.checks.gans import check_wgan_step
+from course_lib.checks.gans import check_wgan_gp_train_step
 from course_lib.grading import passed
 
-# Run your step with the reference penalty, so this check does not depend on gradient_penalty above.
-_your_penalty = gradient_penalty
-gradient_penalty = reference_gan.gradient_penalty
-try:
-    check_wgan_step(
-        wgan_gp_train_step,
-        cases=[
-            {"seed": 0, "latent_dim": 3, "data_dim": 2, "batch": 6, "lr": 0.05, "n_critic": 3, "gp_weight": 10.0},
-            {"seed": 1, "latent_dim": 2, "data_dim": 2, "batch": 5, "lr": 0.1, "n_critic": 2, "gp_weight": 0.5},
-        ],
-    )
-    ### BEGIN HIDDEN TESTS
-    check_wgan_step(
-        wgan_gp_train_step,
-        cases=[
-            {"seed": 5, "latent_dim": 4, "data_dim": 3, "batch": 7, "lr": 0.02, "n_critic": 5, "gp_weight": 10.0},
-            {"seed": 6, "latent_dim": 1, "data_dim": 2, "batch": 4, "lr": 0.2, "n_critic": 1, "gp_weight": 2.0},
-        ],
-    )
-    ### END HIDDEN TESTS
-finally:
-    gradient_penalty = _your_penalty
+# Runs your step with the reference penalty, so this check does not depend on gradient_penalty above.
+check_wgan_gp_train_step(wgan_gp_train_step, globals())
+### BEGIN HIDDEN TESTS
+check_wgan_gp_train_step(
+    wgan_gp_train_step,
+    globals(),
+    cases=[
+        {"seed": 5, "latent_dim": 4, "data_dim": 3, "batch": 7, "lr": 0.02, "n_critic": 5, "gp_weight": 10.0},
+        {"seed": 6, "latent_dim": 1, "data_dim": 2, "batch": 4, "lr": 0.2, "n_critic": 1, "gp_weight": 2.0},
+    ],
+)
+### END HIDDEN TESTS
 passed("wgan_gp_train_step trains the critic n_critic times, then G, and nothing else.")
 
 # %% [markdown] id="wgan-train-md"

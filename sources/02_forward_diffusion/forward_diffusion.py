@@ -84,20 +84,15 @@ def linear_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.0
 
 # %% id="test_linear_beta_schedule" nbgrader={"grade": true, "grade_id": "test_linear_beta_schedule", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: the linear schedule (1 point)
-from course_lib.checks.diffusion import LINEAR_MISTAKES, SCHEDULE_SHORTCUTS
-from course_lib.diffusion import linear_beta_schedule as reference_linear
-from course_lib.grading import check_function, forbid_reference, passed
+from course_lib.checks.diffusion import check_linear_beta_schedule
+from course_lib.grading import passed
 
-forbid_reference(linear_beta_schedule, SCHEDULE_SHORTCUTS, example={"T": 5})
-check_function(
-    linear_beta_schedule, reference_linear,
-    cases=[{"T": 10}, {"T": 1000}], mistakes=LINEAR_MISTAKES, atol=1e-7,
-)
+check_linear_beta_schedule(linear_beta_schedule)
 ### BEGIN HIDDEN TESTS
-check_function(
-    linear_beta_schedule, reference_linear,
+check_linear_beta_schedule(
+    linear_beta_schedule,
     cases=[{"T": 7, "beta_start": 0.01, "beta_end": 0.3}, {"T": 2, "beta_start": 0.05, "beta_end": 0.5}],
-    atol=1e-7, mistakes=LINEAR_MISTAKES,
+    atol=1e-7,
 )
 ### END HIDDEN TESTS
 passed("linear_beta_schedule matches Ho et al.'s schedule.")
@@ -138,20 +133,13 @@ def cosine_beta_schedule(T: int, s: float = 0.008) -> torch.Tensor:
 
 # %% id="test_cosine_beta_schedule" nbgrader={"grade": true, "grade_id": "test_cosine_beta_schedule", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: the cosine schedule (2 points)
-from course_lib.checks.diffusion import COSINE_MISTAKES, SCHEDULE_SHORTCUTS
-from course_lib.diffusion import cosine_beta_schedule as reference_cosine
-from course_lib.grading import check_function, forbid_reference, passed
+from course_lib.checks.diffusion import check_cosine_beta_schedule
+from course_lib.grading import passed
 
-forbid_reference(cosine_beta_schedule, SCHEDULE_SHORTCUTS, example={"T": 5})
-check_function(
-    cosine_beta_schedule, reference_cosine,
-    cases=[{"T": 10}, {"T": 1000}], mistakes=COSINE_MISTAKES, atol=1e-6,
-)
+check_cosine_beta_schedule(cosine_beta_schedule)
 ### BEGIN HIDDEN TESTS
-check_function(
-    cosine_beta_schedule, reference_cosine,
-    cases=[{"T": 50, "s": 0.02}, {"T": 3}, {"T": 200, "s": 0.0}],
-    atol=1e-6, mistakes=COSINE_MISTAKES,
+check_cosine_beta_schedule(
+    cosine_beta_schedule, cases=[{"T": 50, "s": 0.02}, {"T": 3}, {"T": 200, "s": 0.0}], atol=1e-6,
 )
 ### END HIDDEN TESTS
 passed("cosine_beta_schedule matches Nichol & Dhariwal's closed form.")
@@ -181,24 +169,17 @@ def compute_alpha_bars(betas: torch.Tensor) -> torch.Tensor:
 
 # %% id="test_alpha_bars" nbgrader={"grade": true, "grade_id": "test_alpha_bars", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: alpha_bar is the cumulative product of the alphas (1 point)
+from course_lib.checks.diffusion import check_alpha_bars
+from course_lib.grading import passed
+
+check_alpha_bars(compute_alpha_bars)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import ALPHA_BAR_MISTAKES, ALPHA_BAR_SHORTCUTS, reference_alpha_bars
-from course_lib.grading import check_function, forbid_reference, passed
-
-g = torch.Generator().manual_seed(0)
-forbid_reference(compute_alpha_bars, ALPHA_BAR_SHORTCUTS, example={"betas": torch.full((4,), 0.1)})
-check_function(
-    compute_alpha_bars, reference_alpha_bars,
-    cases=[{"betas": torch.linspace(1e-3, 0.2, 20)}, {"betas": 0.3 * torch.rand(8, generator=g) + 0.01}],
-    mistakes=ALPHA_BAR_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(77)
-check_function(
-    compute_alpha_bars, reference_alpha_bars,
+check_alpha_bars(
+    compute_alpha_bars,
     cases=[{"betas": torch.tensor([0.5])}, {"betas": 0.05 * torch.rand(300, generator=g_hidden) + 1e-4}],
-    mistakes=ALPHA_BAR_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("compute_alpha_bars is the cumulative product of 1 - beta.")
@@ -265,57 +246,44 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, schedule, noise: torch.Tensor | 
 
 # %% id="test_q_sample_points" nbgrader={"grade": true, "grade_id": "test_q_sample_points", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: q_sample on 2-D points, a different t per example (2 points)
+from course_lib.checks.diffusion import check_q_sample_points
+from course_lib.grading import passed
+
+check_q_sample_points(q_sample)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import Q_SAMPLE_MISTAKES, Q_SAMPLE_SHORTCUTS, bare_schedule, reference_q_sample
-from course_lib.grading import check_function, forbid_reference, passed
+from course_lib.checks.diffusion import bare_schedule
 
-g = torch.Generator().manual_seed(0)
-check_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
-cases = [
-    {"x0": torch.randn(6, 2, generator=g), "t": torch.tensor([0, 1, 5, 10, 18, 19]),
-     "schedule": check_schedule, "noise": torch.randn(6, 2, generator=g)},
-    {"x0": torch.randn(3, 2, generator=g), "t": torch.tensor([19, 0, 7]),
-     "schedule": check_schedule, "noise": torch.randn(3, 2, generator=g)},
-]
-forbid_reference(q_sample, Q_SAMPLE_SHORTCUTS, example=cases[0])
-check_function(q_sample, reference_q_sample, cases, mistakes=Q_SAMPLE_MISTAKES)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(99)
 hidden_schedule = bare_schedule(torch.linspace(1e-4, 0.05, 50))
-check_function(
-    q_sample, reference_q_sample,
+check_q_sample_points(
+    q_sample,
     cases=[{"x0": torch.randn(5, 2, generator=g_hidden), "t": torch.tensor([49, 3, 0, 25, 48]),
             "schedule": hidden_schedule, "noise": torch.randn(5, 2, generator=g_hidden)}],
-    mistakes=Q_SAMPLE_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("q_sample matches the closed form on 2-D points.")
 
 # %% id="test_q_sample_images" nbgrader={"grade": true, "grade_id": "test_q_sample_images", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: q_sample on images, (B, 1, 8, 8) (1 point)
+from course_lib.checks.diffusion import check_q_sample_images
+from course_lib.grading import passed
+
+check_q_sample_images(q_sample)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import Q_SAMPLE_MISTAKES, bare_schedule, reference_q_sample
-from course_lib.grading import check_function, passed
+from course_lib.checks.diffusion import bare_schedule
 
-g = torch.Generator().manual_seed(1)
-image_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
-check_function(
-    q_sample, reference_q_sample,
-    cases=[{"x0": torch.randn(4, 1, 8, 8, generator=g), "t": torch.tensor([0, 3, 12, 19]),
-            "schedule": image_schedule, "noise": torch.randn(4, 1, 8, 8, generator=g)}],
-    mistakes=Q_SAMPLE_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(5)
-check_function(
-    q_sample, reference_q_sample,
+image_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+check_q_sample_images(
+    q_sample,
     cases=[{"x0": torch.randn(3, 2, 5, 4, generator=g_hidden), "t": torch.tensor([2, 19, 8]),
             "schedule": image_schedule, "noise": torch.randn(3, 2, 5, 4, generator=g_hidden)},
            {"x0": torch.randn(8, 3, generator=g_hidden), "t": torch.arange(8),
             "schedule": image_schedule, "noise": torch.randn(8, 3, generator=g_hidden)}],
-    mistakes=Q_SAMPLE_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("q_sample works for images and any data shape.")

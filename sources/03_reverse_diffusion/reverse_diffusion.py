@@ -102,27 +102,22 @@ def q_posterior_mean_variance(x0: torch.Tensor, xt: torch.Tensor, t: torch.Tenso
 
 # %% id="test_posterior" nbgrader={"grade": true, "grade_id": "test_posterior", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: the posterior mean and variance (2 points)
+from course_lib.checks.diffusion import check_posterior
+from course_lib.grading import passed
+
+check_posterior(q_posterior_mean_variance)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import POSTERIOR_MISTAKES, POSTERIOR_SHORTCUTS, bare_schedule, reference_posterior
-from course_lib.grading import check_function, forbid_reference, passed
+from course_lib.checks.diffusion import bare_schedule
 
-g = torch.Generator().manual_seed(0)
-check_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
-cases = [
-    {"x0": torch.randn(6, 2, generator=g), "xt": torch.randn(6, 2, generator=g),
-     "t": torch.tensor([0, 1, 5, 10, 18, 19]), "schedule": check_schedule},
-]
-forbid_reference(q_posterior_mean_variance, POSTERIOR_SHORTCUTS, example=cases[0])
-check_function(q_posterior_mean_variance, reference_posterior, cases, mistakes=POSTERIOR_MISTAKES, rtol=1e-3)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(42)
 hidden_schedule = bare_schedule(torch.linspace(1e-3, 0.05, 60))
-check_function(
-    student_fn=q_posterior_mean_variance, reference_fn=reference_posterior,
+check_posterior(
+    q_posterior_mean_variance,
     cases=[{"x0": torch.randn(3, 1, 4, 4, generator=g_hidden), "xt": torch.randn(3, 1, 4, 4, generator=g_hidden),
             "t": torch.tensor([59, 0, 31]), "schedule": hidden_schedule}],
-    rtol=1e-3, atol=1e-5, mistakes=POSTERIOR_MISTAKES,
+    atol=1e-5, rtol=1e-3,
 )
 ### END HIDDEN TESTS
 passed("q_posterior_mean_variance matches Gaussian conditioning.")
@@ -165,43 +160,35 @@ def diffusion_loss(model, x0: torch.Tensor, schedule, labels=None, t=None, noise
 
 # %% id="test_diffusion_loss" nbgrader={"grade": true, "grade_id": "test_diffusion_loss", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: the loss for given t and noise (2 points)
+from course_lib.checks.diffusion import check_diffusion_loss
+from course_lib.grading import passed
+
+check_diffusion_loss(diffusion_loss)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import LOSS_MISTAKES, LOSS_SHORTCUTS, reference_diffusion_loss, toy_model
+from course_lib.checks.diffusion import toy_model
 from course_lib.diffusion import NoiseSchedule as _Schedule
-from course_lib.grading import check_function, forbid_reference, passed
 
-g = torch.Generator().manual_seed(0)
-loss_schedule = _Schedule.linear(20, 1e-3, 0.2)
-cases = [
-    {"model": toy_model, "x0": torch.randn(6, 2, generator=g), "schedule": loss_schedule,
-     "t": torch.tensor([0, 1, 5, 10, 18, 19]), "noise": torch.randn(6, 2, generator=g)},
-    {"model": toy_model, "x0": torch.randn(4, 1, 8, 8, generator=g), "schedule": loss_schedule,
-     "labels": torch.tensor([3, 0, 9, 3]), "t": torch.tensor([2, 19, 7, 0]),
-     "noise": torch.randn(4, 1, 8, 8, generator=g)},
-]
-forbid_reference(diffusion_loss, LOSS_SHORTCUTS, example=cases[0])
-check_function(diffusion_loss, reference_diffusion_loss, cases, mistakes=LOSS_MISTAKES)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(11)
-check_function(
-    student_fn=diffusion_loss, reference_fn=reference_diffusion_loss,
+check_diffusion_loss(
+    diffusion_loss,
     cases=[{"model": toy_model, "x0": torch.randn(5, 3, generator=g_hidden), "schedule": _Schedule.cosine(40),
             "labels": torch.arange(5), "t": torch.tensor([39, 0, 20, 1, 38]),
             "noise": torch.randn(5, 3, generator=g_hidden)}],
-    atol=1e-5, mistakes=LOSS_MISTAKES,
+    atol=1e-5,
 )
 ### END HIDDEN TESTS
 passed("diffusion_loss is Ho et al.'s simplified objective.")
 
 # %% id="test_diffusion_loss_random" nbgrader={"grade": true, "grade_id": "test_diffusion_loss_random", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: the loss draws t uniformly from 0..T-1 and standard normal noise (1 point)
-from course_lib.checks.diffusion import check_loss_sampling
+from course_lib.checks.diffusion import check_diffusion_loss_random
 from course_lib.grading import passed
 
-check_loss_sampling(diffusion_loss)
+check_diffusion_loss_random(diffusion_loss)
 ### BEGIN HIDDEN TESTS
-check_loss_sampling(diffusion_loss, T=7, n=3000, seed=3)
+check_diffusion_loss_random(diffusion_loss, T=7, n=3000, seed=3)
 ### END HIDDEN TESTS
 passed("diffusion_loss draws its own t and noise correctly.")
 
@@ -245,55 +232,45 @@ def p_sample(model, xt: torch.Tensor, t: int, schedule, noise=None) -> torch.Ten
 
 # %% id="test_p_sample" nbgrader={"grade": true, "grade_id": "test_p_sample", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: one reverse step for t > 0 (2 points)
+from course_lib.checks.diffusion import check_p_sample
+from course_lib.grading import passed
+
+check_p_sample(p_sample)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import (
-    P_SAMPLE_MISTAKES,
-    P_SAMPLE_SHORTCUTS,
-    bare_schedule,
-    reference_p_sample,
-    toy_model,
-)
-from course_lib.grading import check_function, forbid_reference, passed
+from course_lib.checks.diffusion import bare_schedule, toy_model
 
-g = torch.Generator().manual_seed(0)
-step_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
-xt, noise = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
-cases = [{"model": toy_model, "xt": xt, "t": t, "schedule": step_schedule, "noise": noise} for t in (1, 7, 19)]
-forbid_reference(p_sample, P_SAMPLE_SHORTCUTS, example=cases[0])
-check_function(p_sample, reference_p_sample, cases, mistakes=P_SAMPLE_MISTAKES)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(8)
-check_function(
-    student_fn=p_sample, reference_fn=reference_p_sample,
+step_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+check_p_sample(
+    p_sample,
     cases=[{"model": toy_model, "xt": torch.randn(3, 1, 8, 8, generator=g_hidden), "t": 12,
             "schedule": step_schedule, "noise": torch.randn(3, 1, 8, 8, generator=g_hidden)}],
-    atol=1e-5, mistakes=P_SAMPLE_MISTAKES,
+    atol=1e-5,
 )
 ### END HIDDEN TESTS
 passed("p_sample takes Ho et al.'s reverse step.")
 
 # %% id="test_p_sample_last_step" nbgrader={"grade": true, "grade_id": "test_p_sample_last_step", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: no noise at the last step, t = 0 (1 point)
+from course_lib.checks.diffusion import check_p_sample_last_step
+from course_lib.grading import passed
+
+check_p_sample_last_step(p_sample)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import P_SAMPLE_MISTAKES, bare_schedule, reference_p_sample, toy_model
-from course_lib.grading import check_function, passed
+from course_lib.checks.diffusion import bare_schedule, toy_model
 
 g = torch.Generator().manual_seed(1)
+visible_draws = [torch.randn(5, 2, generator=g) for _ in range(2)]  # the visible case's xt and noise come first
 last_schedule = bare_schedule(torch.linspace(1e-2, 0.2, 20))
-check_function(
-    p_sample, reference_p_sample,
-    cases=[{"model": toy_model, "xt": torch.randn(5, 2, generator=g), "t": 0, "schedule": last_schedule,
-            "noise": torch.randn(5, 2, generator=g)}],
-    mistakes=P_SAMPLE_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
-check_function(
-    student_fn=p_sample, reference_fn=reference_p_sample,
+check_p_sample_last_step(
+    p_sample,
     cases=[{"model": toy_model, "xt": torch.randn(2, 1, 8, 8, generator=g), "t": 0, "schedule": last_schedule,
             "noise": torch.ones(2, 1, 8, 8)}],
-    atol=1e-5, mistakes=P_SAMPLE_MISTAKES,
+    atol=1e-5,
 )
 ### END HIDDEN TESTS
 passed("p_sample returns the mean at t = 0.")
@@ -331,34 +308,22 @@ def ddpm_sample(model, shape, schedule, generator: torch.Generator) -> torch.Ten
 
 # %% id="test_ddpm_sample" nbgrader={"grade": true, "grade_id": "test_ddpm_sample", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: the sampling loop (1 point)
-from course_lib.checks.diffusion import (
-    DDPM_MISTAKES,
-    DDPM_SHORTCUTS,
-    bare_schedule,
-    reference_ddpm_sample,
-    reference_p_sample,
-    seeded,
-    substitute,
-    toy_model,
-)
-from course_lib.grading import check_function, forbid_reference, passed
+from course_lib.checks.diffusion import check_ddpm_sample
+from course_lib.grading import passed
 
-loop_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 12))
-with substitute(globals(), p_sample=reference_p_sample):
-    forbid_reference(ddpm_sample, DDPM_SHORTCUTS, example={"model": toy_model, "shape": (2, 2),
-                     "schedule": loop_schedule, "generator": torch.Generator().manual_seed(0)})
-    check_function(
-        seeded(ddpm_sample), seeded(reference_ddpm_sample), name="ddpm_sample",
-        cases=[{"model": toy_model, "shape": (4, 2), "schedule": loop_schedule, "seed": 0}], mistakes=DDPM_MISTAKES,
-    )
-    ### BEGIN HIDDEN TESTS
-    check_function(
-        seeded(ddpm_sample), seeded(reference_ddpm_sample), name="ddpm_sample",
-        cases=[{"model": toy_model, "shape": (3, 1, 4, 4), "schedule": bare_schedule(torch.linspace(1e-2, 0.1, 5)),
-                "seed": 7}],
-        atol=1e-5, mistakes=DDPM_MISTAKES,
-    )
-    ### END HIDDEN TESTS
+check_ddpm_sample(ddpm_sample, globals())
+### BEGIN HIDDEN TESTS
+import torch
+
+from course_lib.checks.diffusion import bare_schedule, toy_model
+
+check_ddpm_sample(
+    ddpm_sample, globals(),
+    cases=[{"model": toy_model, "shape": (3, 1, 4, 4), "schedule": bare_schedule(torch.linspace(1e-2, 0.1, 5)),
+            "seed": 7}],
+    atol=1e-5,
+)
+### END HIDDEN TESTS
 passed("ddpm_sample runs the reverse chain from t = T-1 down to 0.")
 
 # %% [markdown] id="roll-intro"
@@ -472,26 +437,22 @@ def ddim_step(eps: torch.Tensor, xt: torch.Tensor, t: int, t_prev: int, schedule
 
 # %% id="test_ddim_step" nbgrader={"grade": true, "grade_id": "test_ddim_step", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: one DDIM step, including skips and the last jump to t_prev = -1 (2 points)
+from course_lib.checks.diffusion import check_ddim_step
+from course_lib.grading import passed
+
+check_ddim_step(ddim_step)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import DDIM_SHORTCUTS, DDIM_STEP_MISTAKES, bare_schedule, reference_ddim_step
-from course_lib.grading import check_function, forbid_reference, passed
+from course_lib.checks.diffusion import bare_schedule
 
-g = torch.Generator().manual_seed(0)
-ddim_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
-eps, xt = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
-cases = [
-    {"eps": eps, "xt": xt, "t": t, "t_prev": tp, "schedule": ddim_schedule} for t, tp in [(15, 10), (19, 0), (4, -1)]
-]
-forbid_reference(ddim_step, DDIM_SHORTCUTS, example=cases[0])
-check_function(ddim_step, reference_ddim_step, cases, mistakes=DDIM_STEP_MISTAKES)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(21)
-check_function(
-    student_fn=ddim_step, reference_fn=reference_ddim_step,
+ddim_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+check_ddim_step(
+    ddim_step,
     cases=[{"eps": torch.randn(3, 1, 8, 8, generator=g_hidden), "xt": torch.randn(3, 1, 8, 8, generator=g_hidden),
             "t": t, "t_prev": tp, "schedule": ddim_schedule} for t, tp in [(9, 8), (0, -1), (18, 3)]],
-    atol=1e-5, mistakes=DDIM_STEP_MISTAKES,
+    atol=1e-5,
 )
 ### END HIDDEN TESTS
 passed("ddim_step jumps from t to t_prev with the right alpha_bars.")
@@ -524,34 +485,25 @@ def ddim_sample(model, x_T: torch.Tensor, schedule, steps: int) -> torch.Tensor:
 
 # %% id="test_ddim_sample" nbgrader={"grade": true, "grade_id": "test_ddim_sample", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: the DDIM loop over a subsequence of timesteps (1 point)
+from course_lib.checks.diffusion import check_ddim_sample
+from course_lib.grading import passed
+
+check_ddim_sample(ddim_sample, globals())
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import (
-    DDIM_SAMPLE_MISTAKES,
-    DDIM_SHORTCUTS,
-    bare_schedule,
-    reference_ddim_sample,
-    reference_ddim_step,
-    substitute,
-    toy_model,
-)
-from course_lib.grading import check_function, forbid_reference, passed
+from course_lib.checks.diffusion import bare_schedule, toy_model
 
 g = torch.Generator().manual_seed(0)
+visible_draws = [torch.randn(4, 2, generator=g) for _ in range(2)]  # the visible cases' x_T come first
 loop_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
-cases = [{"model": toy_model, "x_T": torch.randn(4, 2, generator=g), "schedule": loop_schedule, "steps": s}
-         for s in (4, 20)]
-with substitute(globals(), ddim_step=reference_ddim_step):
-    forbid_reference(ddim_sample, DDIM_SHORTCUTS[1:2], example=cases[0])
-    check_function(ddim_sample, reference_ddim_sample, cases, mistakes=DDIM_SAMPLE_MISTAKES)
-    ### BEGIN HIDDEN TESTS
-    check_function(
-        student_fn=ddim_sample, reference_fn=reference_ddim_sample,
-        cases=[{"model": toy_model, "x_T": torch.randn(2, 1, 4, 4, generator=g), "schedule": loop_schedule, "steps": s}
-               for s in (1, 7)],
-        atol=1e-5, mistakes=DDIM_SAMPLE_MISTAKES,
-    )
-    ### END HIDDEN TESTS
+check_ddim_sample(
+    ddim_sample, globals(),
+    cases=[{"model": toy_model, "x_T": torch.randn(2, 1, 4, 4, generator=g), "schedule": loop_schedule, "steps": s}
+           for s in (1, 7)],
+    atol=1e-5,
+)
+### END HIDDEN TESTS
 passed("ddim_sample visits the DDIM timesteps and ends at clean data.")
 
 # %% id="roll-ddim" tags=["experiment"]
@@ -602,24 +554,21 @@ def guided_noise(model, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
 
 # %% id="test_guided_noise" nbgrader={"grade": true, "grade_id": "test_guided_noise", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: classifier-free guidance (2 points)
+from course_lib.checks.diffusion import check_guided_noise
+from course_lib.grading import passed
+
+check_guided_noise(guided_noise)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import GUIDANCE_MISTAKES, GUIDANCE_SHORTCUTS, reference_guided_noise, toy_model
-from course_lib.grading import check_function, forbid_reference, passed
+from course_lib.checks.diffusion import toy_model
 
-g = torch.Generator().manual_seed(0)
-xt = torch.randn(6, 2, generator=g)
-t, labels = torch.tensor([0, 3, 9, 10, 50, 99]), torch.tensor([1, 0, 7, 7, 2, 9])
-cases = [{"model": toy_model, "xt": xt, "t": t, "labels": labels, "guidance_scale": s} for s in (3.0, 0.5)]
-forbid_reference(guided_noise, GUIDANCE_SHORTCUTS, example=cases[0])
-check_function(guided_noise, reference_guided_noise, cases, mistakes=GUIDANCE_MISTAKES)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(4)
-check_function(
-    student_fn=guided_noise, reference_fn=reference_guided_noise,
+check_guided_noise(
+    guided_noise,
     cases=[{"model": toy_model, "xt": torch.randn(3, 1, 8, 8, generator=g_hidden), "t": torch.tensor([5, 1, 0]),
             "labels": torch.tensor([4, 4, 8]), "guidance_scale": 7.5}],
-    atol=1e-5, mistakes=GUIDANCE_MISTAKES,
+    atol=1e-5,
 )
 ### END HIDDEN TESTS
 passed("guided_noise extrapolates from the unconditional towards the conditional prediction.")
@@ -629,9 +578,10 @@ passed("guided_noise extrapolates from the unconditional towards the conditional
 #
 # The same `Denoiser`, now on the 8x8 digits (64 pixels in $[-1, 1]$), told the
 # class, with 10 % label dropout (`course_lib.diffusion.denoiser_loss_fn(schedule,
-# p_uncond=0.1)` wraps the loss you wrote with `drop_labels`). Sampling uses
-# `course_lib`'s `ddim_sample` / `ddpm_sample`, which accept `labels` and
-# `guidance_scale` and call `guided_noise`. Like Ho et al.'s code, they clip each
+# p_uncond=0.1)` wraps `course_lib`'s version of the loss you wrote with
+# `drop_labels`). Sampling uses `course_lib`'s `ddim_sample` / `ddpm_sample`
+# rather than yours, because they also accept `labels` and `guidance_scale` (and
+# call `course_lib`'s `guided_noise`). Like Ho et al.'s code, they clip each
 # step's predicted $\hat x_0$ to the data range $[-1, 1]$ (`clip=1.0`).
 #
 # To score samples we ask the course's digits classifier (`course_lib.metrics`,

@@ -137,33 +137,16 @@ def scaled_dot_product_attention(q, k, v, mask=None):
 
 # %% id="test_sdpa_values" nbgrader={"grade": true, "grade_id": "test_sdpa_values", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: attention without a mask, with batch and head dimensions (2 points)
+from course_lib.checks.attention import check_sdpa_values
+from course_lib.grading import passed
+
+check_sdpa_values(scaled_dot_product_attention)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.attention import scaled_dot_product_attention as reference_attention
-from course_lib.checks.attention import SDPA_MISTAKES, SDPA_SHORTCUTS
-from course_lib.grading import check_function, forbid_reference, passed
-
-g = torch.Generator().manual_seed(0)
-forbid_reference(
-    scaled_dot_product_attention, SDPA_SHORTCUTS,
-    example={"q": torch.randn(2, 3, 4), "k": torch.randn(2, 5, 4), "v": torch.randn(2, 5, 4)},
-    instead="Build it from @, .transpose(-2, -1) and torch.softmax.",
-)
-check_function(
-    scaled_dot_product_attention,
-    reference_attention,
-    cases=[
-        {"q": torch.randn(3, 4, generator=g), "k": torch.randn(5, 4, generator=g), "v": torch.randn(5, 2, generator=g)},
-        {"q": torch.randn(2, 4, 8, generator=g), "k": torch.randn(2, 6, 8, generator=g),
-         "v": torch.randn(2, 6, 3, generator=g)},
-    ],
-    mistakes=SDPA_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(404)
-check_function(
+check_sdpa_values(
     scaled_dot_product_attention,
-    reference_attention,
     cases=[
         {"q": torch.randn(2, 3, 5, 16, generator=g_hidden), "k": torch.randn(2, 3, 7, 16, generator=g_hidden),
          "v": torch.randn(2, 3, 7, 5, generator=g_hidden)},
@@ -172,89 +155,58 @@ check_function(
         {"q": torch.randn(1, 2, 9, generator=g_hidden).double(), "k": torch.randn(1, 3, 9, generator=g_hidden).double(),
          "v": torch.randn(1, 3, 1, generator=g_hidden).double()},
     ],
-    mistakes=SDPA_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("scaled_dot_product_attention matches the reference without a mask.")
 
 # %% id="test_sdpa_mask" nbgrader={"grade": true, "grade_id": "test_sdpa_mask", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: attention with boolean masks: random, causal, padding (2 points)
+from course_lib.checks.attention import check_sdpa_mask
+from course_lib.grading import passed
+
+check_sdpa_mask(scaled_dot_product_attention)
+### BEGIN HIDDEN TESTS
 import torch
 
 from course_lib.attention import causal_mask as reference_causal_mask
 from course_lib.attention import padding_mask as reference_padding_mask
-from course_lib.attention import scaled_dot_product_attention as reference_attention
-from course_lib.checks.attention import SDPA_MISTAKES
-from course_lib.grading import check_function, passed
 
-g = torch.Generator().manual_seed(1)
-some_keys = torch.rand(2, 4, 6, generator=g) > 0.5
-some_keys[..., 0] = True  # every query may attend to at least one key
-check_function(
-    scaled_dot_product_attention,
-    reference_attention,
-    cases=[
-        {"q": torch.randn(2, 4, 8, generator=g), "k": torch.randn(2, 6, 8, generator=g),
-         "v": torch.randn(2, 6, 3, generator=g), "mask": some_keys},
-        {"q": torch.randn(2, 5, 4, generator=g), "k": torch.randn(2, 5, 4, generator=g),
-         "v": torch.randn(2, 5, 4, generator=g), "mask": reference_causal_mask(5)},
-        {"q": torch.randn(2, 3, 4, generator=g), "k": torch.randn(2, 5, 4, generator=g),
-         "v": torch.randn(2, 5, 2, generator=g), "mask": reference_padding_mask(torch.tensor([5, 2]), 5)[:, None, :]},
-    ],
-    mistakes=SDPA_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(4040)
 keys_hidden = reference_padding_mask(torch.tensor([3, 7, 1]), 7)[:, None, None, :]  # (3, 1, 1, 7)
-check_function(
+check_sdpa_mask(
     scaled_dot_product_attention,
-    reference_attention,
     cases=[
         {"q": torch.randn(3, 2, 4, 8, generator=g_hidden), "k": torch.randn(3, 2, 7, 8, generator=g_hidden),
          "v": torch.randn(3, 2, 7, 6, generator=g_hidden), "mask": keys_hidden},
         {"q": torch.randn(1, 4, 9, 16, generator=g_hidden), "k": torch.randn(1, 4, 9, 16, generator=g_hidden),
          "v": torch.randn(1, 4, 9, 2, generator=g_hidden), "mask": reference_causal_mask(9)},
     ],
-    mistakes=SDPA_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("scaled_dot_product_attention respects boolean masks.")
 
 # %% id="test_sdpa_empty_rows" nbgrader={"grade": true, "grade_id": "test_sdpa_empty_rows", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: a query that may attend to nothing gets zero weights and a zero output, not NaN (1 point)
+from course_lib.checks.attention import check_sdpa_empty_rows
+from course_lib.grading import passed
+
+check_sdpa_empty_rows(scaled_dot_product_attention)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.attention import scaled_dot_product_attention as reference_attention
-from course_lib.checks.attention import SDPA_MISTAKES
-from course_lib.grading import check_function, passed
-
-g = torch.Generator().manual_seed(2)
-nothing_for_query_1 = torch.tensor([[True, True, False], [False, False, False], [True, False, True]])
-check_function(
-    scaled_dot_product_attention,
-    reference_attention,
-    cases=[
-        {"q": torch.randn(3, 4, generator=g), "k": torch.randn(3, 4, generator=g),
-         "v": torch.randn(3, 2, generator=g), "mask": nothing_for_query_1},
-    ],
-    mistakes=SDPA_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(40400)
 mask_hidden = torch.rand(2, 5, 4, generator=g_hidden) > 0.4
 mask_hidden[..., 0] = True
 mask_hidden[0, 3] = False
 mask_hidden[1, 0] = False
-check_function(
+check_sdpa_empty_rows(
     scaled_dot_product_attention,
-    reference_attention,
     cases=[
         {"q": torch.randn(2, 5, 8, generator=g_hidden), "k": torch.randn(2, 4, 8, generator=g_hidden),
          "v": torch.randn(2, 4, 3, generator=g_hidden), "mask": mask_hidden},
         {"q": torch.randn(2, 3, 8, generator=g_hidden), "k": torch.randn(2, 4, 8, generator=g_hidden),
          "v": torch.randn(2, 4, 3, generator=g_hidden), "mask": torch.zeros(4, dtype=torch.bool)},
     ],
-    mistakes=SDPA_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("a query with nothing to attend to gets zeros, not NaN.")
@@ -334,22 +286,12 @@ def causal_mask(T):
 
 # %% id="test_causal_mask" nbgrader={"grade": true, "grade_id": "test_causal_mask", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: the causal mask (1 point)
-import torch
+from course_lib.checks.attention import check_causal_mask
+from course_lib.grading import passed
 
-from course_lib.attention import causal_mask as reference_causal_mask
-from course_lib.checks.attention import CAUSAL_MASK_MISTAKES
-from course_lib.grading import CheckFailed, check_function, forbid_reference, passed
-
-forbid_reference(causal_mask, ["course_lib.attention.causal_mask"], example={"T": 3})
-got = causal_mask(4)
-if not isinstance(got, torch.Tensor) or got.dtype != torch.bool:
-    raise CheckFailed(
-        f"causal_mask(4) should be a torch.bool tensor, got {getattr(got, 'dtype', type(got).__name__)}. "
-        "Masks are boolean: True = may attend."
-    )
-check_function(causal_mask, reference_causal_mask, cases=[{"T": 1}, {"T": 4}], mistakes=CAUSAL_MASK_MISTAKES)
+check_causal_mask(causal_mask)
 ### BEGIN HIDDEN TESTS
-check_function(causal_mask, reference_causal_mask, cases=[{"T": 2}, {"T": 11}], mistakes=CAUSAL_MASK_MISTAKES)
+check_causal_mask(causal_mask, cases=[{"T": 2}, {"T": 11}])
 ### END HIDDEN TESTS
 passed("causal_mask is lower-triangular and boolean.")
 
@@ -365,30 +307,16 @@ def padding_mask(lengths, T):
 
 # %% id="test_padding_mask" nbgrader={"grade": true, "grade_id": "test_padding_mask", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: the padding mask (1 point)
+from course_lib.checks.attention import check_padding_mask
+from course_lib.grading import passed
+
+check_padding_mask(padding_mask)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.attention import padding_mask as reference_padding_mask
-from course_lib.checks.attention import PADDING_MASK_MISTAKES
-from course_lib.grading import CheckFailed, check_function, forbid_reference, passed
-
-forbid_reference(
-    padding_mask, ["course_lib.attention.padding_mask"], example={"lengths": torch.tensor([1, 2]), "T": 3}
-)
-got = padding_mask(torch.tensor([2, 3]), 4)
-if not isinstance(got, torch.Tensor) or got.dtype != torch.bool:
-    raise CheckFailed(
-        f"padding_mask should return a torch.bool tensor, got {getattr(got, 'dtype', type(got).__name__)}."
-    )
-check_function(
-    padding_mask, reference_padding_mask,
-    cases=[{"lengths": torch.tensor([3, 1, 4]), "T": 4}, {"lengths": torch.tensor([2]), "T": 5}],
-    mistakes=PADDING_MASK_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
-check_function(
-    padding_mask, reference_padding_mask,
+check_padding_mask(
+    padding_mask,
     cases=[{"lengths": torch.tensor([0, 6, 2, 5, 6]), "T": 6}, {"lengths": torch.tensor([7, 7]), "T": 9}],
-    mistakes=PADDING_MASK_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("padding_mask marks the real tokens.")
@@ -464,105 +392,52 @@ def merge_heads(x):
 
 # %% id="test_split_heads" nbgrader={"grade": true, "grade_id": "test_split_heads", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: split_heads (1 point)
+from course_lib.checks.attention import check_split_heads
+from course_lib.grading import passed
+
+check_split_heads(split_heads)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.attention import split_heads as reference_split_heads
-from course_lib.checks.attention import HEADS_SHORTCUTS, SPLIT_HEADS_MISTAKES
-from course_lib.grading import check_function, forbid_reference, passed
-
-g = torch.Generator().manual_seed(3)
-forbid_reference(split_heads, HEADS_SHORTCUTS, example={"x": torch.randn(1, 2, 4), "num_heads": 2})
-check_function(
-    split_heads, reference_split_heads,
-    cases=[
-        {"x": torch.arange(24.0).view(1, 3, 8), "num_heads": 2},
-        {"x": torch.randn(2, 5, 12, generator=g), "num_heads": 3},
-    ],
-    mistakes=SPLIT_HEADS_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(303)
-check_function(
-    split_heads, reference_split_heads,
+check_split_heads(
+    split_heads,
     cases=[
         {"x": torch.randn(3, 4, 16, generator=g_hidden), "num_heads": 4},
         {"x": torch.randn(1, 7, 6, generator=g_hidden), "num_heads": 1},
     ],
-    mistakes=SPLIT_HEADS_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("split_heads gives each head its own contiguous slice of features.")
 
 # %% id="test_merge_heads" nbgrader={"grade": true, "grade_id": "test_merge_heads", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: merge_heads (1 point)
+from course_lib.checks.attention import check_merge_heads
+from course_lib.grading import passed
+
+check_merge_heads(merge_heads)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.attention import merge_heads as reference_merge_heads
-from course_lib.checks.attention import HEADS_SHORTCUTS, MERGE_HEADS_MISTAKES
-from course_lib.grading import check_function, forbid_reference, passed
-
-g = torch.Generator().manual_seed(4)
-forbid_reference(merge_heads, HEADS_SHORTCUTS, example={"x": torch.randn(1, 2, 3, 2)})
-check_function(
-    merge_heads, reference_merge_heads,
-    cases=[{"x": torch.arange(24.0).view(1, 2, 3, 4)}, {"x": torch.randn(2, 3, 5, 4, generator=g)}],
-    mistakes=MERGE_HEADS_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(3030)
-check_function(
-    merge_heads, reference_merge_heads,
+check_merge_heads(
+    merge_heads,
     cases=[{"x": torch.randn(3, 4, 2, 8, generator=g_hidden)}, {"x": torch.randn(1, 1, 6, 5, generator=g_hidden)}],
-    mistakes=MERGE_HEADS_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("merge_heads puts the heads back in order.")
 
 # %% id="test_multi_head_attention" nbgrader={"grade": true, "grade_id": "test_multi_head_attention", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: multi-head attention with your split and merge equals torch.nn.MultiheadAttention (2 points)
-import torch
+from course_lib.checks.attention import check_multi_head_attention
+from course_lib.grading import passed
 
-from course_lib.attention import MultiHeadAttention
-from course_lib.attention import causal_mask as reference_causal_mask
-from course_lib.attention import padding_mask as reference_padding_mask
-from course_lib.attention import scaled_dot_product_attention as reference_attention
-from course_lib.grading import check_close, passed
-
-
-def attend_with_your_heads(mha, query, key, value, mask=None):
-    """Multi-head attention with mha's projections, split into heads and merged back by your functions."""
-    q = split_heads(mha.q_proj(query), mha.num_heads)  # (B, H, T_q, dh)
-    k = split_heads(mha.k_proj(key), mha.num_heads)  # (B, H, T_k, dh)
-    v = split_heads(mha.v_proj(value), mha.num_heads)
-    out, weights = reference_attention(q, k, v, mask)  # (B, H, T_q, dh), (B, H, T_q, T_k)
-    return mha.out_proj(merge_heads(out)), weights
-
-
-def compare_with_torch(D, H, T_q, T_k, seed):
-    torch.manual_seed(seed)
-    theirs = torch.nn.MultiheadAttention(D, H, batch_first=True)
-    projections = MultiHeadAttention(D, H).load_from_torch(theirs)
-    query, memory = torch.randn(2, T_q, D), torch.randn(2, T_k, D)
-    hint = "your split_heads / merge_heads pass the shape checks but put features in the wrong heads or order"
-    with torch.no_grad():
-        out, weights = attend_with_your_heads(projections, query, memory, memory)  # cross-attention
-        expected_out, expected_weights = theirs(query, memory, memory, average_attn_weights=False)
-        check_close(out, expected_out, name=f"cross-attention output (D={D}, H={H})", hint=hint)
-        check_close(weights, expected_weights, name=f"cross-attention weights (D={D}, H={H})", hint=hint)
-        causal = reference_causal_mask(T_q)  # self-attention; torch's mask means the opposite: True = blocked
-        out, _ = attend_with_your_heads(projections, query, query, query, mask=causal)
-        expected_out, _ = theirs(query, query, query, attn_mask=~causal)
-        check_close(out, expected_out, name=f"causal self-attention output (D={D}, H={H})", hint=hint)
-        keep = reference_padding_mask(torch.tensor([T_k, max(1, T_k - 2)]), T_k)
-        out, _ = attend_with_your_heads(projections, query, memory, memory, mask=keep[:, None, None, :])
-        expected_out, _ = theirs(query, memory, memory, key_padding_mask=~keep)
-        check_close(out, expected_out, name=f"padded cross-attention output (D={D}, H={H})", hint=hint)
-
-
-compare_with_torch(D=8, H=2, T_q=4, T_k=5, seed=0)
+check_multi_head_attention(split_heads, merge_heads)
 ### BEGIN HIDDEN TESTS
-compare_with_torch(D=12, H=3, T_q=6, T_k=3, seed=1)
-compare_with_torch(D=16, H=4, T_q=5, T_k=5, seed=2)
+check_multi_head_attention(
+    split_heads, merge_heads,
+    configs=[{"D": 12, "H": 3, "T_q": 6, "T_k": 3, "seed": 1}, {"D": 16, "H": 4, "T_q": 5, "T_k": 5, "seed": 2}],
+)
 ### END HIDDEN TESTS
 passed("multi-head attention with your split and merge equals torch.nn.MultiheadAttention.")
 
@@ -620,21 +495,13 @@ def sinusoidal_positions(T, d):
 
 # %% id="test_sinusoidal_positions" nbgrader={"grade": true, "grade_id": "test_sinusoidal_positions", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: sinusoidal position encodings (2 points)
-from course_lib.attention import sinusoidal_positions as reference_positions
-from course_lib.checks.attention import POSITIONS_MISTAKES, POSITIONS_SHORTCUTS
-from course_lib.grading import check_function, forbid_reference, passed
+from course_lib.checks.attention import check_sinusoidal_positions
+from course_lib.grading import passed
 
-forbid_reference(sinusoidal_positions, POSITIONS_SHORTCUTS, example={"T": 3, "d": 4})
-check_function(
-    sinusoidal_positions, reference_positions,
-    cases=[{"T": 4, "d": 6}, {"T": 10, "d": 16}],
-    mistakes=POSITIONS_MISTAKES, atol=1e-4,
-)
+check_sinusoidal_positions(sinusoidal_positions)
 ### BEGIN HIDDEN TESTS
-check_function(
-    sinusoidal_positions, reference_positions,
-    cases=[{"T": 1, "d": 2}, {"T": 50, "d": 32}, {"T": 7, "d": 128}],
-    mistakes=POSITIONS_MISTAKES, atol=1e-4,
+check_sinusoidal_positions(
+    sinusoidal_positions, cases=[{"T": 1, "d": 2}, {"T": 50, "d": 32}, {"T": 7, "d": 128}], atol=1e-4
 )
 ### END HIDDEN TESTS
 passed("sinusoidal_positions follows Vaswani et al. (2017).")
@@ -699,11 +566,13 @@ for s, t in [(3, 1), (10, 8), (50, 48), (3, 2)]:
 # input at position $T - 1 - i$: a pure lookup by position, impossible for a
 # model that cannot tell positions apart.
 #
-# The model is `course_lib.attention.SequenceModel`: token embeddings plus your
+# The model is `course_lib.attention.SequenceModel`: token embeddings plus
 # sinusoidal encodings, then two transformer blocks (pre-LayerNorm
 # multi-head self-attention and an MLP, each with a residual connection), then a
-# linear layer that predicts a digit at every position. It uses course_lib's
-# attention, which is the same computation as yours once your checks pass. We
+# linear layer that predicts a digit at every position. It is built from
+# course_lib's versions of this notebook's functions (`sinusoidal_positions`,
+# the masks, the head split and merge, attention), not from yours: the same
+# computations as yours once your checks pass. We
 # train it with the course's `train` loop and report **sequence accuracy**: the
 # fraction of validation sequences reversed without a single wrong digit.
 # In FAST mode it trains on length-8 sequences for a few seconds; otherwise on

@@ -96,22 +96,15 @@ def get_pair_counts(ids):
 
 # %% id="test_get_pair_counts" nbgrader={"grade": true, "grade_id": "test_get_pair_counts", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: pair counts (2 points)
-from course_lib.checks.pretraining import PAIR_COUNTS_MISTAKES, PAIR_COUNTS_SHORTCUTS
-from course_lib.grading import check_function, forbid_reference, passed
-from course_lib.tokenizer import get_pair_counts as reference_pair_counts
+from course_lib.checks.pretraining import check_get_pair_counts
+from course_lib.grading import passed
 
-forbid_reference(get_pair_counts, PAIR_COUNTS_SHORTCUTS, example={"ids": [1, 2, 3]})
-check_function(
-    get_pair_counts, reference_pair_counts,
-    cases=[{"ids": [1, 2, 3, 1, 2]}, {"ids": [5, 5, 5]}, {"ids": [7]}, {"ids": [4, 9, 4, 9, 4, 1, 4]}],
-    mistakes=PAIR_COUNTS_MISTAKES,
-)
+check_get_pair_counts(get_pair_counts)
 ### BEGIN HIDDEN TESTS
-check_function(
-    get_pair_counts, reference_pair_counts,
+check_get_pair_counts(
+    get_pair_counts,
     cases=[{"ids": []}, {"ids": [0, 0, 0, 0, 0]}, {"ids": list(b"the cat sat on the mat")},
            {"ids": [3, 1, 3, 1, 2, 3]}],
-    mistakes=PAIR_COUNTS_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("get_pair_counts counts every adjacent pair.")
@@ -140,26 +133,17 @@ def merge(ids, pair, new_id):
 
 # %% id="test_merge" nbgrader={"grade": true, "grade_id": "test_merge", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: merging a pair (2 points)
-from course_lib.checks.pretraining import MERGE_MISTAKES, MERGE_SHORTCUTS
-from course_lib.grading import check_function, forbid_reference, passed
-from course_lib.tokenizer import merge as reference_merge
+from course_lib.checks.pretraining import check_merge
+from course_lib.grading import passed
 
-forbid_reference(merge, MERGE_SHORTCUTS, example={"ids": [1, 2], "pair": (1, 2), "new_id": 256})
-check_function(
-    merge, reference_merge,
-    cases=[{"ids": [1, 2, 3, 1, 2], "pair": (1, 2), "new_id": 256},
-           {"ids": [7, 7, 7], "pair": (7, 7), "new_id": 300},
-           {"ids": [4, 1, 2, 5], "pair": (1, 2), "new_id": 99}],
-    mistakes=MERGE_MISTAKES,
-)
+check_merge(merge)
 ### BEGIN HIDDEN TESTS
-check_function(
-    merge, reference_merge,
+check_merge(
+    merge,
     cases=[{"ids": [], "pair": (1, 2), "new_id": 256},
            {"ids": [3, 3, 3, 3, 3], "pair": (3, 3), "new_id": 257},
            {"ids": [1, 2, 1, 2, 9], "pair": (1, 2), "new_id": 258},
            {"ids": [5, 6, 7], "pair": (8, 9), "new_id": 259}],
-    mistakes=MERGE_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("merge replaces every occurrence, left to right.")
@@ -267,30 +251,15 @@ class CharTokenizer:
 
 # %% id="test_char_tokenizer" nbgrader={"grade": true, "grade_id": "test_char_tokenizer", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: character tokenizer (1 point)
-from course_lib.checks.pretraining import CHAR_TOKENIZER_MISTAKES, char_tokenizer_round
-from course_lib.grading import check_function, passed
-from course_lib.tokenizer import CharTokenizer as ReferenceCharTokenizer
+from course_lib.checks.pretraining import check_char_tokenizer
+from course_lib.grading import passed
 
-
-def yours(text, probe):
-    return char_tokenizer_round(CharTokenizer, text, probe)
-
-
-def reference(text, probe):
-    return char_tokenizer_round(ReferenceCharTokenizer, text, probe)
-
-
-check_function(
-    yours, reference, name="CharTokenizer",
-    cases=[{"text": "hello world", "probe": "low"}, {"text": "banana", "probe": "nab"}],
-    mistakes=CHAR_TOKENIZER_MISTAKES,
-)
+check_char_tokenizer(CharTokenizer)
 ### BEGIN HIDDEN TESTS
-check_function(
-    yours, reference, name="CharTokenizer",
+check_char_tokenizer(
+    CharTokenizer,
     cases=[{"text": "def f(x):\n    return x", "probe": "(x)\n"}, {"text": "zyx", "probe": "xyz"},
            {"text": "a", "probe": "aaa"}],
-    mistakes=CHAR_TOKENIZER_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("CharTokenizer encodes and decodes in sorted-character order.")
@@ -380,37 +349,22 @@ class Block(nn.Module):
 
 # %% id="test_block" nbgrader={"grade": true, "grade_id": "test_block", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: the pre-LN block, with the reference block's weights copied into yours (2 points)
+from course_lib.checks.pretraining import check_block
+from course_lib.grading import passed
+
+check_block(Block)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.pretraining import BLOCK_MISTAKES, block_output
-from course_lib.gpt import Block as ReferenceBlock
 from course_lib.gpt import GPTConfig
-from course_lib.grading import check_function, passed
 
-
-def yours(config, x, seed):
-    return block_output(Block, config, x, seed)
-
-
-def reference(config, x, seed):
-    return block_output(ReferenceBlock, config, x, seed)
-
-
-g = torch.Generator().manual_seed(5)
-small = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)
-check_function(
-    yours, reference, name="Block",
-    cases=[{"config": small, "x": torch.randn(2, 5, 8, generator=g), "seed": 0}],
-    mistakes=BLOCK_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(505)
+small = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)
 wide = GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=4, n_embd=16)
-check_function(
-    yours, reference, name="Block",
+check_block(
+    Block,
     cases=[{"config": wide, "x": 2 * torch.randn(3, 7, 16, generator=g_hidden), "seed": 1},
            {"config": small, "x": torch.randn(1, 1, 8, generator=g_hidden), "seed": 2}],
-    mistakes=BLOCK_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("Block is a pre-LN residual block.")
@@ -444,27 +398,18 @@ def lm_loss(logits, tokens):
 
 # %% id="test_lm_loss" nbgrader={"grade": true, "grade_id": "test_lm_loss", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: the shifted cross-entropy (2 points)
+from course_lib.checks.pretraining import check_lm_loss
+from course_lib.grading import passed
+
+check_lm_loss(lm_loss)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.pretraining import LM_LOSS_MISTAKES, LM_LOSS_SHORTCUTS
-from course_lib.gpt import lm_loss as reference_lm_loss
-from course_lib.grading import check_function, forbid_reference, passed
-
-g = torch.Generator().manual_seed(6)
-forbid_reference(lm_loss, LM_LOSS_SHORTCUTS, example={"logits": torch.randn(1, 3, 4), "tokens": torch.tensor([[0, 1, 2]])})
-check_function(
-    lm_loss, reference_lm_loss,
-    cases=[{"logits": torch.randn(2, 5, 7, generator=g), "tokens": torch.randint(7, (2, 5), generator=g)},
-           {"logits": 3 * torch.randn(3, 4, 5, generator=g), "tokens": torch.randint(5, (3, 4), generator=g)}],
-    mistakes=LM_LOSS_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
 g_hidden = torch.Generator().manual_seed(606)
-check_function(
-    lm_loss, reference_lm_loss,
+check_lm_loss(
+    lm_loss,
     cases=[{"logits": torch.randn(1, 9, 11, generator=g_hidden), "tokens": torch.randint(11, (1, 9), generator=g_hidden)},
            {"logits": torch.randn(4, 2, 3, generator=g_hidden), "tokens": torch.randint(3, (4, 2), generator=g_hidden)}],
-    mistakes=LM_LOSS_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("lm_loss scores each position against the next token.")
@@ -586,63 +531,35 @@ def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator
 
 # %% id="test_sampling_temperature" nbgrader={"grade": true, "grade_id": "test_sampling_temperature", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: temperature and greedy sampling, from 20,000 draws per row (1 point)
+from course_lib.checks.pretraining import check_sampling_temperature
+from course_lib.grading import passed
+
+check_sampling_temperature(sample_next_token)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.pretraining import SAMPLING_MISTAKES, SAMPLING_SHORTCUTS, sampled_frequencies
-from course_lib.gpt import next_token_probs
-from course_lib.grading import check_function, forbid_reference, passed
-
-forbid_reference(sample_next_token, SAMPLING_SHORTCUTS, example={"logits": torch.randn(2, 5)})
-
-
-def how_often_yours_picks(logits, temperature=1.0, top_k=None, top_p=None):
-    return sampled_frequencies(sample_next_token, logits, temperature=temperature, top_k=top_k, top_p=top_p)
-
-
-logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0], [0.0, 0.3, -0.2, 1.2, 0.1]])
-check_function(
-    how_often_yours_picks, next_token_probs, name="sample_next_token (how often each token is drawn)",
-    cases=[{"logits": logits}, {"logits": logits, "temperature": 0.5}, {"logits": logits, "temperature": 2.0},
-           {"logits": logits, "temperature": 0}],
-    mistakes=SAMPLING_MISTAKES, atol=0.02, rtol=0.0,
-)
-### BEGIN HIDDEN TESTS
-check_function(
-    how_often_yours_picks, next_token_probs, name="sample_next_token (how often each token is drawn)",
+check_sampling_temperature(
+    sample_next_token,
     cases=[{"logits": torch.tensor([[1.0, 0.0, 0.5, -0.5, 0.2, 0.9]]), "temperature": 0.3},
            {"logits": torch.tensor([[1.0, 0.0, 0.5]]), "temperature": 3.0}],
-    mistakes=SAMPLING_MISTAKES, atol=0.02, rtol=0.0,
 )
 ### END HIDDEN TESTS
 passed("temperature reshapes the distribution; temperature 0 is greedy.")
 
 # %% id="test_sampling_top_k_top_p" nbgrader={"grade": true, "grade_id": "test_sampling_top_k_top_p", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: top-k and top-p filtering, from 20,000 draws per row (2 points)
+from course_lib.checks.pretraining import check_sampling_top_k_top_p
+from course_lib.grading import passed
+
+check_sampling_top_k_top_p(sample_next_token)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.pretraining import SAMPLING_MISTAKES, sampled_frequencies
-from course_lib.gpt import next_token_probs
-from course_lib.grading import check_function, passed
-
-
-def how_often_yours_picks(logits, temperature=1.0, top_k=None, top_p=None):
-    return sampled_frequencies(sample_next_token, logits, temperature=temperature, top_k=top_k, top_p=top_p)
-
-
-logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0], [0.0, 0.3, -0.2, 1.2, 0.1]])
-check_function(
-    how_often_yours_picks, next_token_probs, name="sample_next_token (how often each token is drawn)",
-    cases=[{"logits": logits, "top_k": 2}, {"logits": logits, "top_k": 3}, {"logits": logits, "top_p": 0.6},
-           {"logits": logits, "top_p": 0.85}],
-    mistakes=SAMPLING_MISTAKES, atol=0.02, rtol=0.0,
-)
-### BEGIN HIDDEN TESTS
-check_function(
-    how_often_yours_picks, next_token_probs, name="sample_next_token (how often each token is drawn)",
+check_sampling_top_k_top_p(
+    sample_next_token,
     cases=[{"logits": torch.tensor([[3.0, 2.5, 2.0, 0.0, 1.0, -2.0]]), "top_k": 4},
            {"logits": torch.tensor([[3.0, 2.5, 2.0, 0.0, 1.0, -2.0]]), "top_p": 0.7},
            {"logits": torch.tensor([[0.5, 1.5, 1.0, 0.0]]), "top_k": 3, "top_p": 0.5}],
-    mistakes=SAMPLING_MISTAKES, atol=0.02, rtol=0.0,
 )
 ### END HIDDEN TESTS
 passed("top-k and top-p keep exactly the tokens they should.")
@@ -710,34 +627,22 @@ def attention_with_past(q, k, v, past=None):
 
 # %% id="test_attention_with_past" nbgrader={"grade": true, "grade_id": "test_attention_with_past", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: causal attention over the cached past (2 points)
+from course_lib.checks.pretraining import check_attention_with_past
+from course_lib.grading import passed
+
+check_attention_with_past(attention_with_past)
+### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.pretraining import ATTENTION_WITH_PAST_MISTAKES, ATTENTION_WITH_PAST_SHORTCUTS
-from course_lib.gpt import attention_with_past as reference_attention_with_past
-from course_lib.grading import check_function, forbid_reference, passed
+from course_lib.checks.pretraining import random_qkv
 
-g = torch.Generator().manual_seed(7)
-
-
-def qkv(B, H, T, d):
-    return {name: torch.randn(B, H, T, d, generator=g) for name in "qkv"}
-
-
-forbid_reference(attention_with_past, ATTENTION_WITH_PAST_SHORTCUTS, example=qkv(1, 1, 2, 4))
-check_function(
-    attention_with_past, reference_attention_with_past,
-    cases=[{**qkv(2, 2, 4, 8)},
-           {**qkv(2, 2, 2, 8), "past": (torch.randn(2, 2, 3, 8, generator=g), torch.randn(2, 2, 3, 8, generator=g))},
-           {**qkv(1, 3, 1, 4), "past": (torch.randn(1, 3, 5, 4, generator=g), torch.randn(1, 3, 5, 4, generator=g))}],
-    mistakes=ATTENTION_WITH_PAST_MISTAKES,
-)
-### BEGIN HIDDEN TESTS
 g = torch.Generator().manual_seed(707)
-check_function(
-    attention_with_past, reference_attention_with_past,
-    cases=[{**qkv(3, 1, 3, 6), "past": (torch.randn(3, 1, 4, 6, generator=g), torch.randn(3, 1, 4, 6, generator=g))},
-           {**qkv(1, 2, 5, 4), "past": (torch.randn(1, 2, 1, 4, generator=g), torch.randn(1, 2, 1, 4, generator=g))}],
-    mistakes=ATTENTION_WITH_PAST_MISTAKES,
+check_attention_with_past(
+    attention_with_past,
+    cases=[{**random_qkv(g, 3, 1, 3, 6),
+            "past": (torch.randn(3, 1, 4, 6, generator=g), torch.randn(3, 1, 4, 6, generator=g))},
+           {**random_qkv(g, 1, 2, 5, 4),
+            "past": (torch.randn(1, 2, 1, 4, generator=g), torch.randn(1, 2, 1, 4, generator=g))}],
 )
 ### END HIDDEN TESTS
 passed("attention_with_past sees exactly the past and the earlier new tokens.")
@@ -773,38 +678,16 @@ def forward_with_cache(model, idx, past=None):
 
 # %% id="test_forward_with_cache" nbgrader={"grade": true, "grade_id": "test_forward_with_cache", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: a GPT forward pass that continues from a cache (2 points)
-import torch
+from course_lib.checks.pretraining import check_forward_with_cache
+from course_lib.grading import passed
 
-from course_lib.checks.pretraining import FORWARD_WITH_CACHE_MISTAKES, FORWARD_WITH_CACHE_SHORTCUTS
-from course_lib.gpt import GPT
-from course_lib.gpt import GPTConfig as ReferenceConfig
-from course_lib.gpt import forward_with_cache as reference_forward_with_cache
-from course_lib.grading import check_function, forbid_reference, passed
-
-
-def tiny_gpt_and_cache(seed, B, T_past, T, n_layer=2):
-    torch.manual_seed(seed)
-    gpt = GPT(ReferenceConfig(vocab_size=13, block_size=16, n_layer=n_layer, n_head=2, n_embd=8)).eval()
-    with torch.no_grad():
-        for p in gpt.parameters():
-            p.add_(0.3 * torch.randn_like(p))  # break the small-init symmetry so every mistake shows
-    g = torch.Generator().manual_seed(seed)
-    prefix = torch.randint(13, (B, T_past), generator=g)
-    past = reference_forward_with_cache(gpt, prefix)[1] if T_past else None
-    return {"model": gpt, "idx": torch.randint(13, (B, T), generator=g), "past": past}
-
-
-forbid_reference(forward_with_cache, FORWARD_WITH_CACHE_SHORTCUTS, example=tiny_gpt_and_cache(0, 1, 0, 2))
-check_function(
-    forward_with_cache, reference_forward_with_cache,
-    cases=[tiny_gpt_and_cache(1, 2, 0, 4), tiny_gpt_and_cache(2, 2, 3, 1), tiny_gpt_and_cache(3, 1, 5, 3)],
-    mistakes=FORWARD_WITH_CACHE_MISTAKES,
-)
+check_forward_with_cache(forward_with_cache)
 ### BEGIN HIDDEN TESTS
-check_function(
-    forward_with_cache, reference_forward_with_cache,
+from course_lib.checks.pretraining import tiny_gpt_and_cache
+
+check_forward_with_cache(
+    forward_with_cache,
     cases=[tiny_gpt_and_cache(11, 3, 7, 2, n_layer=3), tiny_gpt_and_cache(12, 1, 1, 1, n_layer=1)],
-    mistakes=FORWARD_WITH_CACHE_MISTAKES,
 )
 ### END HIDDEN TESTS
 passed("forward_with_cache continues positions and attention from the cache.")
