@@ -6,7 +6,7 @@ student's own notebook, so being stuck in one notebook never blocks the next.
 
 from __future__ import annotations
 
-from .env import fast_mode, pick_device, setup
+from .env import fast_mode, fast_note, pick_device, setup
 
 __version__ = "0.1.0"
 
@@ -22,4 +22,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'course_lib' has no attribute {name!r}")
 
 
-__all__ = ["FAST", "__version__", "fast_mode", "pick_device", "setup"]
+__all__ = ["FAST", "__version__", "fast_mode", "fast_note", "pick_device", "setup"]

@@ -40,6 +40,17 @@ def fast_mode(environ: dict[str, str] | None = None) -> bool:
     return bool(env.get("NBGRADER_EXECUTION"))
 
 
+def fast_note(shrunk: str) -> None:
+    """In FAST mode, print one line saying that the numbers next to it are not meaningful.
+
+    ``shrunk`` says what FAST mode cut, e.g. ``"60 training steps instead of 8,000"``. Outside
+    FAST mode it prints nothing, so an experiment cell can always call it next to its results.
+    """
+    if fast_mode():
+        print(f"FAST mode ({shrunk}): these numbers only show that the code runs, not how well the method "
+              "works; set COURSE_FAST=0 for the full run.")
+
+
 def pick_device(prefer: str | None = None) -> torch.device:
     """Choose where tensors live: CUDA when present, else the CPU.
 

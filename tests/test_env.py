@@ -29,6 +29,16 @@ def test_fast_mode_rejects_nonsense():
         env.fast_mode({"COURSE_FAST": "maybe"})
 
 
+def test_fast_note_speaks_in_fast_mode_only(monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    course_lib.fast_note("60 steps instead of 8,000")
+    out = capsys.readouterr().out
+    assert out.startswith("FAST mode (60 steps instead of 8,000)") and "COURSE_FAST=0" in out and out.count("\n") == 1
+    monkeypatch.setenv("COURSE_FAST", "0")
+    course_lib.fast_note("60 steps instead of 8,000")
+    assert capsys.readouterr().out == ""
+
+
 def test_pick_device(monkeypatch):
     monkeypatch.delenv("COURSE_DEVICE", raising=False)
     expected = "cuda" if torch.cuda.is_available() else "cpu"

@@ -190,8 +190,7 @@ check_softmax_values(softmax)
 import torch
 
 g_hidden = torch.Generator().manual_seed(1234)
-check_softmax_values(
-    softmax,
+check_softmax_values(softmax,
     cases=[
         {"x": 3 * torch.randn(2, 3, 7, generator=g_hidden), "dim": 1},
         {"x": torch.randn(5, 1, generator=g_hidden), "dim": -1},
@@ -211,8 +210,7 @@ check_softmax_stable(softmax)
 ### BEGIN HIDDEN TESTS
 import torch
 
-check_softmax_stable(
-    softmax,
+check_softmax_stable(softmax,
     cases=[
         {"x": torch.tensor([-1000.0, -999.0, -1001.0]), "dim": -1},
         {"x": torch.tensor([500.0, -500.0, 90.0, 95.0]), "dim": 0},
@@ -313,8 +311,7 @@ check_cross_entropy_values(cross_entropy)
 import torch
 
 g_hidden = torch.Generator().manual_seed(4321)
-check_cross_entropy_values(
-    cross_entropy,
+check_cross_entropy_values(cross_entropy,
     cases=[
         {"logits": 3 * torch.randn(9, 7, generator=g_hidden), "targets": torch.randint(7, (9,), generator=g_hidden)},
         {"logits": torch.randn(1, 5, generator=g_hidden), "targets": torch.tensor([4])},
@@ -333,8 +330,7 @@ check_cross_entropy_stable(cross_entropy)
 ### BEGIN HIDDEN TESTS
 import torch
 
-check_cross_entropy_stable(
-    cross_entropy,
+check_cross_entropy_stable(cross_entropy,
     cases=[
         {"logits": torch.tensor([[1000.0, -1000.0]]), "targets": torch.tensor([1])},
         {"logits": torch.tensor([[-50.0, 50.0, 0.0]]), "targets": torch.tensor([0])},

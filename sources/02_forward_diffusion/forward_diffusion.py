@@ -89,8 +89,7 @@ from course_lib.grading import passed
 
 check_linear_beta_schedule(linear_beta_schedule)
 ### BEGIN HIDDEN TESTS
-check_linear_beta_schedule(
-    linear_beta_schedule,
+check_linear_beta_schedule(linear_beta_schedule,
     cases=[{"T": 7, "beta_start": 0.01, "beta_end": 0.3}, {"T": 2, "beta_start": 0.05, "beta_end": 0.5}],
     atol=1e-7,
 )
@@ -177,8 +176,7 @@ check_alpha_bars(compute_alpha_bars)
 import torch
 
 g_hidden = torch.Generator().manual_seed(77)
-check_alpha_bars(
-    compute_alpha_bars,
+check_alpha_bars(compute_alpha_bars,
     cases=[{"betas": torch.tensor([0.5])}, {"betas": 0.05 * torch.rand(300, generator=g_hidden) + 1e-4}],
 )
 ### END HIDDEN TESTS
@@ -257,8 +255,7 @@ from course_lib.checks.diffusion import bare_schedule
 
 g_hidden = torch.Generator().manual_seed(99)
 hidden_schedule = bare_schedule(torch.linspace(1e-4, 0.05, 50))
-check_q_sample_points(
-    q_sample,
+check_q_sample_points(q_sample,
     cases=[{"x0": torch.randn(5, 2, generator=g_hidden), "t": torch.tensor([49, 3, 0, 25, 48]),
             "schedule": hidden_schedule, "noise": torch.randn(5, 2, generator=g_hidden)}],
 )
@@ -277,13 +274,12 @@ import torch
 from course_lib.checks.diffusion import bare_schedule
 
 g_hidden = torch.Generator().manual_seed(5)
-image_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
-check_q_sample_images(
-    q_sample,
+image_schedule_hidden = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+check_q_sample_images(q_sample,
     cases=[{"x0": torch.randn(3, 2, 5, 4, generator=g_hidden), "t": torch.tensor([2, 19, 8]),
-            "schedule": image_schedule, "noise": torch.randn(3, 2, 5, 4, generator=g_hidden)},
+            "schedule": image_schedule_hidden, "noise": torch.randn(3, 2, 5, 4, generator=g_hidden)},
            {"x0": torch.randn(8, 3, generator=g_hidden), "t": torch.arange(8),
-            "schedule": image_schedule, "noise": torch.randn(8, 3, generator=g_hidden)}],
+            "schedule": image_schedule_hidden, "noise": torch.randn(8, 3, generator=g_hidden)}],
 )
 ### END HIDDEN TESTS
 passed("q_sample works for images and any data shape.")
@@ -329,8 +325,13 @@ for t, m1, m2, m3, v1, v2, v3 in rows:
 # noise. On a log scale (below) the linear schedule's SNR plunges: by
 # mid-way it is already far below 1, and for the last few hundred steps it is
 # so small that $x_t$ is practically pure noise. The cosine schedule's log-SNR
-# falls almost linearly: every stretch of steps removes about the same amount
-# of information, which is Nichol & Dhariwal's (2021) argument for it.
+# falls almost linearly over most of the chain (from about 3.5 at $t = 100$ to
+# about $-3.7$ at $t = 900$, roughly 0.009 per step): every stretch of those
+# steps removes about the same amount of information, which is Nichol &
+# Dhariwal's (2021) argument for it. Its two ends are steep: the first hundred
+# steps fall from about 10, and the last fifty plunge from about $-5$ to
+# $-20$ (the final step alone drops by 6.9, where $\beta_t$ is clipped at
+# 0.999), as the plot shows.
 
 # %% id="snr-plot" tags=["experiment"]
 from course_lib.viz import plot_snr

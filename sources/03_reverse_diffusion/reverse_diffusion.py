@@ -113,8 +113,7 @@ from course_lib.checks.diffusion import bare_schedule
 
 g_hidden = torch.Generator().manual_seed(42)
 hidden_schedule = bare_schedule(torch.linspace(1e-3, 0.05, 60))
-check_posterior(
-    q_posterior_mean_variance,
+check_posterior(q_posterior_mean_variance,
     cases=[{"x0": torch.randn(3, 1, 4, 4, generator=g_hidden), "xt": torch.randn(3, 1, 4, 4, generator=g_hidden),
             "t": torch.tensor([59, 0, 31]), "schedule": hidden_schedule}],
     atol=1e-5, rtol=1e-3,
@@ -171,8 +170,7 @@ from course_lib.checks.diffusion import toy_model
 from course_lib.diffusion import NoiseSchedule as _Schedule
 
 g_hidden = torch.Generator().manual_seed(11)
-check_diffusion_loss(
-    diffusion_loss,
+check_diffusion_loss(diffusion_loss,
     cases=[{"model": toy_model, "x0": torch.randn(5, 3, generator=g_hidden), "schedule": _Schedule.cosine(40),
             "labels": torch.arange(5), "t": torch.tensor([39, 0, 20, 1, 38]),
             "noise": torch.randn(5, 3, generator=g_hidden)}],
@@ -242,11 +240,9 @@ import torch
 from course_lib.checks.diffusion import bare_schedule, toy_model
 
 g_hidden = torch.Generator().manual_seed(8)
-step_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
-check_p_sample(
-    p_sample,
-    cases=[{"model": toy_model, "xt": torch.randn(3, 1, 8, 8, generator=g_hidden), "t": 12,
-            "schedule": step_schedule, "noise": torch.randn(3, 1, 8, 8, generator=g_hidden)}],
+step_schedule_hidden = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+check_p_sample(p_sample, cases=[{"model": toy_model, "xt": torch.randn(3, 1, 8, 8, generator=g_hidden), "t": 12,
+            "schedule": step_schedule_hidden, "noise": torch.randn(3, 1, 8, 8, generator=g_hidden)}],
     atol=1e-5,
 )
 ### END HIDDEN TESTS
@@ -263,12 +259,11 @@ import torch
 
 from course_lib.checks.diffusion import bare_schedule, toy_model
 
-g = torch.Generator().manual_seed(1)
-visible_draws = [torch.randn(5, 2, generator=g) for _ in range(2)]  # the visible case's xt and noise come first
-last_schedule = bare_schedule(torch.linspace(1e-2, 0.2, 20))
-check_p_sample_last_step(
-    p_sample,
-    cases=[{"model": toy_model, "xt": torch.randn(2, 1, 8, 8, generator=g), "t": 0, "schedule": last_schedule,
+g_hidden = torch.Generator().manual_seed(1)
+visible_draws = [torch.randn(5, 2, generator=g_hidden) for _ in range(2)]  # the visible case's xt and noise come first
+last_schedule_hidden = bare_schedule(torch.linspace(1e-2, 0.2, 20))
+check_p_sample_last_step(p_sample,
+    cases=[{"model": toy_model, "xt": torch.randn(2, 1, 8, 8, generator=g_hidden), "t": 0, "schedule": last_schedule_hidden,
             "noise": torch.ones(2, 1, 8, 8)}],
     atol=1e-5,
 )
@@ -317,8 +312,7 @@ import torch
 
 from course_lib.checks.diffusion import bare_schedule, toy_model
 
-check_ddpm_sample(
-    ddpm_sample, globals(),
+check_ddpm_sample(ddpm_sample, globals(),
     cases=[{"model": toy_model, "shape": (3, 1, 4, 4), "schedule": bare_schedule(torch.linspace(1e-2, 0.1, 5)),
             "seed": 7}],
     atol=1e-5,
@@ -447,11 +441,10 @@ import torch
 from course_lib.checks.diffusion import bare_schedule
 
 g_hidden = torch.Generator().manual_seed(21)
-ddim_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
-check_ddim_step(
-    ddim_step,
+ddim_schedule_hidden = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+check_ddim_step(ddim_step,
     cases=[{"eps": torch.randn(3, 1, 8, 8, generator=g_hidden), "xt": torch.randn(3, 1, 8, 8, generator=g_hidden),
-            "t": t, "t_prev": tp, "schedule": ddim_schedule} for t, tp in [(9, 8), (0, -1), (18, 3)]],
+            "t": t, "t_prev": tp, "schedule": ddim_schedule_hidden} for t, tp in [(9, 8), (0, -1), (18, 3)]],
     atol=1e-5,
 )
 ### END HIDDEN TESTS
@@ -494,12 +487,11 @@ import torch
 
 from course_lib.checks.diffusion import bare_schedule, toy_model
 
-g = torch.Generator().manual_seed(0)
-visible_draws = [torch.randn(4, 2, generator=g) for _ in range(2)]  # the visible cases' x_T come first
-loop_schedule = bare_schedule(torch.linspace(1e-3, 0.2, 20))
-check_ddim_sample(
-    ddim_sample, globals(),
-    cases=[{"model": toy_model, "x_T": torch.randn(2, 1, 4, 4, generator=g), "schedule": loop_schedule, "steps": s}
+g_hidden = torch.Generator().manual_seed(0)
+visible_draws = [torch.randn(4, 2, generator=g_hidden) for _ in range(2)]  # the visible cases' x_T come first
+loop_schedule_hidden = bare_schedule(torch.linspace(1e-3, 0.2, 20))
+check_ddim_sample(ddim_sample, globals(),
+    cases=[{"model": toy_model, "x_T": torch.randn(2, 1, 4, 4, generator=g_hidden), "schedule": loop_schedule_hidden, "steps": s}
            for s in (1, 7)],
     atol=1e-5,
 )
@@ -564,8 +556,7 @@ import torch
 from course_lib.checks.diffusion import toy_model
 
 g_hidden = torch.Generator().manual_seed(4)
-check_guided_noise(
-    guided_noise,
+check_guided_noise(guided_noise,
     cases=[{"model": toy_model, "xt": torch.randn(3, 1, 8, 8, generator=g_hidden), "t": torch.tensor([5, 1, 0]),
             "labels": torch.tensor([4, 4, 8]), "guidance_scale": 7.5}],
     atol=1e-5,
@@ -710,7 +701,10 @@ for s, (a, c, d) in zip(scales, sweep):
 # - **Training** is regression on the noise: uniform $t$, MSE (Ho et al. 2020).
 # - **DDPM** sampling walks $t = T-1 \dots 0$, adding $\sigma_t z$ at every step
 #   but the last. **DDIM** (Song et al. 2021) predicts $\hat x_0$ and re-noises
-#   it deterministically to any earlier step: 20x fewer steps, similar quality.
+#   it deterministically to any earlier step: 20x fewer steps, at a price
+#   that depends on the model. In a full run here the guided digits lost
+#   nothing (100 % read as their class either way), while the Swiss roll's
+#   energy-distance ratio rose from 0.84 (DDPM, 1000 steps) to 1.92 (DDIM, 50).
 # - **Classifier-free guidance** (Ho & Salimans 2022): one network trained with
 #   label dropout; $\epsilon_u + s(\epsilon_c - \epsilon_u)$ trades diversity for
 #   fidelity as $s$ grows.

@@ -145,8 +145,7 @@ check_sdpa_values(scaled_dot_product_attention)
 import torch
 
 g_hidden = torch.Generator().manual_seed(404)
-check_sdpa_values(
-    scaled_dot_product_attention,
+check_sdpa_values(scaled_dot_product_attention,
     cases=[
         {"q": torch.randn(2, 3, 5, 16, generator=g_hidden), "k": torch.randn(2, 3, 7, 16, generator=g_hidden),
          "v": torch.randn(2, 3, 7, 5, generator=g_hidden)},
@@ -173,8 +172,7 @@ from course_lib.attention import padding_mask as reference_padding_mask
 
 g_hidden = torch.Generator().manual_seed(4040)
 keys_hidden = reference_padding_mask(torch.tensor([3, 7, 1]), 7)[:, None, None, :]  # (3, 1, 1, 7)
-check_sdpa_mask(
-    scaled_dot_product_attention,
+check_sdpa_mask(scaled_dot_product_attention,
     cases=[
         {"q": torch.randn(3, 2, 4, 8, generator=g_hidden), "k": torch.randn(3, 2, 7, 8, generator=g_hidden),
          "v": torch.randn(3, 2, 7, 6, generator=g_hidden), "mask": keys_hidden},
@@ -199,8 +197,7 @@ mask_hidden = torch.rand(2, 5, 4, generator=g_hidden) > 0.4
 mask_hidden[..., 0] = True
 mask_hidden[0, 3] = False
 mask_hidden[1, 0] = False
-check_sdpa_empty_rows(
-    scaled_dot_product_attention,
+check_sdpa_empty_rows(scaled_dot_product_attention,
     cases=[
         {"q": torch.randn(2, 5, 8, generator=g_hidden), "k": torch.randn(2, 4, 8, generator=g_hidden),
          "v": torch.randn(2, 4, 3, generator=g_hidden), "mask": mask_hidden},
@@ -314,8 +311,7 @@ check_padding_mask(padding_mask)
 ### BEGIN HIDDEN TESTS
 import torch
 
-check_padding_mask(
-    padding_mask,
+check_padding_mask(padding_mask,
     cases=[{"lengths": torch.tensor([0, 6, 2, 5, 6]), "T": 6}, {"lengths": torch.tensor([7, 7]), "T": 9}],
 )
 ### END HIDDEN TESTS
@@ -400,8 +396,7 @@ check_split_heads(split_heads)
 import torch
 
 g_hidden = torch.Generator().manual_seed(303)
-check_split_heads(
-    split_heads,
+check_split_heads(split_heads,
     cases=[
         {"x": torch.randn(3, 4, 16, generator=g_hidden), "num_heads": 4},
         {"x": torch.randn(1, 7, 6, generator=g_hidden), "num_heads": 1},
@@ -420,8 +415,7 @@ check_merge_heads(merge_heads)
 import torch
 
 g_hidden = torch.Generator().manual_seed(3030)
-check_merge_heads(
-    merge_heads,
+check_merge_heads(merge_heads,
     cases=[{"x": torch.randn(3, 4, 2, 8, generator=g_hidden)}, {"x": torch.randn(1, 1, 6, 5, generator=g_hidden)}],
 )
 ### END HIDDEN TESTS
@@ -434,8 +428,7 @@ from course_lib.grading import passed
 
 check_multi_head_attention(split_heads, merge_heads)
 ### BEGIN HIDDEN TESTS
-check_multi_head_attention(
-    split_heads, merge_heads,
+check_multi_head_attention(split_heads, merge_heads,
     configs=[{"D": 12, "H": 3, "T_q": 6, "T_k": 3, "seed": 1}, {"D": 16, "H": 4, "T_q": 5, "T_k": 5, "seed": 2}],
 )
 ### END HIDDEN TESTS

@@ -82,7 +82,10 @@ print(train_text[:400])
 #
 # **Write `get_pair_counts(ids)`**: a dict mapping each adjacent pair `(a, b)` to
 # how often it occurs. Overlapping occurrences count separately: `[5, 5, 5]` has
-# the pair `(5, 5)` twice.
+# the pair `(5, 5)` twice. Keep the pairs in the order they first occur, left to
+# right (a dict filled while you scan does): the training loop below takes the
+# most frequent pair with `max`, which breaks ties by that order, so another
+# order can pick other merges than `course_lib`'s loop.
 
 # %% id="get_pair_counts" nbgrader={"grade": false, "grade_id": "get_pair_counts", "locked": false, "schema_version": 3, "solution": true}
 def get_pair_counts(ids):
@@ -101,8 +104,7 @@ from course_lib.grading import passed
 
 check_get_pair_counts(get_pair_counts)
 ### BEGIN HIDDEN TESTS
-check_get_pair_counts(
-    get_pair_counts,
+check_get_pair_counts(get_pair_counts,
     cases=[{"ids": []}, {"ids": [0, 0, 0, 0, 0]}, {"ids": list(b"the cat sat on the mat")},
            {"ids": [3, 1, 3, 1, 2, 3]}],
 )
@@ -138,8 +140,7 @@ from course_lib.grading import passed
 
 check_merge(merge)
 ### BEGIN HIDDEN TESTS
-check_merge(
-    merge,
+check_merge(merge,
     cases=[{"ids": [], "pair": (1, 2), "new_id": 256},
            {"ids": [3, 3, 3, 3, 3], "pair": (3, 3), "new_id": 257},
            {"ids": [1, 2, 1, 2, 9], "pair": (1, 2), "new_id": 258},
@@ -256,8 +257,7 @@ from course_lib.grading import passed
 
 check_char_tokenizer(CharTokenizer)
 ### BEGIN HIDDEN TESTS
-check_char_tokenizer(
-    CharTokenizer,
+check_char_tokenizer(CharTokenizer,
     cases=[{"text": "def f(x):\n    return x", "probe": "(x)\n"}, {"text": "zyx", "probe": "xyz"},
            {"text": "a", "probe": "aaa"}],
 )
@@ -359,12 +359,11 @@ import torch
 from course_lib.gpt import GPTConfig
 
 g_hidden = torch.Generator().manual_seed(505)
-small = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)
+small_hidden = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)
 wide = GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=4, n_embd=16)
-check_block(
-    Block,
+check_block(Block,
     cases=[{"config": wide, "x": 2 * torch.randn(3, 7, 16, generator=g_hidden), "seed": 1},
-           {"config": small, "x": torch.randn(1, 1, 8, generator=g_hidden), "seed": 2}],
+           {"config": small_hidden, "x": torch.randn(1, 1, 8, generator=g_hidden), "seed": 2}],
 )
 ### END HIDDEN TESTS
 passed("Block is a pre-LN residual block.")
@@ -406,8 +405,7 @@ check_lm_loss(lm_loss)
 import torch
 
 g_hidden = torch.Generator().manual_seed(606)
-check_lm_loss(
-    lm_loss,
+check_lm_loss(lm_loss,
     cases=[{"logits": torch.randn(1, 9, 11, generator=g_hidden), "tokens": torch.randint(11, (1, 9), generator=g_hidden)},
            {"logits": torch.randn(4, 2, 3, generator=g_hidden), "tokens": torch.randint(3, (4, 2), generator=g_hidden)}],
 )
@@ -538,8 +536,7 @@ check_sampling_temperature(sample_next_token)
 ### BEGIN HIDDEN TESTS
 import torch
 
-check_sampling_temperature(
-    sample_next_token,
+check_sampling_temperature(sample_next_token,
     cases=[{"logits": torch.tensor([[1.0, 0.0, 0.5, -0.5, 0.2, 0.9]]), "temperature": 0.3},
            {"logits": torch.tensor([[1.0, 0.0, 0.5]]), "temperature": 3.0}],
 )
@@ -555,8 +552,7 @@ check_sampling_top_k_top_p(sample_next_token)
 ### BEGIN HIDDEN TESTS
 import torch
 
-check_sampling_top_k_top_p(
-    sample_next_token,
+check_sampling_top_k_top_p(sample_next_token,
     cases=[{"logits": torch.tensor([[3.0, 2.5, 2.0, 0.0, 1.0, -2.0]]), "top_k": 4},
            {"logits": torch.tensor([[3.0, 2.5, 2.0, 0.0, 1.0, -2.0]]), "top_p": 0.7},
            {"logits": torch.tensor([[0.5, 1.5, 1.0, 0.0]]), "top_k": 3, "top_p": 0.5}],
@@ -570,7 +566,10 @@ passed("top-k and top-p keep exactly the tokens they should.")
 # The explorer shows the trained model's next-character distribution after a
 # prompt (grey: $\operatorname{softmax}(z/\tau)$; colour: what top-k and top-p leave) and a
 # continuation sampled with the same settings. It starts at temperature 1 with
-# top-p 0.9; top-p 1 and top-k 0 turn the filters off. Try temperature 0 (greedy:
+# top-p 0.9. A filter is off when its argument is `None`, as in your
+# `sample_next_token`; a slider cannot show `None`, so its end positions stand
+# for it: the explorer passes `top_k=None` at top-k 0 and `top_p=None` at top-p 1.
+# Try temperature 0 (greedy:
 # it soon repeats itself), 0.5, 1 and 1.5 with the filters off, then top-k 5 or
 # top-p 0.9 at temperature 1.2: the filters cut off the long tail of unlikely
 # characters that makes hot samples go off the rails.
@@ -637,8 +636,7 @@ import torch
 from course_lib.checks.pretraining import random_qkv
 
 g = torch.Generator().manual_seed(707)
-check_attention_with_past(
-    attention_with_past,
+check_attention_with_past(attention_with_past,
     cases=[{**random_qkv(g, 3, 1, 3, 6),
             "past": (torch.randn(3, 1, 4, 6, generator=g), torch.randn(3, 1, 4, 6, generator=g))},
            {**random_qkv(g, 1, 2, 5, 4),
@@ -685,8 +683,7 @@ check_forward_with_cache(forward_with_cache)
 ### BEGIN HIDDEN TESTS
 from course_lib.checks.pretraining import tiny_gpt_and_cache
 
-check_forward_with_cache(
-    forward_with_cache,
+check_forward_with_cache(forward_with_cache,
     cases=[tiny_gpt_and_cache(11, 3, 7, 2, n_layer=3), tiny_gpt_and_cache(12, 1, 1, 1, n_layer=1)],
 )
 ### END HIDDEN TESTS
