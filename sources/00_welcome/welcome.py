@@ -383,6 +383,7 @@ history = train(
 )
 print(f"initial loss {history.train['loss'][0][1]:.3f} (log 10 = {math.log(10):.3f}); "
       f"final validation accuracy {history.last('val_accuracy'):.1%}")
+course_lib.fast_note(f"{steps} training steps instead of 400")
 plot_history(history, metrics=["loss", "val_loss"], title="cross-entropy while training")
 plt.show()
 

@@ -435,6 +435,7 @@ vanilla_config = reference.GANConfig(steps=RING_STEPS, latent_dim=4, lr=1e-3)
 G_ring, ring_history, ring_result = ring_experiment(vanilla_config, step=gan_train_step, title="vanilla GAN")
 print(f"vanilla GAN: {ring_result['modes']}/8 modes, {ring_result['high_quality']:.1%} high quality, "
       f"energy distance {ring_result['energy']:.4f}, {ring_history.seconds:.0f} s")
+course_lib.fast_note(f"{RING_STEPS} training steps instead of 8,000")
 
 # %% [markdown] id="collapse-md"
 # ### Mode collapse, on purpose
@@ -459,6 +460,7 @@ collapse_config = reference.GANConfig(steps=RING_STEPS, latent_dim=4, lr=1e-3, d
 G_collapse, collapse_history, collapse_result = ring_experiment(collapse_config, title="too-weak D")
 print(f"too-weak discriminator: {collapse_result['modes']}/8 modes, "
       f"{collapse_result['high_quality']:.1%} high quality, energy distance {collapse_result['energy']:.4f}")
+course_lib.fast_note(f"{RING_STEPS} training steps instead of 8,000")
 
 # %% [markdown] id="wgan-intro"
 # ## 5 · WGAN-GP
@@ -657,6 +659,7 @@ print(f"{'run':28s} {'modes':>6s} {'high quality':>13s} {'energy distance':>16s}
 for name, result in [("vanilla GAN (non-saturating)", ring_result), ("too-weak D (collapse demo)", collapse_result),
                      ("WGAN-GP", wgan_result)]:
     print(f"{name:28s} {result['modes']:>4d}/8 {result['high_quality']:>13.1%} {result['energy']:>16.4f}")
+course_lib.fast_note(f"{WGAN_STEPS} WGAN-GP steps instead of 2,000, {RING_STEPS} GAN steps instead of 8,000")
 fig, axes = plt.subplots(1, 3, figsize=(12, 4))
 for ax, (name, G) in zip(axes, [("vanilla", G_ring), ("collapse demo", G_collapse), ("WGAN-GP", G_wgan)]):
     scatter_2d(reference.sample(G, 1000, 4, seed=2), ax=ax, reference=data_check[:1000], lim=2.6, s=2, title=name)
@@ -709,6 +712,7 @@ live = LivePlot(
 digit_history = reference.train_gan(G_digits, critic_digits, sample_digits, digit_config, callback=live,
                                     desc="digits WGAN-GP")
 print(f"trained for {digit_history.seconds:.0f} s")
+course_lib.fast_note(f"{DIGIT_STEPS} training steps instead of 1,000")
 
 # %% id="digits-score" tags=["experiment"]
 digit_samples = reference.sample(G_digits, 1000, 32, seed=4)
@@ -716,6 +720,7 @@ scores = metrics.classifier_scores(digit_samples)
 real_scores = metrics.classifier_scores(digits_split("val")[0])
 print(f"confident (>= 0.9): GAN {scores['confident']:.1%}, real validation digits {real_scores['confident']:.1%}")
 print(f"smallest class share: GAN {scores['min_class_share']:.1%} (a fair share is 10 %)")
+course_lib.fast_note(f"a generator trained for {DIGIT_STEPS} steps instead of 1,000")
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), gridspec_kw={"width_ratios": [3, 2]})
 show_images(digit_samples[:50], nrow=10, ax=axes[0], title="samples")
@@ -744,6 +749,7 @@ with torch.no_grad():
     walk = G_digits(line)
 show_images(walk, nrow=10, title="from z_0 to z_1")
 plt.show()
+course_lib.fast_note(f"a generator trained for {DIGIT_STEPS} steps instead of 1,000")
 latent_explorer(G_digits, 32, label_fn=lambda images: metrics.classifier_scores(images)["labels"])
 
 # %% [markdown] id="recap"

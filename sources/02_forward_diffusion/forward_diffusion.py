@@ -312,6 +312,7 @@ for t in range(T):
 print(f"{'t':>4} | {'mean: steps':>11} {'jump':>7} {'formula':>7} | {'var: steps':>10} {'jump':>7} {'formula':>7}")
 for t, m1, m2, m3, v1, v2, v3 in rows:
     print(f"{t:>4} | {m1:>11.3f} {m2:>7.3f} {m3:>7.3f} | {v1:>10.3f} {v2:>7.3f} {v3:>7.3f}")
+course_lib.fast_note(f"{n:,} samples instead of 20,000")
 
 # %% [markdown] id="snr-intro"
 # ## Signal-to-noise ratio, and why the cosine schedule is gentler

@@ -354,6 +354,7 @@ roll_history = train(roll_model, random_batches(roll_train, batch_size=512), rol
 roll_model.eval()
 plot_history(roll_history, metrics=["loss"], smooth=50, title="noise-prediction loss")
 plt.show()
+course_lib.fast_note(f"{roll_steps} training steps instead of 10,000")
 
 # %% [markdown] id="roll-chain-intro"
 # Watch samples form along the reverse chain: pure noise at $t = 999$, a blur
@@ -392,6 +393,7 @@ reverse_chain_figure({t: x[:n_roll] for t, x in chain.items()}, reference=held_o
 plt.show()
 print(f"DDPM, {T} steps, {repeats} x {n_roll} samples: {ddpm_seconds:.1f} s; energy distance to held-out data = "
       f"{distance_ratio(roll_samples):.2f} x the distance between two data samples")
+course_lib.fast_note(f"{roll_steps} training steps instead of 10,000, {n_roll} samples per draw instead of 2,000")
 
 # %% [markdown] id="ddim-intro"
 # ## Exercise 4 · DDIM: fewer, deterministic steps
@@ -506,6 +508,7 @@ roll_ddim = lib_ddim_sample(roll_model, (repeats * n_roll, 2), schedule, 50, gen
 ddim_seconds = time.perf_counter() - start
 print(f"DDIM, 50 steps: {ddim_seconds:.2f} s ({ddpm_seconds / ddim_seconds:.0f}x faster than DDPM); energy distance "
       f"ratio {distance_ratio(roll_ddim):.2f}")
+course_lib.fast_note(f"{roll_steps} training steps instead of 10,000, {n_roll} samples per draw instead of 2,000")
 fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
 scatter_2d(roll_samples[:n_roll], ax=axes[0], reference=held_out[0], lim=2.0, s=1, title=f"DDPM, {T} steps")
 scatter_2d(roll_ddim[:n_roll], ax=axes[1], reference=held_out[0], lim=2.0, s=1, title="DDIM, 50 steps")
@@ -596,6 +599,7 @@ digit_history = train(
 digit_model.eval()
 plot_history(digit_history, metrics=["loss"], smooth=50, title="noise-prediction loss (digits)")
 plt.show()
+course_lib.fast_note(f"{digit_steps} training steps instead of 4,000")
 
 
 def digit_report(samples, labels):
@@ -612,6 +616,7 @@ grid = lib_ddim_sample(digit_model, (len(grid_labels), 1, 8, 8), schedule, 50, l
 show_images(grid.reshape(10, per_class, 1, 8, 8).transpose(0, 1).reshape(-1, 1, 8, 8), nrow=10,
             title="DDIM, 50 steps, guidance scale 3: one column per class 0-9")
 plt.show()
+course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {per_class} samples per class instead of 10")
 
 # %% [markdown] id="ddpm-vs-ddim-intro"
 # **DDPM versus DDIM.** Same model, same guidance, same number of samples:
@@ -635,6 +640,7 @@ for name, (seconds, agree, confident) in results.items():
     print(f"{name:>17}: {seconds:6.1f} s   agreement {agree:6.1%}   confident {confident:6.1%}")
 (t_ddpm, a_ddpm, _), (t_ddim, a_ddim, _) = results.values()
 print(f"DDIM is {t_ddpm / t_ddim:.0f}x faster; agreement differs by {abs(a_ddpm - a_ddim) * 100:.1f} points")
+course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {n_eval} samples instead of 500")
 
 # %% [markdown] id="guidance-sweep-intro"
 # **Guidance scale: quality versus diversity.** As $s$ grows, agreement and
@@ -670,6 +676,7 @@ axes[1].legend()
 plt.show()
 for s, (a, c, d) in zip(scales, sweep):
     print(f"s = {s:3.1f}: agreement {a:6.1%}, confident {c:6.1%}, within-class distance {d:.2f}")
+course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {n_eval} samples per scale instead of 500")
 
 # %% [markdown] id="closing-note"
 # ### Closing note: what full mode reaches

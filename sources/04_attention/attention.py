@@ -605,6 +605,7 @@ history = train(
 )
 print(f"sequence accuracy {history.last('sequence_accuracy'):.1%} after {STEPS} steps "
       f"({history.seconds:.0f} s)")
+course_lib.fast_note(f"{STEPS} training steps on length-{LENGTH} sequences instead of 1,000 on length 12")
 plot_history(history, metrics=["loss", "val_loss", "sequence_accuracy"], title="learning to reverse")
 plt.show()
 
@@ -626,6 +627,7 @@ with torch.no_grad():
     digit_accuracy = (blind(x_val)[0].argmax(-1) == y_val).float().mean().item()
 print(f"without positions: sequence accuracy {blind_history.last('sequence_accuracy'):.1%}, "
       f"digit accuracy {digit_accuracy:.1%}")
+course_lib.fast_note(f"{STEPS // 2} training steps on length-{LENGTH} sequences instead of 500 on length 12")
 
 # %% [markdown] id="explorer-intro"
 # ### The attention maps
@@ -649,6 +651,7 @@ with torch.no_grad():
 plot_attention_heads(maps, example=0, labels=[str(t) for t in x_show[0].tolist()],
                      target_labels=[str(t) for t in y_show[0].tolist()])
 plt.show()
+course_lib.fast_note(f"maps of a model trained for {STEPS} steps on length-{LENGTH} sequences instead of 1,000 on length 12")
 attention_explorer(maps, tokens=x_show, targets=y_show)
 
 # %% [markdown] id="recap"

@@ -183,6 +183,7 @@ seconds = time.perf_counter() - start
 print(f"{len(sample_text.encode())} bytes -> {len(ids)} tokens after 40 merges ({seconds:.2f} s)")
 print("first merges:", [vocab[256 + i].decode("utf-8", "replace") for i in range(12)])
 print("same merges as course_lib's loop:", merges == slow_bpe_reference(sample_text, 40))
+course_lib.fast_note(f"BPE on the first {len(sample_text):,} characters instead of 20,000")
 
 # %% [markdown] id="fast-bpe-intro"
 # Every merge re-counts the whole sequence, so the loop costs
@@ -210,6 +211,7 @@ val_sample = val_text[:100_000]
 val_bpe = bpe.encode(val_sample)
 print(f"validation: {len(val_sample) / len(val_bpe):.2f} characters per token")
 assert bpe.decode(val_bpe) == val_sample  # byte-level BPE loses nothing
+course_lib.fast_note(f"{num_merges} merges on {len(bpe_text):,} characters instead of 512 on {len(train_text):,}")
 
 # %% [markdown] id="char-intro"
 # ## Exercise 2 · A character tokenizer
@@ -467,6 +469,8 @@ history = train(
 )
 final = history.last("val_loss")
 print(f"validation loss {final:.3f} nats/char = {final / LN2:.3f} bits/char after {history.seconds:.0f} s")
+course_lib.fast_note(f"{STEPS} training steps of a {model.num_parameters() / 1e6:.2f} M-parameter model "
+                     "instead of 1200 steps of 1.8 M")
 
 # %% id="curves" tags=["experiment"]
 fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -484,6 +488,7 @@ ax.set_ylim(0, baselines["uniform"] / LN2 + 0.3)
 ax.legend()
 ax.set_title("pre-training on Python docstrings")
 plt.show()
+course_lib.fast_note(f"{STEPS} training steps of a tiny model instead of 1200 steps of 1.8 M parameters")
 
 # %% [markdown] id="sampling-intro"
 # ## Exercise 5 · Sampling: temperature, top-k, top-p
@@ -578,6 +583,7 @@ passed("top-k and top-p keep exactly the tokens they should.")
 from course_lib.viz import sampling_explorer
 
 sampling_explorer(model, tok.encode, tok.decode, prompt="Return the ", max_new_tokens=60 if course_lib.FAST else 200)
+course_lib.fast_note(f"a tiny model trained for {STEPS} steps instead of 1200 steps of 1.8 M parameters")
 
 # %% [markdown] id="kv-intro"
 # ## Exercise 6 · The KV cache
@@ -723,6 +729,8 @@ for cached in (False, True):
     seconds[cached] = (time.perf_counter() - start) / 3
 print(f"{n_new} new tokens: {seconds[False] * 1000:.0f} ms without the cache, {seconds[True] * 1000:.0f} ms with it "
       f"({seconds[False] / seconds[True]:.1f}x faster)")
+course_lib.fast_note(f"a {config.n_layer}-layer, {config.n_embd}-channel model with context {config.block_size} "
+                     "instead of 4 layers, 192 channels, context 128")
 
 # %% [markdown] id="hf-intro"
 # ### Optional: the real GPT-2

@@ -101,6 +101,8 @@ source = "loaded from " + info["path"] if info["cached"] else f"trained in {info
 print(f"pre-trained GPT ({source}): {pretrained.config}")
 print(f"{sum(p.numel() for p in pretrained.parameters()):,} parameters, vocabulary of {tokenizer.vocab_size} characters, "
       f"docstring validation loss {info['val_loss']:.3f}")
+course_lib.fast_note(f"a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model with context {RECIPE.block_size}, "
+                     f"pre-trained for {RECIPE.steps} steps, instead of 4 layers, 128 channels, context 64, 800 steps")
 
 # %% [markdown] id="data-intro"
 # We encode the domain's train and validation text, and the docstrings'
@@ -129,6 +131,8 @@ def general_loss(model):
 before = {"domain": domain_loss(pretrained), "general": general_loss(pretrained)}
 print(f"pre-trained model: domain validation loss {before['domain']:.3f}, "
       f"docstring validation loss {before['general']:.3f}")
+course_lib.fast_note(f"a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model with context {RECIPE.block_size}, "
+                     f"pre-trained for {RECIPE.steps} steps, instead of 4 layers, 128 channels, context 64, 800 steps")
 
 # %% [markdown] id="sample-intro"
 # The pre-trained model writes docstring-like English. Asked to continue the
@@ -145,6 +149,8 @@ def sample(model, prompt=PROMPT, n=160, seed=0):
 
 
 print(sample(pretrained))
+course_lib.fast_note(f"a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model with context {RECIPE.block_size}, "
+                     f"pre-trained for {RECIPE.steps} steps, instead of 4 layers, 128 channels, context 64, 800 steps")
 
 # %% [markdown] id="count-intro"
 # ## Exercise 1 · Counting what trains
@@ -355,6 +361,7 @@ print(f"trainable: {count_trainable_parameters(demo):,}, {count_trainable_parame
 x = domain_val[: 2 * T].view(2, T)
 with torch.no_grad():
     print("same output as the pre-trained model:", torch.allclose(demo(x), pretrained(x), atol=1e-6))
+course_lib.fast_note(f"a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model instead of 4 layers, 128 channels")
 
 # %% [markdown] id="merge-intro"
 # ## Exercise 4 · Merging: LoRA at no cost
@@ -480,9 +487,13 @@ def fine_tune(name, model, lr, early_stopping=False):
 # %% id="run-scratch" tags=["experiment"]
 torch.manual_seed(1)
 scratch = fine_tune("scratch", GPT(pretrained.config), lr=3e-3)
+course_lib.fast_note(f"{STEPS} steps of batch {BATCH} on a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model "
+                     "instead of 300 steps of batch 16 on 4 layers, 128 channels")
 
 # %% id="run-full" tags=["experiment"]
 full = fine_tune("full fine-tuning", copy.deepcopy(pretrained), lr=1e-3, early_stopping=True)
+course_lib.fast_note(f"{STEPS} steps of batch {BATCH} on a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model "
+                     "instead of 300 steps of batch 16 on 4 layers, 128 channels")
 
 # %% id="run-lora" tags=["experiment"]
 lora_models = {}
@@ -490,6 +501,8 @@ for r in (4, 16):
     model = copy.deepcopy(pretrained)
     apply_lora(model, LORA_TARGETS, r=r, alpha=2.0 * r)
     lora_models[r] = fine_tune(f"LoRA r={r}", model, lr=6e-3)
+course_lib.fast_note(f"{STEPS} steps of batch {BATCH} on a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model "
+                     "instead of 300 steps of batch 16 on 4 layers, 128 channels")
 
 # %% [markdown] id="results-intro"
 # ### Results
@@ -509,6 +522,8 @@ for name, r in results.items():
           f"{r['trainable'] / size:7.2%} {r['steps']:6d} {r['seconds']:5.0f}s {general:>32s}")
 print(f"\npre-trained model, no fine-tuning: domain val {before['domain']:.3f}")
 print(f"full fine-tuning vs scratch, same steps: {1 - best / results['scratch']['domain']:.1%} lower domain loss")
+course_lib.fast_note(f"{STEPS} steps of batch {BATCH} on a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model "
+                     "instead of 300 steps of batch 16 on 4 layers, 128 channels")
 
 fig, ax = plt.subplots(figsize=(7, 4))
 for name, points in curves.items():
@@ -600,6 +615,8 @@ ax.set_title("the change full fine-tuning made, per layer kind")
 ax.legend()
 fig.tight_layout()
 plt.show()
+course_lib.fast_note(f"{STEPS} steps of batch {BATCH} on a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model "
+                     "instead of 300 steps of batch 16 on 4 layers, 128 channels")
 
 # %% [markdown] id="delta-rank-discussion"
 # In our full-mode run the best rank-4 approximation kept only 22 % to 33 %
@@ -629,6 +646,8 @@ print(f"parameters: merged {sum(p.numel() for p in merged.parameters()):,}, "
 for name, model in [("pre-trained", pretrained), ("scratch", scratch), ("full fine-tuning", full),
                     ("LoRA r=4, merged", merged)]:
     print(f"--- {name} ---\n{sample(model)}\n")
+course_lib.fast_note(f"{STEPS} steps of batch {BATCH} on a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model "
+                     "instead of 300 steps of batch 16 on 4 layers, 128 channels")
 
 # %% [markdown] id="cls-intro"
 # ## Extension · Fine-tuning for a task: a classifier (ungraded)
@@ -705,6 +724,8 @@ for name, body in [("pre-trained body", copy.deepcopy(pretrained)), ("from scrat
     classifiers[name] = model
     cls_results[name] = {"accuracy": history.last("val_accuracy"), "seconds": history.seconds}
     print(f"{name}: validation accuracy {cls_results[name]['accuracy']:.1%} in {history.seconds:.0f} s")
+course_lib.fast_note(f"{CLS_STEPS} steps on {PER_CLASS} paragraphs per package with a {RECIPE.n_layer}-layer, "
+                     f"{RECIPE.n_embd}-channel model instead of 200 steps on 150 with 4 layers, 128 channels")
 
 # %% id="cls-results" tags=["experiment"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -716,6 +737,8 @@ fig.suptitle("which package? rows: true package, columns: predicted (% of the ro
 fig.tight_layout()
 plt.show()
 print(f"majority guess {majority:.1%}; " + "; ".join(f"{k} {v['accuracy']:.1%}" for k, v in cls_results.items()))
+course_lib.fast_note(f"{CLS_STEPS} steps on {PER_CLASS} paragraphs per package with a {RECIPE.n_layer}-layer, "
+                     f"{RECIPE.n_embd}-channel model instead of 200 steps on 150 with 4 layers, 128 channels")
 
 # %% [markdown] id="cls-discussion"
 # What to look for. Our full-mode run gave 54 % with the pre-trained body and
