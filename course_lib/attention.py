@@ -135,22 +135,26 @@ def padding_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """(B, T, D) -> (B, H, T, D // H): head h gets features h*dh ... (h+1)*dh - 1."""
-    _check_tensor(x, "x", min_dim=3)
-    if x.dim() != 3:
-        raise ValueError(f"x must have shape (B, T, D), got {tuple(x.shape)}")
+    _check_heads_input(x, "(B, T, D)", num_heads)
     B, T, D = x.shape
-    if num_heads < 1 or D % num_heads:
-        raise ValueError(f"D={D} must be divisible by num_heads={num_heads}")
     return x.view(B, T, num_heads, D // num_heads).transpose(1, 2)  # (B, H, T, dh)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(B, H, T, dh) -> (B, T, H * dh), the inverse of :func:`split_heads`."""
-    _check_tensor(x, "x", min_dim=4)
-    if x.dim() != 4:
-        raise ValueError(f"x must have shape (B, H, T, dh), got {tuple(x.shape)}")
+    _check_heads_input(x, "(B, H, T, dh)")
     B, H, T, dh = x.shape
     return x.transpose(1, 2).reshape(B, T, H * dh)  # (B, T, D)
+
+
+def _check_heads_input(x: object, shape: str, num_heads: int | None = None) -> None:
+    """Clear errors for what split_heads / merge_heads cannot take: ``x`` must be a float tensor of ``shape``."""
+    dims = shape.count(",") + 1
+    _check_tensor(x, "x", min_dim=dims)
+    if x.dim() != dims:
+        raise ValueError(f"x must have shape {shape}, got {tuple(x.shape)}")
+    if num_heads is not None and (num_heads < 1 or x.shape[-1] % num_heads):
+        raise ValueError(f"D={x.shape[-1]} must be divisible by num_heads={num_heads}")
 
 
 class MultiHeadAttention(nn.Module):
