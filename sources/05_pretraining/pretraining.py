@@ -582,8 +582,8 @@ passed("top-k and top-p keep exactly the tokens they should.")
 # %% id="explorer" tags=["experiment"]
 from course_lib.viz import sampling_explorer
 
-sampling_explorer(model, tok.encode, tok.decode, prompt="Return the ", max_new_tokens=60 if course_lib.FAST else 200)
 course_lib.fast_note(f"a tiny model trained for {STEPS} steps instead of 1200 steps of 1.8 M parameters")
+sampling_explorer(model, tok.encode, tok.decode, prompt="Return the ", max_new_tokens=60 if course_lib.FAST else 200)
 
 # %% [markdown] id="kv-intro"
 # ## Exercise 6 · The KV cache
