@@ -19,6 +19,7 @@ function or class a check receives, so a student sees the verdict first.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import linecache
@@ -26,7 +27,7 @@ import math
 import os
 import sys
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -660,6 +661,26 @@ def check_answer_rules(*objects: Any, name: str | None = None) -> None:
             raise CheckFailed("\n".join(lines))
 
 
+@contextlib.contextmanager
+def substitute(namespace: MutableMapping[str, Any], **names: Any) -> Iterator[None]:
+    """Temporarily bind ``names`` in ``namespace`` (a notebook's ``globals()``), then restore them.
+
+    Lets a check run a student's loop with the reference step (notebooks 01 and 03), so a slip in the
+    step is not counted twice.
+    """
+    missing = object()
+    saved = {k: namespace.get(k, missing) for k in names}
+    namespace.update(names)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is missing:
+                namespace.pop(k, None)
+            else:
+                namespace[k] = v
+
+
 __all__ = [
     "CheckFailed",
     "check_answer_rules",
@@ -670,4 +691,5 @@ __all__ = [
     "describe",
     "forbid_reference",
     "passed",
+    "substitute",
 ]

@@ -237,3 +237,12 @@ def test_comparisons_do_not_use_the_public_allclose(monkeypatch):
     monkeypatch.setattr(torch, "isclose", lambda a, b, **k: torch.ones_like(a, dtype=torch.bool))
     with pytest.raises(CheckFailed):
         check_close(torch.ones(3), torch.zeros(3))
+
+
+def test_substitute_restores_names():
+    from course_lib.grading import substitute
+
+    ns = {"a": 1}
+    with substitute(ns, a=2, b=3):
+        assert ns == {"a": 2, "b": 3}
+    assert ns == {"a": 1}

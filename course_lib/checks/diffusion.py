@@ -16,15 +16,14 @@ the notebook's hidden tests call it again with their own ``cases``.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import torch
 
 from .. import diffusion as D
-from ..grading import check_answer_rules, check_function, forbid_reference
+from ..grading import check_answer_rules, check_function, forbid_reference, substitute
 
 # --------------------------------------------------------------------------
 # Fixtures: a bare schedule, toy noise-prediction models
@@ -81,26 +80,6 @@ class RecordingModel:
     def __call__(self, x: torch.Tensor, t: Any, labels: torch.Tensor | None = None) -> torch.Tensor:
         self.calls.append((x.detach().clone(), _timesteps(t, x).clone(), labels))
         return torch.zeros_like(x)
-
-
-@contextlib.contextmanager
-def substitute(namespace: MutableMapping[str, Any], **names: Any) -> Iterator[None]:
-    """Temporarily bind ``names`` in ``namespace`` (a notebook's ``globals()``), then restore them.
-
-    Lets a check run a student's loop with the reference step, so a slip in the
-    step is not counted twice.
-    """
-    missing = object()
-    saved = {k: namespace.get(k, missing) for k in names}
-    namespace.update(names)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is missing:
-                namespace.pop(k, None)
-            else:
-                namespace[k] = v
 
 
 # --------------------------------------------------------------------------
