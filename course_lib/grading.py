@@ -455,6 +455,35 @@ def check_function(
         raise CheckFailed("\n".join(lines))
 
 
+def check_prediction(
+    prediction: Any, choices: Sequence[str], answer: str | Sequence[str] | None = None, name: str = "prediction"
+) -> None:
+    """A predict-then-run question: ``prediction`` must be one of ``choices`` (letters such as "A".."D").
+
+    Without ``answer`` (the visible self-check) only the form is checked, so the
+    cell says nothing about which choice is right. With ``answer`` (one letter,
+    or several where more than one is right; kept in the hidden tests) the
+    prediction must be among them. Case and surrounding spaces do not matter.
+    """
+    check_untampered()
+    allowed = [c.upper() for c in choices]
+    if type(prediction) is not str:  # exactly str: a subclass could lie about ==
+        raise CheckFailed(
+            f"`{name}` should be one of the letters {', '.join(repr(c) for c in allowed)} (a str), "
+            f"got {describe(prediction)}."
+        )
+    letter = prediction.strip().upper()
+    if letter not in allowed:
+        raise CheckFailed(f"`{name}` is {prediction!r}; choose one of {', '.join(repr(c) for c in allowed)}.")
+    if answer is None:
+        return
+    right = {answer.upper()} if isinstance(answer, str) else {a.upper() for a in answer}
+    if letter not in right:
+        raise CheckFailed(
+            f"`{name}` = {letter!r} is not what the experiment shows; the text after it explains why."
+        )
+
+
 def _likely_cause(
     actual: Any,
     expected: Any,
@@ -686,6 +715,7 @@ __all__ = [
     "check_answer_rules",
     "check_close",
     "check_function",
+    "check_prediction",
     "check_shape",
     "check_untampered",
     "describe",

@@ -12,6 +12,7 @@ from course_lib.grading import (
     CheckFailed,
     check_close,
     check_function,
+    check_prediction,
     check_shape,
     check_untampered,
     describe,
@@ -246,3 +247,26 @@ def test_substitute_restores_names():
     with substitute(ns, a=2, b=3):
         assert ns == {"a": 2, "b": 3}
     assert ns == {"a": 1}
+
+
+def test_check_prediction_checks_the_form_without_an_answer_and_the_choice_with_one():
+    check_prediction(" b", "ABC")  # visible self-check: any valid letter passes
+    check_prediction("B", "ABC", answer="b")
+    check_prediction("C", "ABCD", answer=("B", "C"))
+    with pytest.raises(CheckFailed, match="choose one of 'A', 'B', 'C'"):
+        check_prediction("E", "ABC")
+    with pytest.raises(CheckFailed, match="is not what the experiment shows"):
+        check_prediction("A", "ABC", answer="B")
+    with pytest.raises(CheckFailed, match="should be one of the letters"):
+        check_prediction(None, "ABC", name="prediction_scale")
+
+
+def test_check_prediction_refuses_a_str_subclass_that_equals_everything():
+    class Always(str):
+        def __eq__(self, other):
+            return True
+
+        __hash__ = str.__hash__
+
+    with pytest.raises(CheckFailed, match="a str"):
+        check_prediction(Always("A"), "ABC", answer="B")
