@@ -22,6 +22,11 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # nbgrader shells out to alembic: the environment's bin/ must be on PATH.
 export PATH := $(BIN):$(PATH)
 
+# JupyterLab's defaults for the course (binder/jupyterlab-overrides.json: no "get Jupyter news?" pop-up over
+# the first notebook, no update checks); Binder's postBuild installs the same file.
+LAB_SETTINGS = mkdir -p $(VENV)/share/jupyter/lab/settings && \
+	cp binder/jupyterlab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+
 ASSIGNMENTS := $(notdir $(patsubst %/,%,$(sort $(dir $(wildcard solutions/*/*.ipynb)))))
 
 .PHONY: help install grade lab test test-browser lint release check-release links grade-demo publish doctor clean
@@ -39,11 +44,12 @@ help:
 	@echo "make doctor        check the environment ([OK]/[FAIL] per requirement)"
 	@echo "make lint          ruff"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml binder/jupyterlab-overrides.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(LAB_SETTINGS)
 	touch $(STAMP)
 
 # Grading needs two Debian packages: bubblewrap (the sandbox) and postgresql (the gradebook for

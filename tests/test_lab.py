@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -50,6 +51,12 @@ def test_make_lab_serves_the_notebooks(tmp_path):
         assert b"welcome.ipynb" in listing
         page = urllib.request.urlopen(f"{base}/lab/tree/notebooks?token={token}", timeout=10).read()
         assert b"@jupyter/nbgrader" in page  # the lab extension (Validate button) is served
+        # No "Would you like to get notified about official Jupyter news?" pop-up over the first notebook:
+        # the course's overrides make "Never" the default of the setting that would otherwise ask.
+        plugin = "@jupyterlab/apputils-extension:notification"
+        url = f"{base}/lab/api/settings/{plugin}?token={token}"
+        settings = json.loads(urllib.request.urlopen(url, timeout=10).read())
+        assert settings["schema"]["properties"]["fetchNews"]["default"] == "false", settings["schema"]["properties"]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -105,6 +105,9 @@ def test_postbuild_is_idempotent_and_hides_only_the_instructor_tools(tmp_path):
     disabled = {k for k, v in page["disabledExtensions"].items() if v}
     assert {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment"} <= disabled
     assert "@jupyter/nbgrader:validate-assignment" not in disabled
+    # JupyterLab's settings defaults: no news pop-up over the first notebook
+    overrides = json.loads((env / "share" / "jupyter" / "lab" / "settings" / "overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
     listing = subprocess.run(
         [str(env / "bin" / "python"), "-m", "jupyter_server.extension.serverextension", "list"],
         cwd=repo, env=run_env, capture_output=True, text=True,
