@@ -104,6 +104,17 @@ doctor();
 # - You may not simply call a library's ready-made version of the function you
 #   are asked to write (for example `torch.softmax` below): the checks notice, and
 #   say so.
+# - The text above an exercise gives the idea, the equation and the contract
+#   (shapes, edge cases); it does not give the code. Below it, collapsed
+#   **hints** open one level at a time: *Hint 1* restates the idea or works a
+#   tiny example, *Hint 2* names the functions worth looking up, *Hint 3* is
+#   close to code. Try first, run the self-check, read its message, and open a
+#   hint when you are stuck.
+# - From notebook 01 on, some questions ask you to **predict** what an
+#   experiment will show before you run it: you store a letter in a variable
+#   (1 point each, graded against what the experiment shows), and the text after
+#   the experiment explains the answer. Each notebook also ends its exercises
+#   with a **synthesis** task that combines what you built, with no recipe.
 #
 # ### Reading a failed check
 #
@@ -159,9 +170,33 @@ except CheckFailed as failure:
 # that is `dim=-1` (the classes); normalising along `dim=0` would compare
 # *examples* with each other instead, a mistake that raises no error.
 #
-# **Write `softmax(x, dim)`** with `torch.exp`, `.amax` (or `.max`) and `.sum`,
-# using `keepdim=True` so the shapes broadcast. Do not call `torch.softmax` or
-# `torch.nn.functional.softmax`.
+# **Write `softmax(x, dim)`**: for a tensor `x` of any shape, return a tensor
+# of the same shape whose entries along `dim` are the softmax of the entries
+# along `dim`; every other axis is a separate vector. It must stay finite for
+# scores in the thousands. Do not call `torch.softmax` or
+# `torch.nn.functional.softmax`: the point is to build it.
+#
+# <details><summary>Hint 1</summary>
+#
+# Work one vector out by hand: for $x = (1000, 1001)$, subtract the maximum to
+# get $(-1, 0)$; then $e^{-1} / (e^{-1} + e^{0}) \approx 0.269$ and $0.731$. The
+# same three steps (shift, exponentiate, normalise) run along `dim` for every
+# vector of the tensor at once.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `x.amax(dim=...)` gives the maximum along an axis, `torch.exp` the
+# exponentials, `.sum(dim=...)` the sums. Reductions drop the axis they reduce;
+# `keepdim=True` keeps it with size 1, so the result broadcasts against `x`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# Subtract `x.amax(dim=dim, keepdim=True)` from `x`, take `torch.exp` of that,
+# and divide by its own sum along `dim` (again with `keepdim=True`).
+#
+# </details>
 
 # %% id="imports" nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false}
 import torch
@@ -280,10 +315,33 @@ interactive(show_temperature, temperature=slider)
 # overflows or underflows. This is the *log-sum-exp* trick.
 #
 # **Write `cross_entropy(logits, targets)`** for logits of shape `(N, C)` and
-# integer targets of shape `(N,)`. To pick entry $y_n$ from each row, index with
-# `log_probs[torch.arange(N), targets]` (or use `.gather`). Do not call
-# `torch.nn.functional.cross_entropy`, `log_softmax`, `nll_loss` or
-# `torch.logsumexp`.
+# integer targets of shape `(N,)` (values in $[0, C)$): return the scalar loss
+# above, finite even for logits in the hundreds, and differentiable with respect
+# to the logits. Do not call `torch.nn.functional.cross_entropy`, `log_softmax`,
+# `nll_loss` or `torch.logsumexp`.
+#
+# <details><summary>Hint 1</summary>
+#
+# A tiny example: logits $(2, 0)$ and target class 0. Then $m = 2$,
+# $\log \operatorname{softmax}(z)_0 = 2 - 2 - \log(e^{0} + e^{-2}) \approx -0.127$,
+# and the loss of this one example is $0.127$. Compute the whole $(N, C)$ matrix
+# of log-probabilities row by row this way, pick one entry per row, average.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Row maxima: `.amax(dim=1, keepdim=True)`; then `torch.exp`, `.sum(dim=1,
+# keepdim=True)` and `torch.log`. To pick column $y_n$ of row $n$ for every row at
+# once, look up *advanced indexing* with two index tensors (or `torch.gather`).
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# With `log_probs` of shape `(N, C)`, the entries you need are
+# `log_probs[rows, targets]` where `rows` holds $0, 1, \dots, N-1$
+# (`torch.arange`); the loss is minus their mean.
+#
+# </details>
 
 # %% id="cross_entropy" nbgrader={"grade": false, "grade_id": "cross_entropy", "locked": false, "schema_version": 3, "solution": true}
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
