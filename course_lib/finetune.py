@@ -14,7 +14,7 @@ model is an ordinary model again, as fast as before.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -120,6 +120,77 @@ def count_trainable_parameters(model: nn.Module) -> int:
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters, trainable or not (each shared tensor counted once)."""
     return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------
+# LoRA within a parameter budget
+# --------------------------------------------------------------------------
+
+
+def _matching_linears(model: nn.Module, targets: Sequence[str]) -> list[tuple[str, nn.Linear]]:
+    """The ``nn.Linear`` layers whose full name is a target or ends with ``"." + target``, in model order."""
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and any(name == t or name.endswith("." + t) for t in targets)
+    ]
+
+
+def lora_cost(model: nn.Module, target_modules: Sequence[str], r: int) -> int:
+    """Trainable parameters after ``apply_lora(model, target_modules, r)``: r (d_in + d_out) per wrapped layer.
+
+    Only ``A`` (r, d_in) and ``B`` (d_out, r) of each wrapped layer train, since
+    :func:`apply_lora` freezes everything else. Raises ``ValueError`` when no layer matches.
+    """
+    layers = _matching_linears(model, tuple(target_modules))
+    if not layers:
+        raise ValueError(f"no nn.Linear matches {list(target_modules)}")
+    return r * sum(m.in_features + m.out_features for _, m in layers)
+
+
+def lora_for_budget(
+    model: nn.Module, budget: int, r_choices: Sequence[int], target_choices: Sequence[Sequence[str]]
+) -> tuple[int, list[str], int]:
+    """Wrap ``model`` (in place) with the LoRA configuration that trains the most parameters within ``budget``.
+
+    The candidates are all pairs (r, targets), r from ``r_choices`` and targets
+    (a list of name endings, as :func:`apply_lora` takes) from ``target_choices``.
+    A candidate's cost is the number of trainable parameters after
+    ``apply_lora(model, targets, r)``, i.e. :func:`lora_cost`. The winner has the
+    largest cost <= ``budget``; among equal costs, the one that wraps more layers
+    (Hu et al. 2021, section 7.1: for the same budget, adapting more weight
+    matrices at a lower rank did better), then the one earliest in
+    ``target_choices``. It is applied with ``alpha = 2 r``.
+
+    Returns ``(r, targets, cost)`` with ``targets`` as a list. Raises
+    ``ValueError``, leaving ``model`` unchanged, when a target list matches no
+    layer or when no candidate fits the budget.
+    """
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise ValueError(f"budget must be a non-negative int (a number of parameters), got {budget!r}")
+    ranks = list(r_choices)
+    if not ranks or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in ranks):
+        raise ValueError(f"r_choices must be a non-empty list of positive ints, got {ranks!r}")
+    choices = [list(targets) for targets in target_choices]
+    if not choices:
+        raise ValueError("target_choices is empty: give at least one list of layer names")
+    best: tuple[tuple[int, int, int], int, list[str]] | None = None
+    for index, targets in enumerate(choices):
+        layers = _matching_linears(model, targets)
+        if not layers:
+            raise ValueError(f"no nn.Linear matches {targets}")
+        per_rank = sum(m.in_features + m.out_features for _, m in layers)  # A and B of rank 1
+        for r in ranks:
+            key = (r * per_rank, len(layers), -index)  # the largest cost, then more layers, then the earlier list
+            if key[0] <= budget and (best is None or key > best[0]):
+                best = (key, r, targets)
+    if best is None:
+        cheapest = min(lora_cost(model, t, min(ranks)) for t in choices)
+        raise ValueError(f"no LoRA configuration fits a budget of {budget:,} parameters; the cheapest costs "
+                         f"{cheapest:,}")
+    (cost, _, _), r, targets = best
+    apply_lora(model, targets, r=r, alpha=2.0 * r)
+    return r, targets, cost
 
 
 # --------------------------------------------------------------------------

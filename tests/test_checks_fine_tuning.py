@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 
@@ -166,3 +167,68 @@ def test_merge_reads_the_scale_the_check_sets():
     model = ft.lora_model(_variant(scale=lambda r, alpha: r / alpha), seed=0, target_modules=["qkv"], r=2, alpha=8.0)
     assert all(m.scale == 4.0 for m in model.modules() if hasattr(m, "lora_A"))
     assert math.isclose(ft.lora_model(finetune.LoRALinear, 0, ["qkv"], 2, 8.0).blocks[0].attn.qkv.scale, 4.0)
+
+
+# -- lora_for_budget (synthesis) -------------------------------------------------------
+
+
+def _notebook_namespace():
+    """What a notebook's globals hold when the synthesis check runs: the student's own (here: wrong) pieces."""
+    return {"LoRALinear": None, "apply_lora": None, "count_trainable_parameters": None}
+
+
+def _notebook_budget(namespace):
+    """A correct lora_for_budget that, like a student's, uses apply_lora and count_trainable_parameters from
+    the notebook's namespace (by trying each candidate on a copy)."""
+
+    def lora_for_budget(model, budget, r_choices, target_choices):
+        best = None
+        for index, targets in enumerate(target_choices):
+            for r in r_choices:
+                trial = copy.deepcopy(model)
+                n = len(namespace["apply_lora"](trial, targets, r=r, alpha=2.0 * r))
+                key = (namespace["count_trainable_parameters"](trial), n, -index)
+                if key[0] <= budget and (best is None or key > best[0]):
+                    best = (key, r, list(targets))
+        if best is None:
+            raise ValueError("nothing fits")
+        namespace["apply_lora"](model, best[2], r=best[1], alpha=2.0 * best[1])
+        return best[1], best[2], best[0][0]
+
+    return lora_for_budget
+
+
+def test_reference_budget_passes_with_the_reference_pieces_bound():
+    namespace = _notebook_namespace()
+    student = _notebook_budget(namespace)
+    ft.check_lora_for_budget(student, namespace)  # the student's pieces are None: the check binds course_lib's
+    ft.check_lora_for_budget(student, namespace, cases=[
+        {"seed": 3, "budget": 1152, "r_choices": [2, 8], "target_choices": [["qkv"], ft.ALL_FOUR], "n_embd": 12},
+    ])
+    assert namespace == _notebook_namespace()  # and gives them back
+    first, wrapped, trainable = ft.reference_budget_summary(**ft.BUDGET_CASES[1])
+    assert first == [1, ft.ALL_FOUR, 256] and len(wrapped) == 8 and len(trainable) == 16
+
+
+@pytest.mark.parametrize("description", list(ft.BUDGET_MISTAKES))
+def test_each_budget_mistake_is_named(description):
+    _named(lambda: check_function(ft.BUDGET_MISTAKES[description], ft.reference_budget_summary, ft.BUDGET_CASES,
+                                  mistakes=ft.BUDGET_MISTAKES), description)
+
+
+def test_budget_check_refuses_the_shortcut_and_a_changed_model():
+    _named(lambda: ft.check_lora_for_budget(finetune.lora_for_budget, {}), "asks you to build yourself")
+
+    def freezes_first(model, budget, r_choices, target_choices):
+        model.requires_grad_(False)
+        return finetune.lora_for_budget(model, budget, r_choices, target_choices)
+
+    _named(lambda: ft.check_lora_for_budget_rejects(freezes_first), "had already frozen parameters")
+
+    def never_refuses(model, budget, r_choices, target_choices):
+        try:
+            return finetune.lora_for_budget(model, budget, r_choices, target_choices)
+        except ValueError:
+            return 0, [], 0
+
+    _named(lambda: ft.check_lora_for_budget_rejects(never_refuses), "did not raise")

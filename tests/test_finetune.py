@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,6 +17,8 @@ from course_lib.finetune import (
     count_parameters,
     count_trainable_parameters,
     encode_padded,
+    lora_cost,
+    lora_for_budget,
     merge_lora,
     predict_classes,
 )
@@ -99,6 +103,76 @@ def test_errors_name_what_is_wrong():
         LoRALinear(nn.Conv1d(2, 2, 1))
     with pytest.raises(ValueError, match="rank"):
         LoRALinear(nn.Linear(2, 2), r=0)
+
+
+# --------------------------------------------------------------------------
+# LoRA within a parameter budget
+# --------------------------------------------------------------------------
+
+ALL_FOUR = ["qkv", "attn.proj", "fc", "mlp.proj"]
+
+
+def _by_trial(model, budget, r_choices, target_choices):
+    """The budget rule by brute force: wrap a copy for every candidate and count what trains."""
+    best = None
+    for index, targets in enumerate(target_choices):
+        for r in r_choices:
+            trial = copy.deepcopy(model)
+            wrapped = apply_lora(trial, targets, r=r, alpha=2.0 * r)
+            key = (count_trainable_parameters(trial), len(wrapped), -index)
+            if key[0] <= budget and (best is None or key > best[0]):
+                best = (key, r, list(targets))
+    return None if best is None else (best[1], best[2], best[0][0])
+
+
+def test_lora_cost_is_r_times_in_plus_out_per_wrapped_layer():
+    model = _gpt()  # 16 channels, 2 blocks: qkv 16 -> 48, attn.proj 16 -> 16, fc 16 -> 64, mlp.proj 64 -> 16
+    assert lora_cost(model, ["qkv"], 3) == 3 * 2 * (16 + 48)
+    assert lora_cost(model, ["proj"], 1) == 2 * ((16 + 16) + (64 + 16))
+    assert lora_cost(model, ALL_FOUR, 2) == 2 * 2 * (64 + 32 + 80 + 80)
+    with pytest.raises(ValueError, match="no nn.Linear matches"):
+        lora_cost(model, ["roj"], 1)
+
+
+@pytest.mark.parametrize("budget", [100, 256, 511, 512, 1024, 1536, 2048, 5000, 20_000])
+def test_lora_for_budget_agrees_with_trying_every_candidate(budget):
+    choices = [["qkv"], ["attn.proj"], ["qkv", "attn.proj"], ALL_FOUR, ["fc"], ["mlp.proj"]]
+    ranks = [8, 1, 2, 3, 4, 16]
+    expected = _by_trial(_gpt(), budget, ranks, choices)
+    model = _gpt()
+    if expected is None:
+        with pytest.raises(ValueError, match="no LoRA configuration fits"):
+            lora_for_budget(model, budget, ranks, choices)
+        assert all(p.requires_grad for p in model.parameters())
+        return
+    r, targets, cost = lora_for_budget(model, budget, ranks, choices)
+    assert (r, targets, cost) == expected
+    assert count_trainable_parameters(model) == cost <= budget
+    for module in model.modules():
+        if isinstance(module, LoRALinear):
+            assert module.r == r and module.alpha == 2.0 * r
+
+
+def test_lora_for_budget_breaks_ties_by_more_layers_then_by_order():
+    # qkv alone at rank 4: 4 * 2 * 64 = 512; all four at rank 1: 2 * 256 = 512 -> all four (8 layers, not 2)
+    assert lora_for_budget(_gpt(), 512, [1, 4], [["qkv"], ALL_FOUR])[:2] == (1, ALL_FOUR)
+    # fc and mlp.proj cost the same with as many layers: the earlier list wins
+    assert lora_for_budget(_gpt(), 200, [1], [["mlp.proj"], ["fc"]])[1] == ["mlp.proj"]
+    assert lora_for_budget(_gpt(), 200, [1], [["fc"], ["mlp.proj"]])[1] == ["fc"]
+
+
+def test_lora_for_budget_refuses_without_changing_the_model():
+    model = _gpt()
+    with pytest.raises(ValueError, match="no nn.Linear matches"):
+        lora_for_budget(model, 10_000, [1], [["qkv"], ["attention.query"]])
+    with pytest.raises(ValueError, match="cheapest costs 128"):
+        lora_for_budget(model, 127, [1, 2], [["qkv"], ALL_FOUR])
+    assert not any(isinstance(m, LoRALinear) for m in model.modules())
+    assert all(p.requires_grad for p in model.parameters())
+    for bad in [{"budget": -1}, {"budget": 1.5}, {"r_choices": []}, {"r_choices": [0]}, {"target_choices": []}]:
+        args = {"budget": 100, "r_choices": [1], "target_choices": [["qkv"]], **bad}
+        with pytest.raises(ValueError):
+            lora_for_budget(model, **args)
 
 
 # --------------------------------------------------------------------------

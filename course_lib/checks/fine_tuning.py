@@ -12,15 +12,23 @@ check can name it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..finetune import LoRALinear, apply_lora, merge_lora
+from ..finetune import LoRALinear, apply_lora, lora_for_budget, merge_lora
 from ..finetune import count_trainable_parameters as reference_count
 from ..gpt import GPT, GPTConfig
-from ..grading import CheckFailed, check_answer_rules, check_function, check_untampered, forbid_reference
+from ..grading import (
+    CheckFailed,
+    check_answer_rules,
+    check_function,
+    check_untampered,
+    forbid_reference,
+    substitute,
+)
 
 COUNT_SHORTCUTS = ["course_lib.finetune.count_trainable_parameters", "course_lib.finetune.count_parameters"]
 APPLY_SHORTCUTS = ["course_lib.finetune.apply_lora"]
@@ -66,7 +74,9 @@ COUNT_MISTAKES = {
     "counted the frozen parameters instead of the trainable ones (`requires_grad` is True for trainable)": (
         _count_frozen
     ),
-    "counted a shared (tied) tensor twice: `model.parameters()` lists each tensor once, use it": _count_shared_twice,
+    "counted a shared (tied) tensor twice: `model.parameters()` lists each tensor once, use it (Hint 2 above)": (
+        _count_shared_twice
+    ),
 }
 
 
@@ -340,14 +350,14 @@ def _summarised(fn: Callable) -> Callable:
 APPLY_MISTAKES = {
     "the rest of the model is still trainable: freeze every parameter first (`p.requires_grad_(False)` for "
     "all of `model.parameters()`), then wrap; only the new A and B should train": _summarised(_apply_no_freeze),
-    "froze the model *after* wrapping, which froze the new A and B too: freeze first, then wrap": (
+    "froze the model *after* wrapping, which froze the new A and B too: freeze first, then wrap (Hint 1 above)": (
         _summarised(_apply_freeze_after)
     ),
     "wrapped every nn.Linear: wrap only the layers whose name ends with one of target_modules": (
         _summarised(_apply_every_linear)
     ),
     "matched only the last part of each name: 'attn.proj' must not also pick 'mlp.proj'; test "
-    "`name == t or name.endswith('.' + t)`": _summarised(_apply_last_part_only),
+    "`name == t or name.endswith('.' + t)` (Hint 3 above)": _summarised(_apply_last_part_only),
 }
 
 
@@ -457,7 +467,7 @@ def _merge_summarised(merge: Callable) -> Callable:
 
 MERGE_MISTAKES = {
     "the update is transposed: W is (out, in), and so is lora_B @ lora_A (B is (out, r), A is (r, in)); "
-    "no `.T`": _merge_summarised(
+    "no `.T` (Hint 1 above)": _merge_summarised(
         _merge_wrong(lambda m: m.scale * (m.lora_B @ m.lora_A).T)
     ),
     "the scale is missing: W + (alpha / r) B A, the same scale as in forward": _merge_summarised(
@@ -497,3 +507,180 @@ def reference_merge_summary(seed: int, target_modules: Sequence[str], r: int, al
 def reference_apply_summary(seed: int, target_modules: Sequence[str], r: int, alpha: float):
     """:func:`apply_lora_summary` of course_lib's apply_lora."""
     return apply_lora_summary(apply_lora, seed, target_modules, r, alpha)
+
+
+# --------------------------------------------------------------------------
+# Synthesis: lora_for_budget
+# --------------------------------------------------------------------------
+
+BUDGET_SHORTCUTS = ["course_lib.finetune.lora_for_budget", "course_lib.finetune.lora_cost"]
+ALL_FOUR = ["qkv", "attn.proj", "fc", "mlp.proj"]
+
+
+def budget_gpt(seed: int, n_embd: int = 8, n_layer: int = 2) -> GPT:
+    """A seeded small GPT (``TINY`` with another width or depth) for the budget checks."""
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=TINY.vocab_size, block_size=TINY.block_size, n_layer=n_layer, n_head=2,
+                         n_embd=n_embd))
+
+
+def _lora_layers(model: nn.Module) -> list[str]:
+    return sorted(
+        f"{name}: A {tuple(m.lora_A.shape)}, B {tuple(m.lora_B.shape)}, scale {getattr(m, 'scale', None)}"
+        for name, m in model.named_modules()
+        if _is_lora(m)
+    )
+
+
+def budget_summary(budget_fn: Callable, seed: int, budget: int, r_choices: Sequence[int],
+                   target_choices: Sequence[Sequence[str]], n_embd: int = 8, n_layer: int = 2):
+    """What ``budget_fn(budget_gpt(seed, n_embd, n_layer), budget, r_choices, target_choices)`` did, comparably.
+
+    Returns ([r, targets, cost] as returned, sorted LoRA layers with their A and B shapes and scale,
+    sorted trainable parameter names).
+    """
+    check_answer_rules(budget_fn)
+    model = budget_gpt(seed, n_embd, n_layer)
+    returned = budget_fn(model, budget, list(r_choices), [list(t) for t in target_choices])
+    if not isinstance(returned, (tuple, list)) or len(returned) != 3:
+        raise CheckFailed(f"lora_for_budget should return (r, targets, cost), got {returned!r:.80}")
+    r, targets, cost = returned
+    targets = list(targets) if isinstance(targets, (tuple, list)) else targets
+    trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    return [r, targets, cost], _lora_layers(model), trainable
+
+
+def _per_rank(model: nn.Module, targets: Sequence[str]) -> tuple[int, int]:
+    layers = [m for n, m in model.named_modules() if isinstance(m, nn.Linear) and _matches(n, targets)]
+    return sum(m.in_features + m.out_features for m in layers), len(layers)
+
+
+def _per_rank_once(model: nn.Module, targets: Sequence[str]) -> tuple[int, int]:
+    """The mistake: each target counted once (its first matching layer), not once per block."""
+    total, count = 0, 0
+    for t in targets:
+        for n, m in model.named_modules():
+            if isinstance(m, nn.Linear) and _matches(n, [t]):
+                total, count = total + m.in_features + m.out_features, count + 1
+                break
+    return total, count
+
+
+def _budget_variant(fits: Callable = lambda cost, budget: cost <= budget, key: Callable | None = None,
+                    alpha: Callable = lambda r: 2.0 * r, per_rank: Callable = _per_rank) -> Callable:
+    """A lora_for_budget with one rule changed; ``key(cost, n_layers, index, r)`` ranks the candidates."""
+    key = key or (lambda cost, n, index, r: (cost, n, -index))
+
+    def choose(model, budget, r_choices, target_choices):
+        best = None
+        for index, targets in enumerate(target_choices):
+            total, n = per_rank(model, targets)
+            for r in r_choices:
+                rank = key(r * total, n, index, r)
+                if fits(r * total, budget) and (best is None or rank > best[0]):
+                    best = (rank, r, list(targets), r * total)
+        if best is None:
+            raise ValueError("nothing fits")
+        _, r, targets, cost = best
+        apply_lora(model, targets, r=r, alpha=alpha(r))
+        return r, targets, cost
+
+    return choose
+
+
+def _budget(fn: Callable) -> Callable:
+    return functools.partial(budget_summary, fn)
+
+
+BUDGET_MISTAKES = {
+    "a candidate whose cost equals the budget fits too: keep cost <= budget, not cost < budget": _budget(
+        _budget_variant(fits=lambda cost, budget: cost < budget)
+    ),
+    "picked the largest rank that fits; the goal is the largest cost (trainable parameters): a lower rank on "
+    "more layers can use more of the budget": _budget(
+        _budget_variant(key=lambda cost, n, index, r: (r, cost, n, -index))
+    ),
+    "among equal costs, prefer the candidate that wraps more layers (a lower rank on more layers), "
+    "not the larger rank (Hint 1 above)": _budget(
+        _budget_variant(key=lambda cost, n, index, r: (cost, r, -index))
+    ),
+    "counted each target name once; every layer whose name matches (one per block) costs r (d_in + d_out)": (
+        _budget(_budget_variant(per_rank=_per_rank_once))
+    ),
+    "wrapped with apply_lora's default alpha: the contract says alpha = 2 r": _budget(
+        _budget_variant(alpha=lambda r: 16.0)
+    ),
+}
+
+BUDGET_CASES = [  # each catalogued mistake shows, and is told apart from the others, on the first it fails
+    {"seed": 0, "budget": 160, "r_choices": [1, 2, 4], "target_choices": [["fc"], ["qkv", "attn.proj"], ALL_FOUR]},
+    {"seed": 1, "budget": 288, "r_choices": [1, 4, 6], "target_choices": [["qkv"], ALL_FOUR, ["attn.proj"]]},
+]
+
+
+def _untouched(model: nn.Module) -> str | None:
+    if any(_is_lora(m) for m in model.modules()):
+        return "wrapped layers"
+    if not all(p.requires_grad for p in model.parameters()):
+        return "frozen parameters"
+    return None
+
+
+def check_lora_for_budget_rejects(budget_fn: Callable) -> None:
+    """ValueError, with the model left as it was, when nothing fits or a target list matches no layer."""
+    check_answer_rules(budget_fn)
+    check_untampered()
+    for budget, targets, why in [
+        (50, [["qkv"], ALL_FOUR], "the cheapest candidate, r = 1 on qkv, costs 64 > 50"),
+        (10_000, [["qkv"], ["attn.qvk"]], "the target list ['attn.qvk'] matches no layer"),
+    ]:
+        model = budget_gpt(0)
+        try:
+            budget_fn(model, budget, [1, 2], targets)
+        except ValueError:
+            changed = _untouched(model)
+            if changed:
+                raise CheckFailed(f"lora_for_budget raised ValueError ({why}) but had already {changed}: decide "
+                                  "first, then change the model, so a refused call leaves it as it was.") from None
+            continue
+        except CheckFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other error is the wrong kind
+            raise CheckFailed(f"lora_for_budget(budget={budget}, target_choices={targets}) raised "
+                              f"{type(exc).__name__}: {exc}; expected a ValueError ({why}).") from exc
+        raise CheckFailed(f"lora_for_budget(budget={budget}, target_choices={targets}) did not raise: {why}, "
+                          "so it should raise a ValueError.")
+
+
+def check_lora_for_budget(budget_fn: Callable, namespace: MutableMapping[str, Any],
+                          cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 06's synthesis, lora_for_budget, with course_lib's LoRA pieces bound in ``namespace``.
+
+    ``namespace`` is the notebook's ``globals()``: while the check runs, the names
+    ``LoRALinear``, ``apply_lora`` and ``count_trainable_parameters`` there are
+    course_lib's, so a slip in an earlier exercise is not counted twice. With
+    ``cases`` None: refuses course_lib's lora_for_budget as a shortcut, compares
+    :func:`budget_summary` with course_lib's on :data:`BUDGET_CASES`, then
+    :func:`check_lora_for_budget_rejects`. Otherwise compares on ``cases`` (``seed``,
+    ``budget``, ``r_choices``, ``target_choices``, optional ``n_embd``, ``n_layer``).
+    A difference names its :data:`BUDGET_MISTAKES` cause.
+    """
+    with substitute(namespace, LoRALinear=LoRALinear, apply_lora=apply_lora,
+                    count_trainable_parameters=reference_count):
+        if cases is None:
+            forbid_reference(budget_fn, BUDGET_SHORTCUTS,
+                             example={"model": budget_gpt(0), "budget": 256, "r_choices": [1, 2],
+                                      "target_choices": [["qkv"]]}, name="lora_for_budget")
+            cases = BUDGET_CASES
+        check_function(
+            functools.partial(budget_summary, budget_fn), reference_budget_summary, cases,
+            name="lora_for_budget (returned (r, targets, cost), LoRA layers, trainable parameters)",
+            mistakes=BUDGET_MISTAKES,
+        )
+        check_lora_for_budget_rejects(budget_fn)
+
+
+def reference_budget_summary(seed: int, budget: int, r_choices: Sequence[int],
+                             target_choices: Sequence[Sequence[str]], n_embd: int = 8, n_layer: int = 2):
+    """:func:`budget_summary` of course_lib's lora_for_budget."""
+    return budget_summary(lora_for_budget, seed, budget, r_choices, target_choices, n_embd, n_layer)

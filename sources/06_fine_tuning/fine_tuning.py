@@ -15,11 +15,13 @@
 # **You will build** `count_trainable_parameters`, `LoRALinear` (a frozen linear
 # layer plus a trainable low-rank update), `apply_lora` (wrap the right layers of
 # a model and freeze the rest) and `merge_lora` (fold the update back into the
-# weights). Then you compare from-scratch training, full fine-tuning and LoRA on
-# the same budget of steps, and, in an ungraded extension, put a classification
-# head on the pre-trained model.
+# weights), then combine them in `lora_for_budget` (the best LoRA that fits a
+# budget of trainable parameters). Then you predict, and measure, how
+# from-scratch training, full fine-tuning and LoRA compare on the same budget
+# of steps, and, in an ungraded extension, put a classification head on the
+# pre-trained model.
 #
-# **Time:** about 60 minutes, plus up to 12 minutes of training (less when the
+# **Time:** about 75 minutes, plus up to 12 minutes of training (less when the
 # pre-trained model is already cached). **Prerequisites:** notebook 05 (a GPT and
 # its language-model loss; here it comes from `course_lib.gpt`), `nn.Module`
 # and `requires_grad`.
@@ -156,16 +158,42 @@ course_lib.fast_note(f"a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model w
 # ## Exercise 1 · Counting what trains
 #
 # Fine-tuning methods differ in **which parameters receive gradients**. In
-# PyTorch every parameter tensor `p` has a flag `p.requires_grad`; the optimizer
-# updates only tensors with gradients, and a frozen tensor (`requires_grad=False`)
-# costs no gradient memory and no optimizer state (AdamW keeps two extra numbers
-# per trainable parameter).
+# PyTorch every parameter tensor carries a flag, `requires_grad`; the optimizer
+# updates only tensors that get gradients, and a frozen tensor costs no gradient
+# memory and no optimizer state (AdamW keeps two extra numbers per trainable
+# parameter). What a method costs is therefore
 #
-# **Write `count_trainable_parameters(model)`**: the number of *numbers* (not
-# tensors) in parameters with `requires_grad=True`. `p.numel()` gives the count of
-# one tensor. Our GPT ties its output layer to its token embedding (one tensor,
-# used twice): `model.parameters()` yields each tensor once, so iterate over it
-# and you count it once.
+# $$N_\text{trainable} = \sum_{p \,\in\, \text{trainable tensors}} \operatorname{numel}(p),$$
+#
+# each distinct tensor counted once.
+#
+# **Write `count_trainable_parameters(model)`.**
+#
+# - **In:** any `nn.Module`. **Out:** an `int`, the number of *numbers* (not
+#   tensors) in its trainable parameters; frozen parameters add nothing.
+# - **Shared tensors count once.** Our GPT ties its output layer to its token
+#   embedding: one matrix, used in two places, stored and trained once.
+# - **Not allowed:** course_lib's counting functions (that is what you build).
+#
+# <details><summary>Hint 1</summary>
+#
+# A tiny example: `nn.Linear(3, 2)` holds a $2 \times 3$ weight and a bias of 2:
+# 8 numbers in 2 tensors. Freeze its bias and 6 trainable numbers remain.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Every parameter tensor has `.numel()` (its number of entries) and
+# `.requires_grad`. `model.parameters()` yields each distinct tensor once;
+# `named_parameters(remove_duplicate=False)`, or adding up every submodule's own
+# parameters, meets a tied tensor twice.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# One sum over a generator: `sum(p.numel() for p in model.parameters() if ...)`.
+#
+# </details>
 
 # %% id="count_trainable_parameters" nbgrader={"grade": false, "grade_id": "count_trainable_parameters", "locked": false, "schema_version": 3, "solution": true}
 def count_trainable_parameters(model):
@@ -205,24 +233,56 @@ passed("count_trainable_parameters counts trainable numbers, each tensor once.")
 #
 # - **Parameters:** $r (d_\text{in} + d_\text{out})$ instead of $d_\text{in} d_\text{out}$.
 #   For a $128 \times 128$ layer and $r = 4$: 1,024 instead of 16,384.
-# - **Initialisation:** $A$ random (we use `nn.init.kaiming_uniform_(A, a=math.sqrt(5))`,
-#   as `nn.Linear` does), $B = 0$. Then $B A = 0$: **a freshly wrapped layer
-#   computes exactly what the pre-trained layer did**, and training starts from
-#   the pre-trained model, not from a perturbed one. ($A$ must not be zero too:
-#   with $A = B = 0$ both gradients are zero and nothing ever moves.)
+# - **Initialisation:** $A$ random, $B = 0$. Then $B A = 0$: **a freshly wrapped
+#   layer computes exactly what the pre-trained layer did**, and training starts
+#   from the pre-trained model, not from a perturbed one. ($A$ must not be zero
+#   too: with $A = B = 0$ both gradients are zero and nothing ever moves.)
 # - **Scale:** the update is multiplied by $\alpha / r$. With Adam, the size of
 #   each step in $A$ and $B$ hardly depends on $r$; dividing by $r$ keeps the
 #   size of the update $BA$ comparable when you try another rank, so you need
 #   not re-tune the learning rate. $\alpha$ is a fixed hyper-parameter.
 # - **Only $A$ and $B$ train:** the base layer's weight and bias are frozen.
 #
-# **Write the class `LoRALinear(base, r, alpha)`.** Keep `base` (the `nn.Linear`)
-# as `self.base` and freeze its parameters; store `self.r`, `self.alpha` and
-# `self.scale` (the number $\alpha / r$); create `self.lora_A` of shape `(r, in_features)` and
-# `self.lora_B` of shape `(out_features, r)` as `nn.Parameter`s, on the base
-# weight's device and dtype. In `forward`, inputs have shape
-# `(..., in_features)`: compute $BAx$ as `(x @ A.T) @ B.T`, which never forms the
-# full $d_\text{out} \times d_\text{in}$ matrix.
+# **Write the class `LoRALinear(base, r, alpha)`.** The contract:
+#
+# - `base` is an `nn.Linear` with weight `(out_features, in_features)`; keep it
+#   as `self.base`, frozen (weight and bias).
+# - Attributes `self.r`, `self.alpha` and `self.scale` (the number $\alpha / r$).
+# - `self.lora_A`: an `nn.Parameter` of shape `(r, in_features)`, random (not
+#   zero); `self.lora_B`: an `nn.Parameter` of shape `(out_features, r)`, zeros;
+#   both on the base weight's device and dtype. These two are the layer's only
+#   trainable parameters.
+# - `forward(x)`: `x` of shape `(..., in_features)` (any number of leading axes)
+#   to `(..., out_features)`, the equation above. Apply the two factors one
+#   after the other rather than forming the $d_\text{out} \times d_\text{in}$
+#   matrix $BA$: per input vector the update then costs
+#   $r (d_\text{in} + d_\text{out})$ multiplications instead of
+#   $d_\text{in} d_\text{out}$.
+# - Subclass `nn.Module` (not course_lib's `LoRALinear`).
+#
+# <details><summary>Hint 1</summary>
+#
+# Shapes on a tiny example: $d_\text{in} = 3$, $d_\text{out} = 2$, $r = 1$ and a
+# batch `x` of shape `(5, 3)`. Applying $A$ to each row gives `(5, 1)`, then $B$
+# gives `(5, 2)`, the shape of `base(x)`: add the two. With a row vector $x$,
+# "$A x$" is $x A^\top$. At the start $B = 0$, so the sum is exactly `base(x)`.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `nn.Parameter(tensor)` registers a trainable tensor; `torch.zeros(...)` and
+# `torch.empty(...)` take `device=` and `dtype=` (read them from
+# `base.weight`). `nn.init.kaiming_uniform_(A, a=math.sqrt(5))` fills `A` the way
+# `nn.Linear` initialises its own weight. `module.requires_grad_(False)` freezes
+# all of a module's parameters. `base.weight.shape` is `(out_features, in_features)`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# The forward pass in one line, matrices applied right to left and never
+# multiplied together: `self.base(x) + self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)`.
+#
+# </details>
 
 # %% id="LoRALinear" nbgrader={"grade": false, "grade_id": "LoRALinear", "locked": false, "schema_version": 3, "solution": true}
 class LoRALinear(nn.Module):
@@ -294,22 +354,49 @@ for name, module in pretrained.named_modules():
         print(f"{name:22s} {tuple(module.weight.shape)}")
 
 # %% [markdown] id="apply-text"
-# **Write `apply_lora(model, target_modules, r, alpha)`**, which changes `model`
-# in place and returns the list of wrapped names:
+# **Write `apply_lora(model, target_modules, r, alpha)`.** It changes `model`
+# in place. The contract:
 #
-# 1. **Freeze the whole model first** (`requires_grad_(False)` on every
-#    parameter). Freezing *after* wrapping would freeze the new $A$ and $B$ too.
-# 2. Find every `nn.Linear` whose full name **ends with** one of the
-#    `target_modules`, where a target may have several parts: `"qkv"` matches
-#    `blocks.0.attn.qkv`; `"attn.proj"` matches `blocks.1.attn.proj` but *not*
-#    `blocks.1.mlp.proj`. Test `name == t or name.endswith("." + t)`.
-# 3. Replace each by `LoRALinear(layer, r=r, alpha=alpha)`: split the name with
-#    `name.rpartition(".")` into the parent's name and the attribute, get the
-#    parent with `model.get_submodule(parent)`, and `setattr` the attribute.
-#    (Collect the names first, then replace: do not change a model while
-#    iterating over its modules.)
-# 4. If nothing matched, raise a `ValueError`: a typo in a target name would
-#    otherwise train nothing, silently.
+# - **Which layers:** every `nn.Linear` whose full name ends with one of the
+#   `target_modules`, matched on whole dot-separated parts: `"qkv"` matches
+#   `blocks.0.attn.qkv`; `"attn.proj"` matches `blocks.1.attn.proj` but *not*
+#   `blocks.1.mlp.proj`; `"proj"` matches both; `"roj"` matches neither. A
+#   target may also be a layer's full name.
+# - **What happens to them:** each is replaced by `LoRALinear(layer, r=r, alpha=alpha)`
+#   (your class), at the same place in the model.
+# - **What trains afterwards:** exactly the `lora_A` and `lora_B` of the wrapped
+#   layers. Everything else (embeddings, LayerNorms, the layers you did not
+#   wrap) is frozen.
+# - **Returns** the list of the full names of the wrapped layers.
+# - **Edge case:** if no layer matches, raise a `ValueError` (a typo in a target
+#   name would otherwise train nothing, silently).
+# - **Not allowed:** course_lib's `apply_lora`.
+#
+# <details><summary>Hint 1</summary>
+#
+# The order of the steps matters. Freezing "everything" is easy; but what
+# happens to the new $A$ and $B$ if you freeze the model *after* wrapping? And
+# a model must not change while you iterate over its modules: find all the names
+# first, then replace.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `model.named_modules()` yields `(full_name, module)` pairs;
+# `isinstance(module, nn.Linear)`; `str.endswith`; `name.rpartition(".")` splits
+# `"blocks.0.attn.qkv"` into `("blocks.0.attn", ".", "qkv")`;
+# `model.get_submodule("blocks.0.attn")` returns the parent module, and
+# `setattr(parent, "qkv", new_layer)` replaces its child.
+# `p.requires_grad_(False)` freezes one parameter.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# The matching test for one name: `any(name == t or name.endswith("." + t) for t in target_modules)`.
+# The replacement: `parent, _, attr = name.rpartition(".")`, then
+# `setattr(model.get_submodule(parent), attr, LoRALinear(...))`.
+#
+# </details>
 
 # %% id="apply_lora" nbgrader={"grade": false, "grade_id": "apply_lora", "locked": false, "schema_version": 3, "solution": true}
 def apply_lora(model, target_modules, r=8, alpha=16.0):
@@ -372,12 +459,37 @@ course_lib.fast_note(f"a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model i
 # extra layers at inference time. (Keeping $A$ and $B$ separate instead lets one
 # base model serve many small adapters.)
 #
-# **Write `merge_lora(model)`**: replace every `LoRALinear` in `model` by an
-# `nn.Linear` with the same bias and the weight $W + \frac{\alpha}{r}$ `lora_B @ lora_A`
-# (shape `(out, in)`, like $W$; read the scale from the layer's `scale`), and
-# return how many layers were merged. Replace them the same way `apply_lora`
-# did (collect names, then `setattr`). Do the arithmetic under
-# `torch.no_grad()`, e.g. `new.weight.copy_(...)`.
+# **Write `merge_lora(model)`.** The contract:
+#
+# - Every `LoRALinear` in `model` (your class) is replaced, at the same place,
+#   by a plain `nn.Linear` with weight $W + \frac{\alpha}{r} B A$ (use the
+#   layer's own `scale`), the base layer's bias (or none, if it had none), on
+#   the base weight's device and dtype. No LoRA layer is left.
+# - The model computes the same function as before, up to rounding.
+# - **Returns** the number of layers merged.
+# - **Not allowed:** course_lib's `merge_lora` and its `LoRALinear.merged`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Check the shapes before writing the sum: $W$ is `(out, in)`; `lora_B` is
+# `(out, r)` and `lora_A` is `(r, in)`, so only one order of the product has
+# $W$'s shape. Finding and replacing the layers works as in `apply_lora`.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `isinstance(module, LoRALinear)` finds them; `nn.Linear(in, out, bias=...)`
+# makes the new layer, and `.to(device=..., dtype=...)` moves it. Writing into a
+# parameter needs `with torch.no_grad():` and an in-place copy,
+# `new.weight.copy_(...)`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# The new weight: `lora.base.weight + lora.scale * (lora.lora_B @ lora.lora_A)`;
+# the bias: `new.bias.copy_(lora.base.bias)` when there is one.
+#
+# </details>
 
 # %% id="merge_lora" nbgrader={"grade": false, "grade_id": "merge_lora", "locked": false, "schema_version": 3, "solution": true}
 def merge_lora(model):
@@ -416,6 +528,120 @@ check_merge_lora(merge_lora, LoRALinear, cases=[
 ### END HIDDEN TESTS
 passed("merge_lora folds each update into its weight and removes the LoRA layers.")
 
+# %% [markdown] id="budget-intro"
+# ## Synthesis · Fit LoRA into a parameter budget
+#
+# In practice the question is rarely "rank 4 on `qkv`?" but "I can afford $N$
+# trainable parameters (memory for their gradients and optimizer state, the size
+# of the adapter file I ship): which LoRA is the best that fits?" Two knobs spend
+# the budget, the rank $r$ and the set of wrapped layers. A wrapped layer with a
+# $d_\text{out} \times d_\text{in}$ weight costs $r (d_\text{in} + d_\text{out})$,
+# so a configuration costs
+#
+# $$\text{cost}(r, \text{targets}) = r \sum_{\text{layers matched by targets}} (d_\text{in} + d_\text{out}).$$
+#
+# Hu et al. (2021, section 7.1) compared configurations with the same number of
+# trainable parameters on GPT-3: adapting more kinds of weight matrix at a lower
+# rank beat adapting one kind at a higher rank.
+#
+# **Write `lora_for_budget(model, budget, r_choices, target_choices)`** from the
+# pieces you built. The contract:
+#
+# - **Candidates:** every pair $(r, \text{targets})$ with $r$ from `r_choices`
+#   (positive ints, in any order) and targets from `target_choices` (each a list
+#   of name endings, matched as `apply_lora` matches them).
+# - **Cost** of a candidate: the number of trainable parameters `model` would
+#   have after `apply_lora(model, targets, r)`.
+# - **Winner:** the largest cost that is **at most `budget`**. Equal costs: the
+#   candidate that wraps **more layers**; still equal: the one whose targets come
+#   first in `target_choices`.
+# - **Effect:** wrap `model` in place with the winner, with $\alpha = 2r$ (as in
+#   the experiment below), and **return** `(r, targets, cost)`.
+# - **Edge cases:** raise a `ValueError` when no candidate fits the budget, or
+#   when a target list matches no layer; either way `model` stays as it was.
+# - **Not allowed:** course_lib's `lora_for_budget` and `lora_cost`.
+#
+# The experiment below runs on *your* function: each LoRA run gets a budget (5 %
+# and 20 % of the pre-trained model's parameters) and `lora_for_budget` chooses
+# its rank and layers.
+#
+# <details><summary>Hint 1</summary>
+#
+# A worked example on the pre-trained GPT of the full run (4 blocks, 128
+# channels). Per block, `qkv` is $128 \to 384$ and costs $r \cdot 512$; all four
+# kinds (`qkv`, `attn.proj`, `fc`, `mlp.proj`) cost $r (512 + 256 + 640 + 640) = r \cdot 2048$.
+# A budget of 5 % is 40,806 parameters. `qkv` alone: rank 16 costs
+# $16 \cdot 4 \cdot 512 = 32{,}768$ (rank 32 would not fit). All four: rank 4
+# costs $4 \cdot 4 \cdot 2048 = 32{,}768$ too. A tie: the winner is all four
+# kinds at rank 4 (16 layers against 4).
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Two ways to get a cost. Count it from the shapes: `model.named_modules()`,
+# `isinstance(m, nn.Linear)`, `m.in_features`, `m.out_features`, and the same
+# name test as in `apply_lora`. Or try it: `copy.deepcopy(model)`, your
+# `apply_lora` on the copy, your `count_trainable_parameters` (simple; slower on
+# a big model). Python compares tuples entry by entry, so a key such as
+# `(cost, layers, -index)` ranks candidates with their ties. Change `model`
+# only once the winner is known.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# A loop over the target lists (with `enumerate`) and, inside, over the ranks;
+# keep `best = (key, r, targets)` where `key = (r * per_rank, n_layers, -index)`
+# and `per_rank` is the sum of `m.in_features + m.out_features` over the matched
+# layers. Only candidates with `key[0] <= budget` compete. At the end: raise if
+# there is no `best`, else `apply_lora(model, targets, r=r, alpha=2.0 * r)`.
+#
+# </details>
+
+# %% id="lora_for_budget" nbgrader={"grade": false, "grade_id": "lora_for_budget", "locked": false, "schema_version": 3, "solution": true}
+def lora_for_budget(model, budget, r_choices, target_choices):
+    '''Wrap `model` (in place) with the LoRA configuration that trains the most parameters within `budget`.
+
+    model: nn.Module. budget: int, the most trainable parameters allowed. r_choices: ranks, e.g. [1, 2, 4, 8].
+    target_choices: lists of name endings, e.g. [["qkv"], ["qkv", "fc"]]. A candidate (r, targets) costs the
+    number of trainable parameters after apply_lora(model, targets, r). The largest cost <= budget wins; equal
+    costs: more wrapped layers, then earlier in target_choices. Applies it with alpha = 2 r.
+    Returns (r, targets, cost). Raises ValueError, leaving `model` unchanged, if no candidate fits or a
+    target list matches no layer.
+    '''
+    ### BEGIN SOLUTION
+    best = None  # ((cost, wrapped layers, -index), r, targets)
+    for index, targets in enumerate(target_choices):
+        layers = [m for name, m in model.named_modules()
+                  if isinstance(m, nn.Linear) and any(name == t or name.endswith("." + t) for t in targets)]
+        if not layers:
+            raise ValueError(f"no nn.Linear matches {list(targets)}")
+        per_rank = sum(m.in_features + m.out_features for m in layers)  # A and B at rank 1
+        for r in r_choices:
+            key = (r * per_rank, len(layers), -index)
+            if key[0] <= budget and (best is None or key > best[0]):
+                best = (key, r, list(targets))
+    if best is None:
+        raise ValueError(f"no LoRA configuration fits a budget of {budget:,} parameters")
+    (cost, _, _), r, targets = best
+    apply_lora(model, targets, r=r, alpha=2.0 * r)
+    return r, targets, cost
+    ### END SOLUTION
+
+# %% id="test_lora_for_budget" nbgrader={"grade": true, "grade_id": "test_lora_for_budget", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Self-check: lora_for_budget spends the budget on the best configuration and wraps the model with it (2 points)
+from course_lib.checks.fine_tuning import check_lora_for_budget
+from course_lib.grading import passed
+
+check_lora_for_budget(lora_for_budget, globals())
+### BEGIN HIDDEN TESTS
+check_lora_for_budget(lora_for_budget, globals(), cases=[
+    {"seed": 7, "budget": 1152, "r_choices": [2, 4, 8, 16], "target_choices": [["qkv"], ["proj"], ["qkv", "attn.proj", "fc", "mlp.proj"]], "n_embd": 12, "n_layer": 3},
+    {"seed": 8, "budget": 720, "r_choices": [3, 1, 5], "target_choices": [["mlp.proj"], ["fc"], ["qkv", "fc"]], "n_embd": 6},
+    {"seed": 9, "budget": 1000, "r_choices": [1, 2, 4, 8], "target_choices": [["fc"], ["mlp.proj"], ["attn.proj"]], "n_layer": 3},
+])
+### END HIDDEN TESTS
+passed("lora_for_budget finds the configuration that uses the budget best, and wraps the model with it.")
+
 # %% [markdown] id="experiment-intro"
 # ## Experiment: scratch vs full fine-tuning vs LoRA
 #
@@ -426,8 +652,8 @@ passed("merge_lora folds each update into its weight and removes the LoRA layers
 # |---|---|---|---|
 # | scratch | random weights | everything | $3 \times 10^{-3}$ (as in pre-training) |
 # | full fine-tuning | pre-trained | everything | $1 \times 10^{-3}$, with early stopping |
-# | LoRA $r = 4$ | pre-trained | $A, B$ in all linear layers | $6 \times 10^{-3}$ |
-# | LoRA $r = 16$ | pre-trained | $A, B$ in all linear layers | $6 \times 10^{-3}$ |
+# | LoRA, budget 5 % | pre-trained | $A, B$: your `lora_for_budget` picks $r = 4$ in all linear layers | $6 \times 10^{-3}$ |
+# | LoRA, budget 20 % | pre-trained | $A, B$: your `lora_for_budget` picks $r = 16$ in all linear layers | $6 \times 10^{-3}$ |
 #
 # **Full fine-tuning** uses a smaller learning rate than pre-training: large
 # steps would quickly wreck what the weights already know. It also uses
@@ -444,8 +670,12 @@ passed("merge_lora folds each update into its weight and removes the LoRA layers
 # For each run we record the domain validation loss, the number of trainable
 # parameters and their share of the pre-trained model's, the wall time, and the
 # docstring validation loss at the end, to compare with the pre-trained
-# model's (**forgetting**). The LoRA runs use *your* `apply_lora` and
-# `LoRALinear`, so pass their checks first. FAST mode shrinks every run to a few
+# model's (**forgetting**). The LoRA runs use *your* `lora_for_budget`,
+# `apply_lora` and `LoRALinear`, so pass their checks first. Each LoRA run gets
+# a budget, a share of the pre-trained model's parameters; the ranks on offer
+# are $1, 2, 4, \dots, 64$ and the target lists `qkv` alone, the attention
+# layers, or all four kinds. (The rows above are what the full run picks; FAST
+# mode's smaller model gets other ranks.) FAST mode shrinks every run to a few
 # seconds; its results mean little.
 
 # %% id="experiment-setup" tags=["experiment"]
@@ -456,6 +686,9 @@ STEPS = 30 if course_lib.FAST else 300
 BATCH = 8 if course_lib.FAST else 16
 EVAL_EVERY = max(1, STEPS // 10)
 LORA_TARGETS = ["qkv", "attn.proj", "fc", "mlp.proj"]
+LORA_TARGET_CHOICES = [["qkv"], ["qkv", "attn.proj"], LORA_TARGETS]
+LORA_RANKS = [1, 2, 4, 8, 16, 32, 64]
+LORA_BUDGETS = [0.05, 0.20]  # shares of the pre-trained model's parameters
 results, curves = {}, {}
 
 
@@ -484,6 +717,69 @@ def fine_tune(name, model, lr, early_stopping=False):
     print(f"{name}: domain validation loss {results[name]['domain']:.3f} in {history.seconds:.0f} s {note}")
     return model
 
+# %% [markdown] id="predict-gap-intro"
+# ### Predict, then run: LoRA against full fine-tuning
+#
+# Full fine-tuning trains every parameter; the LoRA run with the 5 % budget
+# trains about 4 % of them (rank 4 on all four kinds of linear layer in the full
+# run), with a larger learning rate, for the same 300 steps and the same batches.
+# Where will **LoRA $r = 4$**'s domain validation loss end?
+#
+# - **A.** Below full fine-tuning's: the larger learning rate makes up for the few parameters.
+# - **B.** Within 1 % of full fine-tuning's: the useful update is low-rank, as Hu et al. found on GPT-3.
+# - **C.** Clearly above full fine-tuning's (by several percent), yet far below the model trained from scratch.
+# - **D.** No better than the model trained from scratch: 4 % of the parameters cannot learn a new domain.
+#
+# Set `predict_gap` to your letter, then run the experiment; the discussion after the results explains.
+
+# %% id="predict_gap" nbgrader={"grade": false, "grade_id": "predict_gap", "locked": false, "schema_version": 3, "solution": true}
+predict_gap = None  # your letter, e.g. "B"
+### BEGIN SOLUTION
+predict_gap = "C"
+### END SOLUTION
+
+# %% id="test_predict_gap" nbgrader={"grade": true, "grade_id": "test_predict_gap", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_gap, "ABCD", name="predict_gap")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_gap, "ABCD", answer="C", name="predict_gap")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
+
+# %% [markdown] id="predict-forgetting-intro"
+# ### Predict, then run: what LoRA forgets
+#
+# After the runs we measure each model again on the docstrings, the
+# pre-training domain: a higher docstring loss than before fine-tuning means the
+# model **forgot** some of what pre-training taught it. LoRA never changes a
+# pre-trained weight ($W$ stays frozen; only $A$ and $B$ train). How does
+# **LoRA $r = 4$**'s docstring loss change, compared with full fine-tuning's?
+#
+# - **A.** It rises more than full fine-tuning's.
+# - **B.** It rises too, but less than full fine-tuning's.
+# - **C.** It stays where it was (within 0.005 nats): $W$ is frozen, so nothing can be forgotten.
+# - **D.** It falls: the language reference's English makes the model better on docstrings too.
+#
+# Set `predict_forgetting` to your letter.
+
+# %% id="predict_forgetting" nbgrader={"grade": false, "grade_id": "predict_forgetting", "locked": false, "schema_version": 3, "solution": true}
+predict_forgetting = None  # your letter, e.g. "B"
+### BEGIN SOLUTION
+predict_forgetting = "B"
+### END SOLUTION
+
+# %% id="test_predict_forgetting" nbgrader={"grade": true, "grade_id": "test_predict_forgetting", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_forgetting, "ABCD", name="predict_forgetting")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_forgetting, "ABCD", answer="B", name="predict_forgetting")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
+
 # %% id="run-scratch" tags=["experiment"]
 torch.manual_seed(1)
 scratch = fine_tune("scratch", GPT(pretrained.config), lr=3e-3)
@@ -496,11 +792,13 @@ course_lib.fast_note(f"{STEPS} steps of batch {BATCH} on a {RECIPE.n_layer}-laye
                      "instead of 300 steps of batch 16 on 4 layers, 128 channels")
 
 # %% id="run-lora" tags=["experiment"]
-lora_models = {}
-for r in (4, 16):
+lora_runs = []  # (name, model) of each LoRA run, smallest budget first
+size = sum(p.numel() for p in pretrained.parameters())
+for share in LORA_BUDGETS:
     model = copy.deepcopy(pretrained)
-    apply_lora(model, LORA_TARGETS, r=r, alpha=2.0 * r)
-    lora_models[r] = fine_tune(f"LoRA r={r}", model, lr=6e-3)
+    r, targets, cost = lora_for_budget(model, int(share * size), LORA_RANKS, LORA_TARGET_CHOICES)
+    print(f"budget {share:.0%} of {size:,}: rank {r} on {targets}, {cost:,} trainable parameters")
+    lora_runs.append((f"LoRA r={r}", fine_tune(f"LoRA r={r}", model, lr=6e-3)))
 course_lib.fast_note(f"{STEPS} steps of batch {BATCH} on a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model "
                      "instead of 300 steps of batch 16 on 4 layers, 128 channels")
 
@@ -543,21 +841,27 @@ plt.show()
 # $r = 16$ 1.42 (domain validation loss, nats per character; the pre-trained
 # model started at 1.77).
 #
+# - **The budgets.** With 5 % (40,806 parameters), `qkv` alone at rank 16
+#   costs exactly as much as all four kinds of layer at rank 4 (32,768); with
+#   20 %, `qkv` at rank 64 ties with all four at rank 16 (131,072). Your
+#   `lora_for_budget` gave both ties to the configuration with more layers.
 # - **Pre-training pays.** With the same 300 steps, full fine-tuning ends about
 #   38 % below the model trained from scratch, which is still learning spelling
 #   and common words that the pre-trained model brought along.
 # - **LoRA gets most of the way with a few percent of the parameters.** Rank 4
 #   trains 4 % of the parameters (and the optimizer keeps state for those only)
-#   and ends about 9 % above full fine-tuning; rank 16 (16 %) comes within about
+#   and ends about 9 % above full fine-tuning, yet far below scratch (the first
+#   prediction: **C**); rank 16 (16 %) comes within about
 #   4 %. In this tiny model a rank-4 update is a real limit. Hu et al. found
 #   LoRA matching full fine-tuning on models with billions of parameters,
 #   where even a small share of the parameters is a large, expressive update.
 # - **Forgetting.** Every fine-tuned model got worse on docstrings. Full
 #   fine-tuning moved every weight and forgot the most (docstring loss up about
 #   0.07 nats); the LoRA models forgot less (about 0.05 to 0.06) because their
-#   update is low-rank and starts at zero, though not nothing: the adapted
-#   layers compute something new on docstrings too (Biderman et al. 2024,
-#   "LoRA Learns Less and Forgets Less").
+#   update is low-rank and starts at zero, though not nothing: $W$ is frozen,
+#   but the adapted layers compute $W x + \frac{\alpha}{r} B A x$ on *every*
+#   input, docstrings included (the second prediction: **B**; Biderman et al.
+#   2024, "LoRA Learns Less and Forgets Less").
 #
 # **How much of the gap is this setup?** We measured variants of the rank-4 run
 # (300 steps, the same batches; the gap is LoRA's domain loss over full
@@ -638,13 +942,14 @@ course_lib.fast_note(f"{STEPS} steps of batch {BATCH} on a {RECIPE.n_layer}-laye
 # before, continued by each model:
 
 # %% id="merge-demo" tags=["experiment"]
-merged = copy.deepcopy(lora_models[4])
+lora_name, small_lora = lora_runs[0]  # the smaller budget: rank 4 in the full run
+merged = copy.deepcopy(small_lora)
 print("layers merged:", merge_lora(merged))
-print(f"domain loss with LoRA layers {results['LoRA r=4']['domain']:.4f}, merged {domain_loss(merged):.4f}")
+print(f"domain loss with LoRA layers {results[lora_name]['domain']:.4f}, merged {domain_loss(merged):.4f}")
 print(f"parameters: merged {sum(p.numel() for p in merged.parameters()):,}, "
       f"pre-trained {sum(p.numel() for p in pretrained.parameters()):,}\n")
 for name, model in [("pre-trained", pretrained), ("scratch", scratch), ("full fine-tuning", full),
-                    ("LoRA r=4, merged", merged)]:
+                    (f"{lora_name}, merged", merged)]:
     print(f"--- {name} ---\n{sample(model)}\n")
 course_lib.fast_note(f"{STEPS} steps of batch {BATCH} on a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel model "
                      "instead of 300 steps of batch 16 on 4 layers, 128 channels")
@@ -774,7 +1079,9 @@ course_lib.fast_note(f"{CLS_STEPS} steps on {PER_CLASS} paragraphs per package w
 #   gain (more of it as the rank grows), forgets less, and merges into $W$ at
 #   no inference cost.
 # - `requires_grad` decides what trains; **count trainable parameters** to see
-#   what a method really costs.
+#   what a method really costs. A LoRA configuration costs
+#   $r \sum (d_\text{in} + d_\text{out})$ over the wrapped layers: for a given
+#   budget, Hu et al. found more layers at a lower rank the better spend.
 # - **For a new task**, keep the pre-trained body and add a small head (here:
 #   average the hidden states, then one linear layer); with few labels, the
 #   pre-trained body beats the same model trained from scratch.

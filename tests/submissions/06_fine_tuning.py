@@ -77,6 +77,41 @@ def merge_code(delta: str = "lora.scale * (lora.lora_B @ lora.lora_A)", replace:
     return MERGE.format(delta=delta, replace=replace)
 
 
+BUDGET = '''
+def lora_for_budget(model, budget, r_choices, target_choices):
+    {start}
+    best = None
+    for index, targets in enumerate(target_choices):
+        {layers}
+        if not layers:
+            raise ValueError(f"no nn.Linear matches {{list(targets)}}")
+        per_rank = sum(m.in_features + m.out_features for m in layers)
+        for r in r_choices:
+            key = {key}
+            if {fits} and (best is None or key > best[0]):
+                best = (key, r, list(targets), {cost})
+    if best is None:
+        raise ValueError("no LoRA configuration fits the budget")
+    _, r, targets, cost = best
+    apply_lora(model, targets, r=r, alpha=2.0 * r)
+    return r, targets, cost
+'''
+BUDGET_LAYERS = (
+    "layers = [m for name, m in model.named_modules()\n"
+    "                  if isinstance(m, nn.Linear) and any(name == t or name.endswith('.' + t) for t in targets)]"
+)
+BUDGET_FIRST_MATCHES = (
+    "layers = [next(m for name, m in model.named_modules()\n"
+    "                       if isinstance(m, nn.Linear) and (name == t or name.endswith('.' + t)))\n"
+    "                  for t in targets]"
+)
+
+
+def budget_code(start: str = "pass", layers: str = BUDGET_LAYERS, key: str = "(r * per_rank, len(layers), -index)",
+                fits: str = "key[0] <= budget", cost: str = "key[0]") -> str:
+    return BUDGET.format(start=start, layers=layers, key=key, fits=fits, cost=cost)
+
+
 MISTAKES = [
     # -- count_trainable_parameters ------------------------------------------------
     Mistake(
@@ -220,5 +255,60 @@ def count_trainable_parameters(model):
         why="updates the base weight but keeps the LoRA wrapper, so the update counts twice",
         code=merge_code(replace="lora.base.weight.data.copy_(merged.weight)"),
         fails={"test_merge_lora"},
+    ),
+    # -- lora_for_budget (synthesis) --------------------------------------------------------------
+    Mistake(
+        name="budget-strictly-below",
+        cause="a candidate whose cost equals the budget",
+        cell="lora_for_budget",
+        why="keeps only candidates strictly below the budget, so one that uses it exactly is dropped",
+        code=budget_code(fits="key[0] < budget"),
+        fails={"test_lora_for_budget"},
+    ),
+    Mistake(
+        name="budget-largest-rank",
+        cause="picked the largest rank that fits",
+        cell="lora_for_budget",
+        why="ranks the candidates by rank first: the highest rank that fits anywhere wins, not the largest cost",
+        code=budget_code(key="(r, r * per_rank, len(layers), -index)", fits="key[1] <= budget", cost="key[1]"),
+        fails={"test_lora_for_budget"},
+    ),
+    Mistake(
+        name="budget-ties-to-larger-rank",
+        cause="among equal costs, prefer the candidate that wraps more layers",
+        cell="lora_for_budget",
+        why="breaks ties by the larger rank (fewer layers), against the contract and Hu et al.",
+        code=budget_code(key="(r * per_rank, r, -index)"),
+        fails={"test_lora_for_budget"},
+    ),
+    Mistake(
+        name="budget-each-target-once",
+        cause="counted each target name once",
+        cell="lora_for_budget",
+        why="costs each target by its first matching layer only, forgetting that every block has one",
+        code=budget_code(layers=BUDGET_FIRST_MATCHES),
+        fails={"test_lora_for_budget"},
+    ),
+    Mistake(
+        name="budget-freezes-before-refusing",
+        cell="lora_for_budget",
+        why="freezes the model before searching, so a budget that nothing fits leaves it frozen",
+        code=budget_code(start="model.requires_grad_(False)"),
+        fails={"test_lora_for_budget"},
+    ),
+    # -- predictions ----------------------------------------------------------------------------
+    Mistake(
+        name="predict-gap-lora-matches",
+        cell="predict_gap",
+        why="expects rank 4 to match full fine-tuning, as it did on GPT-3",
+        code='predict_gap = "B"\n',
+        fails={"test_predict_gap"},
+    ),
+    Mistake(
+        name="predict-forgetting-none",
+        cell="predict_forgetting",
+        why="expects a frozen W to mean no forgetting at all",
+        code='predict_forgetting = "C"\n',
+        fails={"test_predict_forgetting"},
     ),
 ]
