@@ -5,7 +5,8 @@ Read top to bottom, this module follows notebook 04:
 1. :func:`scaled_dot_product_attention` — ``softmax(q k^T / sqrt(d)) v`` with an
    optional boolean mask (Vaswani et al. 2017, "Attention Is All You Need").
 2. :func:`causal_mask` and :func:`padding_mask` — which keys a query may see.
-3. :func:`split_heads`, :func:`merge_heads` and :class:`MultiHeadAttention`.
+3. :func:`split_heads`, :func:`merge_heads` and :class:`MultiHeadAttention`;
+   :func:`self_attention` puts the pieces together (causal and padding masks).
 4. :func:`sinusoidal_positions` (and rotary embeddings, :func:`apply_rotary`).
 5. A small attention model and a synthetic task that needs attention
    (reversing a sequence), used by the notebook's experiment.
@@ -21,6 +22,7 @@ Conventions, shared with :func:`torch.nn.functional.scaled_dot_product_attention
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -222,6 +224,39 @@ class MultiHeadAttention(nn.Module):
         return self
 
 
+def self_attention(
+    x: torch.Tensor,
+    attn: MultiHeadAttention,
+    lengths: torch.Tensor | None = None,
+    causal: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-head self-attention of a padded batch, with an optional causal mask.
+
+    x: (B, T, D); attn: holds ``num_heads`` and the projections ``q_proj``, ``k_proj``,
+    ``v_proj``, ``out_proj`` (``nn.Linear(D, D)``), e.g. a :class:`MultiHeadAttention`.
+    lengths: None (no padding) or (B,) integers in [0, T]: positions t >= lengths[b]
+    of sequence b are padding, and no query attends to them.
+    causal: when True, query i attends to keys j <= i only.
+    Returns output (B, T, D) and the per-head weights (B, H, T, T). A query left with
+    no key (lengths[b] = 0) gets zero weights, so its output is ``out_proj`` of zeros.
+    """
+    _check_tensor(x, "x", min_dim=3)
+    if x.dim() != 3:
+        raise ValueError(f"x must have shape (B, T, D), got {tuple(x.shape)}")
+    B, T, D = x.shape
+    mask = causal_mask(T, device=x.device) if causal else None  # (T, T)
+    if lengths is not None:
+        if lengths.shape != (B,):
+            raise ValueError(f"lengths must have shape (B,) = ({B},), got {tuple(lengths.shape)}")
+        keys = padding_mask(lengths, T)[:, None, None, :]  # (B, 1, 1, T): the same keys for every head and query
+        mask = keys if mask is None else mask & keys  # (B, 1, T, T)
+    q = split_heads(attn.q_proj(x), attn.num_heads)  # (B, H, T, dh)
+    k = split_heads(attn.k_proj(x), attn.num_heads)
+    v = split_heads(attn.v_proj(x), attn.num_heads)
+    out, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, H, T, dh), (B, H, T, T)
+    return attn.out_proj(merge_heads(out)), weights
+
+
 # --------------------------------------------------------------------------
 # 4. Positions
 # --------------------------------------------------------------------------
@@ -276,6 +311,10 @@ def apply_rotary(x: torch.Tensor, positions: torch.Tensor | None = None, base: f
 # --------------------------------------------------------------------------
 
 
+SelfAttention = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+"""``(x, attn, lengths=None, causal=False) -> (output, weights)``, like :func:`self_attention`."""
+
+
 def reversal_batch(
     batch_size: int, length: int = 8, vocab: int = 10, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,19 +326,28 @@ def reversal_batch(
 
 
 class AttentionBlock(nn.Module):
-    """A pre-LayerNorm transformer block: x + attention(LN(x)), then x + MLP(LN(x)). x: (B, T, D)."""
+    """A pre-LayerNorm transformer block: x + attention(LN(x)), then x + MLP(LN(x)). x: (B, T, D).
 
-    def __init__(self, d_model: int, num_heads: int, mlp_ratio: int = 4) -> None:
+    ``attention`` computes the self-attention, with the signature of :func:`self_attention`
+    (the default); notebook 04 passes the student's own.
+    """
+
+    def __init__(
+        self, d_model: int, num_heads: int, mlp_ratio: int = 4, attention: SelfAttention | None = None
+    ) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model)
         self.attn = MultiHeadAttention(d_model, num_heads)
+        self.attention = attention or self_attention
         self.ln2 = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(
             nn.Linear(d_model, mlp_ratio * d_model), nn.GELU(), nn.Linear(mlp_ratio * d_model, d_model)
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        out, weights = self.attn(self.ln1(x), mask=mask)
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None, causal: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out, weights = self.attention(self.ln1(x), self.attn, lengths=lengths, causal=causal)
         x = x + out
         return x + self.mlp(self.ln2(x)), weights
 
@@ -307,10 +355,12 @@ class AttentionBlock(nn.Module):
 class SequenceModel(nn.Module):
     """Token embedding + sinusoidal positions -> attention blocks -> per-position logits.
 
-    ``forward(tokens)`` with tokens (B, T) int64 returns logits (B, T, vocab) and
-    the attention weights of every layer, a list of (B, H, T, T) tensors.
-    ``use_positions=False`` drops the position encodings (the model is then
-    blind to order).
+    ``forward(tokens, lengths=None, causal=False)`` with tokens (B, T) int64 returns
+    logits (B, T, vocab) and the attention weights of every layer, a list of
+    (B, H, T, T) tensors; ``lengths`` and ``causal`` go to every block's attention
+    (see :func:`self_attention`). ``use_positions=False`` drops the position
+    encodings (the model is then blind to order). ``attention``: the self-attention
+    function of every block (default :func:`self_attention`).
     """
 
     def __init__(
@@ -321,17 +371,20 @@ class SequenceModel(nn.Module):
         num_heads: int = 4,
         num_layers: int = 2,
         use_positions: bool = True,
+        attention: SelfAttention | None = None,
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, d_model)
         self.register_buffer("positions", sinusoidal_positions(max_len, d_model), persistent=False)
         self.use_positions = use_positions
-        self.blocks = nn.ModuleList(AttentionBlock(d_model, num_heads) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(
+            AttentionBlock(d_model, num_heads, attention=attention) for _ in range(num_layers)
+        )
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab)
 
     def forward(
-        self, tokens: torch.Tensor, mask: torch.Tensor | None = None
+        self, tokens: torch.Tensor, lengths: torch.Tensor | None = None, causal: bool = False
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if tokens.dim() != 2 or tokens.is_floating_point():
             raise ValueError(f"tokens must be an integer tensor (B, T), got {tokens.dtype} {tuple(tokens.shape)}")
@@ -343,7 +396,7 @@ class SequenceModel(nn.Module):
             x = x + self.positions[:T]
         maps = []
         for block in self.blocks:
-            x, weights = block(x, mask)
+            x, weights = block(x, lengths, causal)
             maps.append(weights)
         return self.head(self.ln(x)), maps
 
@@ -363,6 +416,7 @@ __all__ = [
     "padding_mask",
     "reversal_batch",
     "scaled_dot_product_attention",
+    "self_attention",
     "sequence_accuracy",
     "sinusoidal_positions",
     "split_heads",

@@ -189,6 +189,68 @@ def test_multi_head_attention_matches_torch(D, H, Tq, Tk):
     torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize(("D", "H", "lengths", "causal"), [
+    (8, 2, None, False), (8, 2, None, True), (12, 3, [6, 2, 4], False), (12, 3, [6, 1, 5], True), (16, 4, [3], True),
+])
+def test_self_attention_matches_torch_with_causal_and_padding_masks(D, H, lengths, causal):
+    torch.manual_seed(2)
+    ref = torch.nn.MultiheadAttention(D, H, batch_first=True)
+    mha = A.MultiHeadAttention(D, H).load_from_torch(ref)
+    B, T = (1 if lengths is None else len(lengths)), 6
+    x = torch.randn(B, T, D, generator=torch.Generator().manual_seed(3))
+    lengths = None if lengths is None else torch.tensor(lengths)
+    with torch.no_grad():
+        out, weights = A.self_attention(x, mha, lengths, causal)
+        ref_out, ref_weights = ref(
+            x, x, x, average_attn_weights=False,
+            attn_mask=None if not causal else torch.ones(T, T, dtype=torch.bool).triu(1),  # True = blocked
+            key_padding_mask=None if lengths is None else torch.arange(T) >= lengths[:, None],
+        )
+    assert out.shape == (B, T, D) and weights.shape == (B, H, T, T)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(weights, ref_weights, atol=1e-5, rtol=1e-5)
+
+
+def test_self_attention_ignores_padding_and_the_future_and_empty_sequences_give_the_bias():
+    torch.manual_seed(3)
+    mha = A.MultiHeadAttention(8, 2)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 6, 8, generator=g)
+    lengths = torch.tensor([4, 6])
+    with torch.no_grad():
+        out, weights = A.self_attention(x, mha, lengths, causal=True)
+        y = x.clone()
+        y[0, 4:] = 50 * torch.randn(2, 8, generator=g)  # new padding
+        y[1, 3:] = torch.randn(3, 8, generator=g)  # a new future for positions 0 .. 2
+        out2, _ = A.self_attention(y, mha, lengths, causal=True)
+        torch.testing.assert_close(out2[0, :4], out[0, :4])
+        torch.testing.assert_close(out2[1, :3], out[1, :3])
+        assert (weights[0, :, :, 4:] == 0).all() and (weights.triu(1) == 0).all()
+        empty, empty_weights = A.self_attention(x[:1], mha, torch.tensor([0]))
+    assert (empty_weights == 0).all()
+    torch.testing.assert_close(empty, mha.out_proj.bias.expand(1, 6, 8))
+    with pytest.raises(ValueError, match=r"\(B,\)"):
+        A.self_attention(x, mha, torch.tensor([3]))
+
+
+def test_sequence_model_runs_the_attention_it_is_given():
+    calls = []
+
+    def attention(x, attn, lengths=None, causal=False):
+        calls.append((tuple(x.shape), causal))
+        return A.self_attention(x, attn, lengths, causal)
+
+    torch.manual_seed(0)
+    model = A.SequenceModel(vocab=10, max_len=8, d_model=16, num_heads=2, num_layers=2, attention=attention)
+    tokens = torch.randint(10, (3, 5))
+    logits, maps = model(tokens, causal=True)
+    assert calls == [((3, 5, 16), True)] * 2
+    torch.manual_seed(0)
+    default = A.SequenceModel(vocab=10, max_len=8, d_model=16, num_heads=2, num_layers=2)
+    torch.testing.assert_close(default(tokens, causal=True)[0], logits)
+    assert all((m.triu(1) == 0).all() for m in maps)
+
+
 def test_self_attention_without_positions_is_permutation_equivariant():
     torch.manual_seed(1)
     mha = A.MultiHeadAttention(16, 4)

@@ -10,13 +10,13 @@ and are passed in.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import torch
 
 from .. import attention as A
-from ..grading import CheckFailed, check_close, check_function, forbid_reference
+from ..grading import CheckFailed, check_close, check_function, forbid_reference, substitute
 
 Cases = Sequence[Mapping[str, Any]]
 
@@ -87,7 +87,7 @@ def _sdpa_no_transpose_v(q, k, v, mask=None):
 
 SDPA_MISTAKES = {
     "softmax over the wrong axis: each *query's* weights (a row, the last axis, the keys) must sum "
-    "to 1, so use `dim=-1`, not `dim=-2`": _sdpa_wrong_axis,
+    "to 1, so use `dim=-1`, not `dim=-2` (Hint 2 above)": _sdpa_wrong_axis,
     "missing scale: divide the scores q @ k^T by sqrt(d), where d = q.shape[-1]": _sdpa_no_scale,
     "wrong scale: divide by sqrt(d) (`math.sqrt(q.shape[-1])`), not by d": _sdpa_scale_by_d,
     "wrong scale: d is the feature size q.shape[-1], not the number of keys": _sdpa_scale_by_sqrt_tk,
@@ -98,7 +98,7 @@ SDPA_MISTAKES = {
     "masked after the softmax: the weights that remain no longer sum to 1; set masked scores to "
     "-inf *before* the softmax instead": _sdpa_mask_after_softmax,
     "a query that may attend to nothing got NaN (softmax of a row of -inf is 0/0): give such rows "
-    "all-zero weights, e.g. `weights.nan_to_num(0.0)`": _sdpa_nan_rows,
+    "all-zero weights, e.g. `weights.nan_to_num(0.0)` (Hint 3 above)": _sdpa_nan_rows,
     "multiplied the transposed weights with v: the output is weights @ v, (T_q, T_k) @ (T_k, d_v)": (
         _sdpa_no_transpose_v
     ),
@@ -268,7 +268,7 @@ def _split_interleaved(x, num_heads):
 
 SPLIT_HEADS_MISTAKES = {
     "reshaped (B, T, D) straight to (B, H, T, dh): that mixes features of different tokens; "
-    "view as (B, T, H, dh) first, then `.transpose(1, 2)`": _split_no_transpose,
+    "view as (B, T, H, dh) first, then `.transpose(1, 2)` (Hint 1 above)": _split_no_transpose,
     "heads interleaved: head h owns the contiguous features h*dh .. (h+1)*dh - 1, so view as "
     "(B, T, H, dh), not (B, T, dh, H)": _split_interleaved,
 }
@@ -370,6 +370,148 @@ def check_multi_head_attention(
 
 
 # ---------------------------------------------------------------------------
+# synthesis: multi-head self-attention of a padded batch, causal or not
+# ---------------------------------------------------------------------------
+
+
+class _Projections(A.MultiHeadAttention):
+    """course_lib's multi-head projections with seeded weights, described in one line in a check's message."""
+
+    def __init__(self, d_model: int, num_heads: int, seed: int) -> None:
+        super().__init__(d_model, num_heads)
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in self.parameters():  # the global random generator stays untouched
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(d_model))
+
+    def __repr__(self) -> str:
+        return f"MultiHeadAttention(d_model={self.d_model}, num_heads={self.num_heads})"
+
+
+def _mask(T: int, lengths: torch.Tensor | None, causal: bool, keys_index=(slice(None), None, None, slice(None)),
+          combine=torch.logical_and) -> torch.Tensor | None:
+    """The attention mask, with the padding mask indexed by ``keys_index`` and combined by ``combine``."""
+    mask = A.causal_mask(T) if causal else None
+    if lengths is not None:
+        keys = A.padding_mask(lengths, T)[keys_index]
+        mask = keys if mask is None else combine(mask, keys)
+    return mask
+
+
+def _heads(x, attn, mask, project=True, average=False):
+    q, k, v = (A.split_heads(p(x), attn.num_heads) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+    out, weights = A.scaled_dot_product_attention(q, k, v, mask)
+    merged = A.merge_heads(out)
+    return (attn.out_proj(merged) if project else merged), (weights.mean(1) if average else weights)
+
+
+def _sa_no_causal(x, attn, lengths=None, causal=False):
+    return _heads(x, attn, _mask(x.shape[1], lengths, False))
+
+
+def _sa_no_padding(x, attn, lengths=None, causal=False):
+    return _heads(x, attn, _mask(x.shape[1], None, causal))
+
+
+def _sa_padding_on_queries(x, attn, lengths=None, causal=False):
+    return _heads(x, attn, _mask(x.shape[1], lengths, causal, keys_index=(slice(None), None, slice(None), None)))
+
+
+def _sa_padding_without_head_axis(x, attn, lengths=None, causal=False):
+    return _heads(x, attn, _mask(x.shape[1], lengths, causal, keys_index=(slice(None), None, slice(None))))
+
+
+def _sa_masks_or(x, attn, lengths=None, causal=False):
+    return _heads(x, attn, _mask(x.shape[1], lengths, causal, combine=torch.logical_or))
+
+
+def _sa_no_out_proj(x, attn, lengths=None, causal=False):
+    return _heads(x, attn, _mask(x.shape[1], lengths, causal), project=False)
+
+
+def _sa_averaged_weights(x, attn, lengths=None, causal=False):
+    return _heads(x, attn, _mask(x.shape[1], lengths, causal), average=True)
+
+
+SELF_ATTENTION_MISTAKES = {
+    "the causal mask is missing: with causal=True, query i may attend to keys j <= i only": _sa_no_causal,
+    "the padding mask is missing: with lengths given, the keys t >= lengths[b] of sequence b are padding, "
+    "hidden from every query": _sa_no_padding,
+    "the padding mask hides padded *queries* (rows) instead of padded *keys* (columns): the (B, T) mask "
+    "belongs on the last axis of the scores, shape (B, 1, 1, T)": _sa_padding_on_queries,
+    "the padding mask lacks the head axis: (B, 1, T) lines up with the scores (B, H, T, T) as (1, B, 1, T), "
+    "so the batch axis lands on the heads; use (B, 1, 1, T) (Hint 2 above)": _sa_padding_without_head_axis,
+    "combined the masks with `|` (or): a key must pass both masks, causal *and* padding": _sa_masks_or,
+    "the output projection is missing: apply attn.out_proj to the merged heads": _sa_no_out_proj,
+    "the weights are averaged over the heads (torch's default): return one map per head, (B, H, T, T)": (
+        _sa_averaged_weights
+    ),
+}
+
+SELF_ATTENTION_SHORTCUTS = [
+    "course_lib.attention.self_attention",
+    "course_lib.attention.MultiHeadAttention.forward",
+    "torch.nn.MultiheadAttention.forward",
+    "torch.nn.functional.multi_head_attention_forward",
+    "torch.nn.functional.scaled_dot_product_attention",
+]
+
+SELF_ATTENTION_CONFIGS = [
+    {"B": 2, "T": 5, "D": 8, "H": 2, "lengths": None, "causal": False, "seed": 0},
+    {"B": 2, "T": 5, "D": 8, "H": 2, "lengths": None, "causal": True, "seed": 1},
+    {"B": 2, "T": 5, "D": 8, "H": 2, "lengths": [5, 3], "causal": False, "seed": 2},
+    {"B": 3, "T": 6, "D": 12, "H": 3, "lengths": [6, 2, 4], "causal": True, "seed": 3},
+]
+
+
+def self_attention_case(B: int, T: int, D: int, H: int, lengths: Sequence[int] | None, causal: bool, seed: int):
+    """The keyword arguments of one ``self_attention`` call: x (B, T, D), seeded projections, lengths, causal."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    return {
+        "x": torch.randn(B, T, D, generator=g),
+        "attn": _Projections(D, H, seed),
+        "lengths": None if lengths is None else torch.tensor(lengths),
+        "causal": causal,
+    }
+
+
+def check_self_attention(
+    self_attention: Callable,
+    namespace: MutableMapping[str, Any],
+    configs: Sequence[Mapping[str, Any]] | None = None,
+    atol: float = 1e-5,
+) -> None:
+    """Self-check of notebook 04's synthesis: multi-head self-attention of a padded batch, causal or not.
+
+    Runs with course_lib's attention, masks and head functions bound in ``namespace`` (the notebook's
+    ``globals()``), so a slip in an earlier exercise is not counted twice. Each config (keys B, T, D, H,
+    lengths, causal, seed; see :func:`self_attention_case`) is compared, output and per-head weights,
+    with course_lib's :func:`~course_lib.attention.self_attention`. Without ``configs``: no ready-made
+    multi-head attention (``SELF_ATTENTION_SHORTCUTS``), then ``SELF_ATTENTION_CONFIGS``.
+    """
+    pieces = {
+        "scaled_dot_product_attention": A.scaled_dot_product_attention,
+        "causal_mask": A.causal_mask,
+        "padding_mask": A.padding_mask,
+        "split_heads": A.split_heads,
+        "merge_heads": A.merge_heads,
+    }
+    with substitute(namespace, **pieces), torch.no_grad():
+        if configs is None:
+            forbid_reference(
+                self_attention, SELF_ATTENTION_SHORTCUTS, example=self_attention_case(**SELF_ATTENTION_CONFIGS[3]),
+                name="self_attention",
+                instead="Build it from the projections of attn, split_heads, causal_mask and padding_mask, "
+                "scaled_dot_product_attention and merge_heads.",
+            )
+            configs = SELF_ATTENTION_CONFIGS
+        check_function(
+            self_attention, A.self_attention, [self_attention_case(**config) for config in configs],
+            name="self_attention", atol=atol, mistakes=SELF_ATTENTION_MISTAKES,
+        )
+
+
+# ---------------------------------------------------------------------------
 # positions
 # ---------------------------------------------------------------------------
 
@@ -447,6 +589,9 @@ __all__ = [
     "POSITIONS_SHORTCUTS",
     "SDPA_MISTAKES",
     "SDPA_SHORTCUTS",
+    "SELF_ATTENTION_CONFIGS",
+    "SELF_ATTENTION_MISTAKES",
+    "SELF_ATTENTION_SHORTCUTS",
     "SPLIT_HEADS_MISTAKES",
     "check_causal_mask",
     "check_merge_heads",
@@ -455,6 +600,8 @@ __all__ = [
     "check_sdpa_empty_rows",
     "check_sdpa_mask",
     "check_sdpa_values",
+    "check_self_attention",
     "check_sinusoidal_positions",
     "check_split_heads",
+    "self_attention_case",
 ]

@@ -15,9 +15,11 @@
 # **You will build** `scaled_dot_product_attention`, `causal_mask`,
 # `padding_mask`, the head split and merge of multi-head attention, and
 # `sinusoidal_positions`: the pieces that notebooks 05 and 06 use (from
-# `course_lib.attention`) to build a GPT.
+# `course_lib.attention`) to build a GPT. Then you combine them into
+# `self_attention`, the layer a small model trains with, and you predict two
+# experiments before running them.
 #
-# **Time:** about 60 minutes. **Prerequisites:** notebook 00 (softmax), matrix
+# **Time:** about 75 minutes. **Prerequisites:** notebook 00 (softmax), matrix
 # multiplication with batch dimensions (`@` on tensors of shape `(..., n, m)`).
 
 # %% id="setup" nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false}
@@ -90,32 +92,67 @@ print("soft lookup:", (alpha @ values).item(), "(a hard lookup would give 20.0)"
 # $$\operatorname{Attention}(Q, K, V) = \operatorname{softmax}\!\left(\frac{Q K^\top}{\sqrt{d}}\right) V .$$
 #
 # The weights matrix $A = \operatorname{softmax}(Q K^\top / \sqrt{d})$ is
-# $(T_q, T_k)$: **row $i$ is query $i$'s distribution over the keys**, so the
-# softmax runs along the last axis (the keys) and each row sums to 1. The output
-# $A V$ is $(T_q, d_v)$. In practice the tensors carry leading batch (and head)
-# dimensions, `(..., T, d)`; `k.transpose(-2, -1)` and `@` handle them for free.
+# $(T_q, T_k)$: **row $i$ is query $i$'s distribution over the keys**, so each
+# row sums to 1. The output $A V$ is $(T_q, d_v)$. In practice the tensors carry
+# leading batch (and head) dimensions, `(..., T, d)`, and the same formula must
+# work for any number of them.
 #
 # **Why divide by $\sqrt{d}$?** If the entries of $q$ and $k$ are independent
 # with mean 0 and variance 1, then $q \cdot k$ is a sum of $d$ such products, with
-# variance $d$. Without the scale, the scores grow like $\sqrt{d}$, the softmax
-# saturates (one weight near 1, the others near 0) and its gradients vanish. You
-# will measure this after the exercise.
+# variance $d$: without the scale, the scores spread out like $\sqrt{d}$. What
+# that does to the softmax, you will predict and then measure after the exercise.
 #
 # **Masks.** An optional boolean `mask`, broadcastable to $(\dots, T_q, T_k)$,
 # says which keys each query **may attend to** (`True` = may attend, the
-# convention of `torch.nn.functional.scaled_dot_product_attention`). Masked
-# scores are set to $-\infty$ *before* the softmax, so that $e^{-\infty} = 0$
-# and they get exactly zero weight while the remaining weights still sum to 1.
+# convention of `torch.nn.functional.scaled_dot_product_attention`). A key that
+# is masked out must get **exactly zero** weight, and the weights of the keys
+# that remain must still sum to 1, as if the masked keys did not exist.
 #
-# **A query that may attend to nothing** (its mask row is all `False`) would
-# get a softmax of a row of $-\infty$, which is $0/0$ = NaN. This course defines
-# its result instead: **all-zero weights and an all-zero output** for that query
-# (`weights.nan_to_num(0.0)` after the softmax does it). Padding queries in a
-# batch hit this case all the time.
+# **A query that may attend to nothing** (its mask row is all `False`) has no
+# distribution to compute. This course defines its result: **all-zero weights
+# and an all-zero output** for that query, never NaN. Padding queries in a batch
+# hit this case all the time.
 #
-# **Write `scaled_dot_product_attention(q, k, v, mask=None)`** returning the
-# tuple `(output, weights)`. Use `@`, `.transpose(-2, -1)`, `.masked_fill`
-# and `torch.softmax`; do not call `torch.nn.functional.scaled_dot_product_attention`.
+# **Write `scaled_dot_product_attention(q, k, v, mask=None)`**
+#
+# - inputs: `q` $(\dots, T_q, d)$, `k` $(\dots, T_k, d)$, `v` $(\dots, T_k, d_v)$, float; `mask` `None` or bool,
+#   broadcastable to $(\dots, T_q, T_k)$;
+# - returns the tuple `(output, weights)`: output $(\dots, T_q, d_v)$, weights $(\dots, T_q, T_k)$;
+# - edge case: a query whose mask row is all `False` gets weights 0 and output 0;
+# - do not call `torch.nn.functional.scaled_dot_product_attention` (that is what you are building).
+#
+# <details><summary>Hint 1</summary>
+#
+# A tiny example: one query, three keys, scores $[2, 1, 0]$ after scaling, and a
+# mask $[\text{True}, \text{False}, \text{True}]$. The masked key must drop out of
+# the softmax entirely: the weights are $\operatorname{softmax}([2, 0])$ placed at
+# keys 0 and 2, i.e. $[0.881, 0, 0.119]$. Which score gives $e^{s} = 0$? And for a
+# row where *every* key is masked, what does the softmax return, and how do you
+# turn that into zeros?
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `k.transpose(-2, -1)` swaps the last two axes whatever the leading ones are, and
+# `@` multiplies the last two axes batch by batch. `torch.softmax(..., dim=...)`
+# normalises along one axis: the keys are the last one. `Tensor.masked_fill(cond, value)`
+# writes `value` where `cond` is True (note which way round the mask is). `math.sqrt`
+# or `** 0.5` for the scale; `Tensor.nan_to_num` replaces NaN.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# ```python
+# scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])   # (..., T_q, T_k)
+# if mask is not None:
+#     scores = scores.masked_fill(~mask, float("-inf"))       # e^(-inf) = 0
+# ```
+#
+# then the softmax over the last axis; a row of only $-\infty$ gives NaN, which
+# `.nan_to_num(0.0)` turns into the zeros the contract asks for. Return
+# `weights @ v` and `weights`.
+#
+# </details>
 
 # %% id="scaled_dot_product_attention" nbgrader={"grade": false, "grade_id": "scaled_dot_product_attention", "locked": false, "schema_version": 3, "solution": true}
 def scaled_dot_product_attention(q, k, v, mask=None):
@@ -212,13 +249,37 @@ passed("a query with nothing to attend to gets zeros, not NaN.")
 # ### Experiment: why the $1/\sqrt{d}$ matters
 #
 # Below, random queries and keys with unit-variance entries are scored against
-# $T_k = 16$ keys for growing $d$. Feeding `q * sqrt(d)` to your function undoes
-# its scaling, which gives the unscaled softmax $\operatorname{softmax}(Q K^\top)$
-# to compare against. Watch the average *largest* weight and the entropy of the
-# weights (uniform over 16 keys: $\log 16 \approx 2.77$; one-hot: 0). Without the
-# scale, the softmax saturates as $d$ grows; a saturated softmax has gradients
-# close to zero (its Jacobian is $\operatorname{diag}(a) - a a^\top \approx 0$
-# when $a$ is one-hot), so the queries and keys stop learning.
+# $T_k = 16$ keys for growing $d$, from 4 to 1024. Feeding `q * sqrt(d)` to your
+# function undoes its scaling, which gives the unscaled softmax
+# $\operatorname{softmax}(Q K^\top)$ to compare against. The experiment reports,
+# averaged over 500 queries, the *largest* of a query's 16 weights and the
+# entropy of its weights (uniform over 16 keys: $\log 16 \approx 2.77$; one-hot: 0).
+#
+# **Predict first.** Without the scale, as $d$ grows from 4 to 1024, what happens
+# to the average largest weight?
+#
+# - **A.** It stays about the same, like the scaled version's: the scale only changes the scores, not which key wins.
+# - **B.** It climbs towards 1: each query puts almost all its weight on a single key.
+# - **C.** It falls towards $1/16$: the weights spread out evenly over the keys.
+# - **D.** It falls towards 0: larger scores make every weight smaller.
+#
+# Write your letter in the next cell, run its self-check, then run the experiment.
+
+# %% id="predict_scale" nbgrader={"grade": false, "grade_id": "predict_scale", "locked": false, "schema_version": 3, "solution": true}
+predict_scale = None  # your letter: "A", "B", "C" or "D"
+### BEGIN SOLUTION
+predict_scale = "B"
+### END SOLUTION
+
+# %% id="test_predict_scale" nbgrader={"grade": true, "grade_id": "test_predict_scale", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_scale, "ABCD", name="predict_scale")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_scale, "ABCD", answer="B", name="predict_scale")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
 
 # %% id="scale-experiment" tags=["experiment"]
 dims = [4, 16, 64, 256, 1024]
@@ -251,6 +312,17 @@ for ax in axes:
 fig.tight_layout()
 plt.show()
 
+# %% [markdown] id="scale-experiment-explained"
+# **What happened (answer B).** With the scale, the largest weight stays near
+# 0.24 and the entropy near 2.37 nats for every $d$: the scores keep unit
+# variance. Without it, the scores have standard deviation $\sqrt{d}$ (32 at
+# $d = 1024$), so the best key beats the runner-up by about 11 units (the median
+# gap), and $e^{11} \approx 60\,000$ makes the softmax almost one-hot: the largest weight
+# climbs from about 0.43 at $d = 4$ to about 0.96 at $d = 1024$, and the entropy
+# falls towards 0. A saturated softmax also stops learning: its Jacobian
+# $\operatorname{diag}(a) - a a^\top$ is close to zero when $a$ is one-hot, so
+# almost no gradient reaches the queries and keys.
+
 # %% [markdown] id="masks-intro"
 # ## Exercise 2 · Masks: causal and padding
 #
@@ -262,17 +334,23 @@ plt.show()
 #
 # $$M_{ij} = [\, j \le i \,], \qquad M = \begin{pmatrix} 1 & 0 & 0 \\ 1 & 1 & 0 \\ 1 & 1 & 1 \end{pmatrix} \text{ for } T = 3 .$$
 #
-# **Write `causal_mask(T)`**: a `(T, T)` tensor of dtype `torch.bool`, lower
-# triangular (diagonal included). `torch.ones(T, T, dtype=torch.bool)` and
-# `torch.tril` do it in one line.
+# **Write `causal_mask(T: int)`**: a `(T, T)` tensor of dtype `torch.bool` with
+# entry $[i, j]$ = `True` exactly when $j \le i$ (the diagonal included: a
+# position may look at itself). $T \ge 1$.
 #
-# **Padding.** Sequences in a batch have different lengths; the short ones are
-# padded to a common length $T$ with a filler token that nobody should attend to.
-# Given the lengths $n_b$, **write `padding_mask(lengths, T)`** returning a
-# `(B, T)` bool tensor with entry $[b, t]$ = `True` when $t < n_b$ (a real
-# token). Compare `torch.arange(T)` with `lengths[:, None]` by broadcasting. As an
-# attention mask over the keys, it is used as `mask[:, None, :]` (one row for all
-# queries).
+# <details><summary>Hint 1</summary>
+#
+# Draw the matrix for $T = 4$: row $i$ has $i + 1$ leading `True`s. Which
+# triangle of the matrix is that, and is the diagonal in it?
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `torch.ones(..., dtype=torch.bool)` makes a matrix of `True`, and `torch.tril`
+# (or the method `.tril()`) keeps its lower triangle, diagonal included, setting
+# the rest to `False`. Do not build it with a Python loop.
+#
+# </details>
 
 # %% id="causal_mask" nbgrader={"grade": false, "grade_id": "causal_mask", "locked": false, "schema_version": 3, "solution": true}
 def causal_mask(T):
@@ -291,6 +369,30 @@ check_causal_mask(causal_mask)
 check_causal_mask(causal_mask, cases=[{"T": 2}, {"T": 11}])
 ### END HIDDEN TESTS
 passed("causal_mask is lower-triangular and boolean.")
+
+# %% [markdown] id="padding-intro"
+# **Padding.** Sequences in a batch have different lengths; the short ones are
+# padded to a common length $T$ with a filler token that nobody should attend to.
+# Given the lengths $n_b$, **write `padding_mask(lengths, T: int)`** returning a
+# `(B, T)` bool tensor with entry $[b, t]$ = `True` when $t < n_b$ (a real
+# token), `False` for the padding. `lengths` is a `(B,)` int64 tensor with each
+# $n_b \in [0, T]$; $n_b = 0$ (all padding) is allowed. As an attention mask over
+# the keys it gets one row for all queries, shape `(B, 1, T)`.
+#
+# <details><summary>Hint 1</summary>
+#
+# For `lengths = [3, 1]` and $T = 4$ the answer is
+# `[[True, True, True, False], [True, False, False, False]]`: compare every
+# position $t = 0 \dots T-1$ with every length, all at once.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `torch.arange(T)` gives the positions, shape `(T,)`. Indexing with `None`
+# adds an axis: `lengths[:, None]` is `(B, 1)`. A comparison like `<` between a
+# `(T,)` and a `(B, 1)` tensor broadcasts to a `(B, T)` bool tensor.
+#
+# </details>
 
 # %% id="padding_mask" nbgrader={"grade": false, "grade_id": "padding_mask", "locked": false, "schema_version": 3, "solution": true}
 def padding_mask(lengths, T):
@@ -351,24 +453,42 @@ plt.show()
 # \operatorname{MHA}(X) = [\operatorname{head}_1, \dots, \operatorname{head}_H]\, W^O .$$
 #
 # In code, one `nn.Linear(D, D)` computes the queries of all heads at once; head
-# $h$ owns the **contiguous** features $h \cdot d_h \dots (h+1) d_h - 1$, where
-# $d_h = D / H$ (the layout of `torch.nn.MultiheadAttention`). Two reshapes do the
-# bookkeeping:
+# $h$ owns the **contiguous** features $h \cdot d_h \dots (h+1) d_h - 1$ of every
+# token, where $d_h = D / H$ (the layout of `torch.nn.MultiheadAttention`). To run
+# the $H$ attentions in one call of `scaled_dot_product_attention`, which treats
+# every leading axis as a batch, the heads must become an axis *in front of* the
+# tokens.
 #
-# - **split:** `(B, T, D)` $\to$ view as `(B, T, H, d_h)` $\to$ transpose to
-#   `(B, H, T, d_h)`, so that the heads become a batch dimension and
-#   `scaled_dot_product_attention` treats them independently;
-# - **merge:** `(B, H, T, d_h)` $\to$ transpose to `(B, T, H, d_h)` $\to$ reshape
-#   to `(B, T, D)`: head 0's $d_h$ features, then head 1's, and so on.
+# **Write `split_heads(x, num_heads)`**: `x` is `(B, T, D)` with $D$ divisible by
+# $H$ = `num_heads`; it returns `(B, H, T, D // H)` where
+# `out[b, h, t]` is `x[b, t, h*dh:(h+1)*dh]`. No copying loop over heads or tokens.
 #
-# A reshape straight from `(B, T, D)` to `(B, H, T, d_h)` has the right shape
-# and raises no error, but it mixes features of different tokens; the transpose
-# is what keeps each token's features together.
+# The shapes alone do not prove it right: several rearrangements give
+# `(B, H, T, dh)` without an error and put the wrong numbers in it. The
+# self-check compares values; so can you, with `torch.arange(24.0).view(1, 3, 8)`.
 #
-# **Write `split_heads(x, num_heads)` and `merge_heads(x)`.** The self-check
-# builds multi-head attention from them (projections, your split, attention, your
-# merge, output projection) and compares it with `torch.nn.MultiheadAttention`
-# carrying the same weights.
+# <details><summary>Hint 1</summary>
+#
+# A tensor's elements sit in memory in row-major order; a reshape keeps that
+# order and only re-cuts it. In `(B, T, D)` each token's $D$ features are
+# consecutive, so cutting the last axis into `(H, dh)` is a pure reshape that
+# keeps every token's features with it. Going to `(B, H, T, dh)` in one reshape
+# would instead cut the sequence of *all* tokens' features into $H$ chunks,
+# mixing tokens. What has to happen after the harmless reshape?
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `Tensor.view` (or `reshape`) to cut an axis in two; `Tensor.transpose(dim0, dim1)`
+# or `Tensor.permute` to reorder axes. `x.shape` gives `B, T, D`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# View as `(B, T, H, dh)`, then swap the axes of the tokens and the heads
+# (axes 1 and 2): `x.view(B, T, num_heads, D // num_heads).transpose(1, 2)`.
+#
+# </details>
 
 # %% id="split_heads" nbgrader={"grade": false, "grade_id": "split_heads", "locked": false, "schema_version": 3, "solution": true}
 def split_heads(x, num_heads):
@@ -377,6 +497,32 @@ def split_heads(x, num_heads):
     B, T, D = x.shape
     return x.view(B, T, num_heads, D // num_heads).transpose(1, 2)  # (B, H, T, dh)
     ### END SOLUTION
+
+# %% [markdown] id="merge-intro"
+# **Write `merge_heads(x)`**, the inverse: `(B, H, T, dh)` $\to$ `(B, T, H \cdot dh)`,
+# each token's features being head 0's $d_h$ values, then head 1's, and so on,
+# so that `merge_heads(split_heads(x, H))` gives `x` back. The self-check after
+# the two functions also builds multi-head attention from them (projections,
+# your split, attention, your merge, output projection) and compares it with
+# `torch.nn.MultiheadAttention` carrying the same weights.
+#
+# <details><summary>Hint 1</summary>
+#
+# Undo the split's steps in reverse order: the heads axis must first come back
+# next to the features, *then* the two axes can be fused into one.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# After a `transpose` the tensor is no longer contiguous in memory, so `view`
+# refuses to fuse axes; `reshape` (or `.contiguous().view(...)`) works.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# `x.transpose(1, 2)` gives `(B, T, H, dh)`; then `.reshape(B, T, H * dh)`.
+#
+# </details>
 
 # %% id="merge_heads" nbgrader={"grade": false, "grade_id": "merge_heads", "locked": false, "schema_version": 3, "solution": true}
 def merge_heads(x):
@@ -470,9 +616,38 @@ print("attend(permuted x) == permuted attend(x):", torch.allclose(out_of_permute
 # Because $\sin$ and $\cos$ of $t + \Delta$ are a fixed rotation of those of $t$,
 # a shift by $\Delta$ is a linear map, which attention can learn.
 #
-# **Write `sinusoidal_positions(T, d)`** returning the `(T, d)` float tensor
-# $PE$ ($d$ even). Build the angles as an outer product of `torch.arange(T)` and
-# the frequencies, then fill `pe[:, 0::2]` and `pe[:, 1::2]`.
+# **Write `sinusoidal_positions(T, d)`** returning the `(T, d)` float32 tensor
+# $PE$ for positions $t = 0 \dots T-1$ ($T \ge 1$, $d$ even), computed for all
+# positions and frequencies at once (no Python loop).
+#
+# <details><summary>Hint 1</summary>
+#
+# For $d = 4$ there are two frequencies, $\omega_0 = 1$ and
+# $\omega_1 = 10000^{-2/4} = 0.01$, and row $t$ is
+# $[\sin t,\ \cos t,\ \sin 0.01t,\ \cos 0.01t]$. Row 0 is always
+# $[0, 1, 0, 1, \dots]$. All the angles $t\,\omega_i$ form a $(T, d/2)$ table.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# The $(T, d/2)$ table of angles is an outer product: positions as a column
+# `(T, 1)` times frequencies as a row `(d/2,)`, by broadcasting.
+# `torch.arange(0, d, 2)` gives the even indices $2i$; `10000 ** (-x)` works on a
+# tensor. Slicing with a step, `pe[:, 0::2]` and `pe[:, 1::2]`, selects the even
+# and the odd columns, and you can assign to them.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# ```python
+# t = torch.arange(T, dtype=torch.float32)[:, None]                     # (T, 1)
+# freq = 10000 ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)     # (d/2,)
+# ```
+#
+# then a `torch.zeros(T, d)` whose even columns get `torch.sin(t * freq)` and odd
+# columns `torch.cos(t * freq)`.
+#
+# </details>
 
 # %% id="sinusoidal_positions" nbgrader={"grade": false, "grade_id": "sinusoidal_positions", "locked": false, "schema_version": 3, "solution": true}
 def sinusoidal_positions(T, d):
@@ -551,21 +726,124 @@ def rotary_score(s, t):
 for s, t in [(3, 1), (10, 8), (50, 48), (3, 2)]:
     print(f"query at {s:>2}, key at {t:>2} (offset {s - t}): score {rotary_score(s, t):+.4f}")
 
+# %% [markdown] id="synthesis-intro"
+# ## Synthesis · Multi-head self-attention of a padded batch
+#
+# Time to put the pieces together into the layer a transformer actually runs:
+# **multi-head self-attention** of a batch of padded sequences, optionally causal.
+# The reversal model of the next section is built from it: every attention layer
+# of that model will call *your* function.
+#
+# **Write `self_attention(x, attn, lengths=None, causal=False)`** returning
+# `(output, weights)`:
+#
+# - `x`: `(B, T, D)`, the (already normalised) token vectors; every token is a query, a key and a value;
+# - `attn`: a module holding `attn.num_heads` ($H$, dividing $D$) and four `nn.Linear(D, D)` projections
+#   `attn.q_proj`, `attn.k_proj`, `attn.v_proj` and `attn.out_proj`, laid out as in Exercise 3;
+# - `lengths`: `None` (no padding) or a `(B,)` int64 tensor: in sequence $b$, the positions
+#   $t \ge n_b$ are padding, and **no query may attend to them**;
+# - `causal`: when `True`, query $i$ may attend to keys $j \le i$ only; with `lengths` too, a key must
+#   pass **both** rules;
+# - returns `output` `(B, T, D)`, the merged heads through `out_proj`, and `weights` `(B, H, T, T)`, one
+#   attention map per head (not averaged);
+# - edge case: a sequence of length 0 has queries with nothing to attend to; your attention already
+#   gives them zeros, so their output is `out_proj` of zeros.
+#
+# In formulas, with $Q = x W^Q$, $K = x W^K$, $V = x W^V$ split into heads,
+# $M_{b,i,j} = [\, j < n_b \,] \wedge [\, j \le i \text{ if causal} \,]$ and
+# $\operatorname{output} = [\operatorname{head}_1, \dots, \operatorname{head}_H]\, W^O$ with
+# $\operatorname{head}_h = \operatorname{Attention}(Q_h, K_h, V_h; M)$.
+#
+# Use your own functions from Exercises 1-3 (the self-check runs your
+# `self_attention` with the course's versions of them, so a slip there is not
+# counted twice); do not call `attn(...)` itself, `torch.nn.MultiheadAttention`
+# or torch's fused attention. The padded positions' *outputs* are not special:
+# they are computed like any other query's (a later loss simply ignores them).
+#
+# <details><summary>Hint 1</summary>
+#
+# Follow the shapes: project `(B, T, D)` $\to$ split into `(B, H, T, dh)` (three
+# times) $\to$ attend with one mask $\to$ `(B, H, T, dh)` $\to$ merge to
+# `(B, T, D)` $\to$ output projection. The only new thinking is the mask: it must
+# broadcast against the scores `(B, H, T, T)`, whose axes are batch, head,
+# query, key. Which of these axes does the causal rule depend on, and which does
+# the padding rule depend on?
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `causal_mask(T)` is `(T, T)` (query, key): it broadcasts as it is. `padding_mask(lengths, T)`
+# is `(B, T)` (batch, key): it needs size-1 axes for the heads and the queries, `(B, 1, 1, T)`.
+# Broadcasting aligns shapes from the right, so a `(B, 1, T)` mask would silently pair the
+# batch axis with the heads. Two bool masks combine with `&` (both must allow the key), giving `(B, 1, T, T)`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# ```python
+# mask = causal_mask(T) if causal else None
+# if lengths is not None:
+#     keys = padding_mask(lengths, T)[:, None, None, :]            # (B, 1, 1, T)
+#     mask = keys if mask is None else mask & keys
+# q = split_heads(attn.q_proj(x), attn.num_heads)                  # and k, v alike
+# ```
+#
+# then `scaled_dot_product_attention(q, k, v, mask)`, `merge_heads` and `attn.out_proj`.
+#
+# </details>
+
+# %% id="self_attention" nbgrader={"grade": false, "grade_id": "self_attention", "locked": false, "schema_version": 3, "solution": true}
+def self_attention(x, attn, lengths=None, causal=False):
+    """Multi-head self-attention of x (B, T, D) with the projections of attn, returning (output, weights).
+
+    lengths: None or (B,) int64; keys t >= lengths[b] are padding, hidden from every query.
+    causal: if True, query i attends to keys j <= i only. Returns output (B, T, D), weights (B, H, T, T).
+    """
+    ### BEGIN SOLUTION
+    B, T, D = x.shape
+    mask = causal_mask(T) if causal else None  # (T, T)
+    if lengths is not None:
+        keys = padding_mask(lengths, T)[:, None, None, :]  # (B, 1, 1, T): batch, head, query, key
+        mask = keys if mask is None else mask & keys  # (B, 1, T, T)
+    q = split_heads(attn.q_proj(x), attn.num_heads)  # (B, H, T, dh)
+    k = split_heads(attn.k_proj(x), attn.num_heads)
+    v = split_heads(attn.v_proj(x), attn.num_heads)
+    out, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, H, T, dh), (B, H, T, T)
+    return attn.out_proj(merge_heads(out)), weights
+    ### END SOLUTION
+
+# %% id="test_self_attention" nbgrader={"grade": true, "grade_id": "test_self_attention", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# Self-check: multi-head self-attention, causal and padded (3 points)
+from course_lib.checks.attention import check_self_attention
+from course_lib.grading import passed
+
+check_self_attention(self_attention, globals())
+### BEGIN HIDDEN TESTS
+check_self_attention(self_attention, globals(),
+    configs=[
+        {"B": 2, "T": 7, "D": 16, "H": 4, "lengths": [7, 1], "causal": True, "seed": 40},
+        {"B": 4, "T": 5, "D": 8, "H": 2, "lengths": [2, 5, 3, 4], "causal": False, "seed": 41},
+        {"B": 1, "T": 4, "D": 6, "H": 3, "lengths": [0], "causal": True, "seed": 42},
+        {"B": 3, "T": 3, "D": 4, "H": 1, "lengths": None, "causal": True, "seed": 43},
+    ],
+)
+### END HIDDEN TESTS
+passed("self_attention masks, splits, attends and merges like the reference.")
+
 # %% [markdown] id="experiment-intro"
 # ## Experiment: what does a trained model attend to?
 #
 # Now a task that *needs* attention: **reverse a sequence** of digits, e.g.
 # `3 1 4 1 5 9 2 6` $\to$ `6 2 9 5 1 4 1 3`. Output position $i$ must copy the
-# input at position $T - 1 - i$: a pure lookup by position, impossible for a
-# model that cannot tell positions apart.
+# input at position $T - 1 - i$: a pure lookup by position.
 #
 # The model is `course_lib.attention.SequenceModel`: token embeddings plus
 # sinusoidal encodings, then two transformer blocks (pre-LayerNorm
 # multi-head self-attention and an MLP, each with a residual connection), then a
-# linear layer that predicts a digit at every position. It is built from
-# course_lib's versions of this notebook's functions (`sinusoidal_positions`,
-# the masks, the head split and merge, attention), not from yours: the same
-# computations as yours once your checks pass. We
+# linear layer that predicts a digit at every position. Its attention layers
+# run **your `self_attention`** (passed as `attention=`), which calls your
+# masks, head split and merge, and attention; no mask is needed here, since
+# every output position may look at the whole input. We
 # train it with the course's `train` loop and report **sequence accuracy**: the
 # fraction of validation sequences reversed without a single wrong digit.
 # In FAST mode it trains on length-8 sequences for a few seconds; otherwise on
@@ -598,7 +876,7 @@ def evaluate(model):
 
 
 torch.manual_seed(0)
-model = SequenceModel(vocab=10, max_len=16, d_model=64, num_heads=4, num_layers=2)
+model = SequenceModel(vocab=10, max_len=16, d_model=64, num_heads=4, num_layers=2, attention=self_attention)
 history = train(
     model, lambda step: reversal_batch(64, LENGTH, generator=g_train), loss_fn, STEPS,
     lr=3e-3, warmup_steps=STEPS // 20, evaluate=evaluate, eval_every=max(1, STEPS // 10), desc="reversal",
@@ -610,15 +888,39 @@ plot_history(history, metrics=["loss", "val_loss", "sequence_accuracy"], title="
 plt.show()
 
 # %% [markdown] id="no-positions-intro"
-# The same model **without** position encodings, trained the same way, cannot
-# learn the task: every output position sees the same bag of tokens, so all it
-# can do is guess one of the digits it was given. Its per-digit accuracy rises
-# above the 10 % of blind guessing (the digits present in the input are good
-# guesses), but it almost never gets a whole sequence right.
+# ### Without positions
+#
+# Now the same model **without** position encodings (`use_positions=False`),
+# trained the same way on the same task (for half as many steps).
+#
+# **Predict first.** What sequence accuracy will it reach?
+#
+# - **A.** About the same as with positions, close to 100 %: attention can still find the right digit.
+# - **B.** Around 50 %: it reverses about half of the sequences.
+# - **C.** Close to 0 %: it almost never reverses a whole sequence.
+#
+# Think of the permutation test of Exercise 4 before you answer.
+
+# %% id="predict_positions" nbgrader={"grade": false, "grade_id": "predict_positions", "locked": false, "schema_version": 3, "solution": true}
+predict_positions = None  # your letter: "A", "B" or "C"
+### BEGIN SOLUTION
+predict_positions = "C"
+### END SOLUTION
+
+# %% id="test_predict_positions" nbgrader={"grade": true, "grade_id": "test_predict_positions", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_positions, "ABC", name="predict_positions")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_positions, "ABC", answer="C", name="predict_positions")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
 
 # %% id="reversal-no-positions" tags=["experiment"]
 torch.manual_seed(0)
-blind = SequenceModel(vocab=10, max_len=16, d_model=64, num_heads=4, num_layers=2, use_positions=False)
+blind = SequenceModel(vocab=10, max_len=16, d_model=64, num_heads=4, num_layers=2, use_positions=False,
+                      attention=self_attention)
 blind_history = train(
     blind, lambda step: reversal_batch(64, LENGTH, generator=g_train), loss_fn, STEPS // 2,
     lr=3e-3, evaluate=evaluate, eval_every=max(1, STEPS // 4), desc="no positions",
@@ -628,6 +930,18 @@ with torch.no_grad():
 print(f"without positions: sequence accuracy {blind_history.last('sequence_accuracy'):.1%}, "
       f"digit accuracy {digit_accuracy:.1%}")
 course_lib.fast_note(f"{STEPS // 2} training steps on length-{LENGTH} sequences instead of 500 on length 12")
+
+# %% [markdown] id="no-positions-explained"
+# **What happened (answer C).** Without positions the model cannot learn the
+# task, and no amount of training would help. Every layer is
+# permutation-equivariant (the test of Exercise 4), so the output at position
+# $i$ is a function of the token $x_i$ and of the *bag* of all tokens, never of
+# $i$: two positions holding the same digit must make the same prediction, and
+# the model cannot tell the first digit from the last. All it can do is guess
+# one of the digits it was given. Its per-digit accuracy rises above the 10 % of
+# blind guessing (the digits present in the input are good guesses), but
+# getting all 8 or 12 digits of a sequence right by such guessing almost never
+# happens. Attention finds *what*; positions are needed to find *where*.
 
 # %% [markdown] id="explorer-intro"
 # ### The attention maps
@@ -666,14 +980,18 @@ attention_explorer(maps, tokens=x_show, targets=y_show)
 #   *before* the softmax. A causal mask is lower-triangular; a padding mask hides
 #   the filler tokens. A query with nothing to attend to gets zeros, by our
 #   definition, instead of NaN.
-# - **Multi-head attention** splits $D$ into $H$ contiguous slices: view as
-#   `(B, T, H, d_h)`, transpose to `(B, H, T, d_h)`, and back the same way.
+# - **Multi-head attention** splits $D$ into $H$ contiguous slices, one per
+#   head, and makes the heads a batch axis `(B, H, T, d_h)` without mixing
+#   tokens; merging undoes it. Self-attention of a padded batch combines the
+#   causal rule and the padding rule in one mask that broadcasts against the
+#   scores `(B, H, T, T)`: a key must pass both.
 # - **Positions**: attention alone is permutation-equivariant; sinusoidal
 #   encodings (or rotary embeddings) tell it where each token is.
 #
 # **Common pitfalls:** softmax over the queries instead of the keys; forgetting
 # the scale; an inverted mask; filling masked scores with 0 instead of
-# $-\infty$; reshaping heads without the transpose; swapping sin and cos.
+# $-\infty$; reshaping heads without the transpose; a padding mask that lines
+# its batch axis up with the heads; swapping sin and cos.
 #
 # **Next:** notebook 05 stacks causal multi-head attention into a GPT and trains
 # it on Python's documentation, using `course_lib.attention`.

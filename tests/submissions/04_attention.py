@@ -178,3 +178,80 @@ def sinusoidal_positions(T, d):
         fails={"test_sinusoidal_positions"},
     ),
 ]
+
+MISTAKES += [
+    Mistake(
+        name="predict-scale-uniform",
+        cell="predict_scale",
+        why="expects the unscaled weights to spread out evenly (they saturate instead)",
+        code='predict_scale = "C"\n',
+        fails={"test_predict_scale"},
+    ),
+    Mistake(
+        name="predict-positions-still-learns",
+        cell="predict_positions",
+        why="expects attention alone to find the mirrored position",
+        code='predict_positions = "A"\n',
+        fails={"test_predict_positions"},
+    ),
+    Mistake(
+        name="self-attention-masks-or",
+        cause="combined the masks with `|` (or)",
+        cell="self_attention",
+        why="joins the causal and the padding mask with |, so a query sees the future and the padding",
+        code='''
+def self_attention(x, attn, lengths=None, causal=False):
+    B, T, D = x.shape
+    mask = causal_mask(T) if causal else None
+    if lengths is not None:
+        keys = padding_mask(lengths, T)[:, None, None, :]
+        mask = keys if mask is None else mask | keys
+    q = split_heads(attn.q_proj(x), attn.num_heads)
+    k = split_heads(attn.k_proj(x), attn.num_heads)
+    v = split_heads(attn.v_proj(x), attn.num_heads)
+    out, weights = scaled_dot_product_attention(q, k, v, mask)
+    return attn.out_proj(merge_heads(out)), weights
+''',
+        fails={"test_self_attention"},
+    ),
+    Mistake(
+        name="self-attention-padding-without-head-axis",
+        cause="the padding mask lacks the head axis",
+        cell="self_attention",
+        why="uses the (B, 1, T) key mask of Exercise 2, which broadcasts the batch against the heads",
+        code='''
+def self_attention(x, attn, lengths=None, causal=False):
+    B, T, D = x.shape
+    mask = causal_mask(T) if causal else None
+    if lengths is not None:
+        keys = padding_mask(lengths, T)[:, None, :]
+        mask = keys if mask is None else mask & keys
+    q = split_heads(attn.q_proj(x), attn.num_heads)
+    k = split_heads(attn.k_proj(x), attn.num_heads)
+    v = split_heads(attn.v_proj(x), attn.num_heads)
+    out, weights = scaled_dot_product_attention(q, k, v, mask)
+    return attn.out_proj(merge_heads(out)), weights
+''',
+        fails={"test_self_attention"},
+    ),
+    Mistake(
+        name="self-attention-no-out-proj",
+        cause="the output projection is missing",
+        cell="self_attention",
+        why="returns the merged heads without attn.out_proj",
+        code='''
+def self_attention(x, attn, lengths=None, causal=False):
+    B, T, D = x.shape
+    mask = causal_mask(T) if causal else None
+    if lengths is not None:
+        keys = padding_mask(lengths, T)[:, None, None, :]
+        mask = keys if mask is None else mask & keys
+    q = split_heads(attn.q_proj(x), attn.num_heads)
+    k = split_heads(attn.k_proj(x), attn.num_heads)
+    v = split_heads(attn.v_proj(x), attn.num_heads)
+    out, weights = scaled_dot_product_attention(q, k, v, mask)
+    return merge_heads(out), weights
+''',
+        fails={"test_self_attention"},
+    ),
+]
