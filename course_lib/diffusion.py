@@ -627,6 +627,52 @@ def denoiser_loss_fn(
     return loss_fn
 
 
+def train_denoiser(
+    model: nn.Module,
+    batches: Iterator[tuple[torch.Tensor, ...]],
+    schedule: NoiseSchedule,
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    p_uncond: float = 0.0,
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    grad_clip: float | None = 1.0,
+) -> list[float]:
+    """Train a noise predictor for ``steps`` steps with :func:`diffusion_loss`; return each step's loss.
+
+    Each step takes the next batch from ``batches``: ``(x0,)`` or ``(x0, labels)``, with x0 ``(B, ...)``
+    and labels ``(B,)`` int64. With labels, each one is replaced by ``model.null_label`` with probability
+    ``p_uncond`` (label dropout, Ho & Salimans 2022; drawn before the loss draws its t and noise), so the
+    model also learns the unconditional noise. Then one update from this step's gradients alone: their
+    total norm clipped to ``grad_clip`` (None: not clipped), one ``optimizer`` step, and one
+    ``lr_scheduler`` step when one is given. The model trains in training mode; the batches are not
+    changed. Returns ``steps`` floats: the loss of each step, computed before that step's update.
+
+    :func:`course_lib.train.train` with :func:`denoiser_loss_fn` (and its warm-up and cosine rates as a
+    ``LambdaLR``) takes the same steps; ``tests/test_diffusion.py`` checks that they agree.
+    """
+    if steps <= 0:
+        raise ValueError(f"steps must be positive, got {steps}")
+    if not 0 <= p_uncond <= 1:
+        raise ValueError(f"p_uncond must be in [0, 1], got {p_uncond}")
+    model.train()
+    losses = []
+    for _ in range(steps):
+        batch = next(batches)
+        x0, labels = batch[0], (batch[1] if len(batch) > 1 else None)
+        if labels is not None and p_uncond > 0:
+            labels = drop_labels(labels, p_uncond, model.null_label)
+        loss = diffusion_loss(model, x0, schedule, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if lr_scheduler is not None:
+            lr_scheduler.step()
+        losses.append(loss.item())
+    return losses
+
+
 __all__ = [
     "Denoiser",
     "NoiseSchedule",
@@ -651,4 +697,39 @@ __all__ = [
     "q_step",
     "steps_for",
     "timestep_embedding",
+    "train_denoiser",
 ]
+
+
+# --------------------------------------------------------------------------
+# Notebook 02 synthesis: the forward chain, one step at a time
+# --------------------------------------------------------------------------
+
+
+def q_chain(x0: torch.Tensor, schedule: NoiseSchedule, noise: torch.Tensor) -> torch.Tensor:
+    """Run the forward Markov chain from clean ``x0`` for ``K = len(noise)`` steps; return every state.
+
+    x0: (B, ...) clean data; noise: (K, B, ...) standard normal, ``noise[t]`` for step t, 1 <= K <= T.
+    Step t (t = 0 .. K-1) is :func:`q_step`: ``x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) noise[t]``,
+    starting from the clean data. Returns ``(K, B, ...)``: ``out[t]`` is the state after steps 0 .. t,
+    distributed as :func:`q_sample` at t (mean ``sqrt(alpha_bar_t) x0``, variance ``1 - alpha_bar_t``).
+    """
+    _check_schedule(schedule)
+    _check_batch(x0, "x0")
+    if not isinstance(noise, torch.Tensor):
+        raise TypeError(f"noise must be a torch.Tensor, got {type(noise).__name__}")
+    if noise.dim() != x0.dim() + 1 or tuple(noise.shape[1:]) != tuple(x0.shape):
+        raise ValueError(f"noise must have shape (K, *x0.shape) = (K, {', '.join(map(str, x0.shape))}), "
+                         f"got {tuple(noise.shape)}")
+    if not 1 <= len(noise) <= schedule.T:
+        raise ValueError(f"the chain runs 1 .. T = {schedule.T} steps, got K = len(noise) = {len(noise)}")
+    sqrt_alphas = schedule.alphas.sqrt().to(x0)  # (T,)
+    sqrt_betas = schedule.betas.sqrt().to(x0)
+    states, x = [], x0
+    for t in range(len(noise)):
+        x = sqrt_alphas[t] * x + sqrt_betas[t] * noise[t].to(x0)
+        states.append(x)
+    return torch.stack(states)  # (K, B, ...)
+
+
+__all__ += ["q_chain"]

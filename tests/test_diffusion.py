@@ -328,6 +328,48 @@ def test_a_denoiser_learns_on_the_swiss_roll():
     assert last < 0.7  # predicting zero noise scores E[noise^2] = 1
 
 
+@pytest.mark.parametrize("conditional", [False, True])
+def test_train_denoiser_takes_the_steps_of_the_course_training_loop(conditional):
+    """train_denoiser = course_lib.train.train with denoiser_loss_fn and its warm-up/cosine rate as a LambdaLR."""
+    from course_lib.data import random_batches
+    from course_lib.train import adamw, lr_factor, train
+
+    schedule, steps, warmup = D.NoiseSchedule.linear(100), 30, 5
+    x = torch.randn(500, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(4, (500,), generator=torch.Generator().manual_seed(1))
+    data, p_uncond = ((x, y), 0.2) if conditional else ((x,), 0.0)
+    runs = []
+    for loop in ("train", "train_denoiser"):
+        torch.manual_seed(0)
+        model = D.Denoiser((1, 4, 4), hidden=32, depth=2, num_classes=4 if conditional else 0)
+        batches = random_batches(*data, batch_size=64)
+        if loop == "train":
+            history = train(model, batches, D.denoiser_loss_fn(schedule, p_uncond), steps, lr=3e-3,
+                            warmup_steps=warmup, progress=False)
+            losses = [v for _, v in history.train["loss"]]
+        else:
+            optimizer = adamw(model, 3e-3)
+            rates = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps, warmup))
+            model.eval()  # train_denoiser switches it to training mode
+            losses = D.train_denoiser(model, batches, schedule, optimizer, steps, p_uncond, rates)
+            assert model.training and all(type(v) is float for v in losses)
+        runs.append((losses, torch.cat([q.detach().flatten() for q in model.parameters()])))
+    (losses_a, params_a), (losses_b, params_b) = runs
+    assert len(losses_b) == steps and losses_b == pytest.approx(losses_a, rel=1e-5)
+    # the same updates; gradient clipping sums the norms in another parameter order (last-bit differences)
+    assert torch.allclose(params_a, params_b, atol=1e-6)
+    assert sum(losses_b[-5:]) < sum(losses_b[:5])  # and it learns
+
+
+def test_train_denoiser_rejects_bad_arguments():
+    model = D.Denoiser((2,), hidden=8, depth=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batches = iter([(torch.randn(4, 2),)] * 3)
+    for bad in ({"steps": 0}, {"steps": 2, "p_uncond": 1.5}):
+        with pytest.raises(ValueError):
+            D.train_denoiser(model, batches, D.NoiseSchedule.linear(10), optimizer, **bad)
+
+
 def test_drop_labels():
     labels = torch.zeros(10_000, dtype=torch.long)
     dropped = D.drop_labels(labels, 0.2, 10, torch.Generator().manual_seed(0))

@@ -17,13 +17,14 @@ the notebook's hidden tests call it again with their own ``cases``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import torch
 
 from .. import diffusion as D
-from ..grading import check_answer_rules, check_function, forbid_reference, substitute
+from ..grading import CheckFailed, check_answer_rules, check_function, describe, forbid_reference, substitute
 
 # --------------------------------------------------------------------------
 # Fixtures: a bare schedule, toy noise-prediction models
@@ -885,3 +886,298 @@ def check_diffusion_loss_random(student_fn: Callable, T: int = 10, n: int = 4000
             f"{z.mean().item():.3f} and std {z.std().item():.3f}. Draw noise with torch.randn_like(x0) and "
             "build x_t with the closed form at the same t the model is given."
         )
+
+# --------------------------------------------------------------------------
+# Notebook 03 synthesis: the training loop
+# --------------------------------------------------------------------------
+
+TRAIN_SHORTCUTS = [
+    "course_lib.diffusion.train_denoiser",
+    "course_lib.diffusion.denoiser_loss_fn",
+    "course_lib.train.train",
+    "course_lib.train.run_loop",
+]
+_DIFFUSION_LOSS = D.diffusion_loss  # the real one: SeededLoss calls it while D.diffusion_loss is swapped out
+_TRAIN_SCHEDULE = D.NoiseSchedule.linear(20, 1e-3, 0.2)
+
+
+class SeededLoss:
+    """Stands in for ``diffusion_loss`` while a check trains: deterministic, and it keeps a record.
+
+    Call k draws its t and noise from a generator seeded with ``seed + k``, so a training run is a
+    function of the loop alone (not of the global random state); ``calls`` records, per call, the labels
+    it was given and whether the model was in training mode.
+    """
+
+    def __init__(self, seed: int = 1000) -> None:
+        self.seed = seed
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, model, x0, schedule, labels=None, t=None, noise=None) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed + len(self.calls))
+        self.calls.append({"labels": None if labels is None else torch.as_tensor(labels).detach().clone(),
+                           "training": bool(getattr(model, "training", True))})
+        return _DIFFUSION_LOSS(model, x0, full(schedule), labels, t, noise, generator=generator)
+
+
+def train_setup(seed: int, steps: int, data: str = "points", labels: bool = False, optimizer: str = "adam",
+                lr: float = 0.01, scheduler: bool = False, grad_clip: float | None = None,
+                p_uncond: float = 0.0, batch_size: int = 8) -> dict[str, Any]:
+    """The arguments of one checked training run, built afresh from ``seed`` (the global RNG untouched).
+
+    A small :class:`Denoiser` handed over in eval mode (the loop must switch it to training), a list of
+    ``steps + 2`` batches (``(x0,)`` or ``(x0, labels)``) behind an iterator, Adam or SGD with momentum,
+    and, with ``scheduler``, a LambdaLR that halves the rate at every step (so an off-by-one shows).
+    """
+    shape = (2,) if data == "points" else (1, 4, 4)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = D.Denoiser(shape, hidden=16, depth=1, num_classes=3 if labels else 0)
+    model.eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    batches = []
+    for _ in range(steps + 2):
+        x0 = torch.randn(batch_size, *shape, generator=g)
+        batches.append((x0, torch.randint(3, (batch_size,), generator=g)) if labels else (x0,))
+    if optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5**step) if scheduler else None
+    return {"model": model, "batches": batches, "schedule": _TRAIN_SCHEDULE, "optimizer": opt, "steps": steps,
+            "p_uncond": p_uncond, "lr_scheduler": lr_scheduler, "grad_clip": grad_clip}
+
+
+def _parameters(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _train_run(loop: Callable, namespace: MutableMapping[str, Any], case: dict) -> tuple[Any, dict, SeededLoss]:
+    """Run ``loop`` on a fresh :func:`train_setup`, with ``namespace["diffusion_loss"]`` a fresh SeededLoss."""
+    run = train_setup(**case)
+    batches = run.pop("batches")
+    loss = SeededLoss()
+    with substitute(namespace, diffusion_loss=loss):
+        losses = loop(batches=iter(batches), **run)
+    return losses, {"batches": batches, **run}, loss
+
+
+def _outcome(losses: Any, run: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a run is compared on: the returned losses and the parameters it ended with."""
+    return torch.tensor([float(v) for v in losses], dtype=torch.float64), _parameters(run["model"])
+
+
+def _reference_outcome(**case: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    losses, run, _ = _train_run(D.train_denoiser, vars(D), case)
+    return _outcome(losses, run)
+
+
+def _library_outcome(loop: Callable) -> Callable:
+    """A mistaken loop of this module (it calls ``D.diffusion_loss``) as ``case -> outcome``."""
+
+    def outcome(**case: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        with warnings.catch_warnings():  # a mistake may call the scheduler first, which PyTorch warns about
+            warnings.simplefilter("ignore")
+            losses, run, _ = _train_run(loop, vars(D), case)
+        return _outcome(losses, run)
+
+    return outcome
+
+
+def _loop(model, batches, schedule, optimizer, steps, p_uncond=0.0, lr_scheduler=None, grad_clip=1.0, *,
+          zero_grad="before", clip="norm", scheduler_step="after", pass_labels=True, dropout="each"):
+    """The training loop with one thing changed (each keyword names a mistake's variant)."""
+    model.train()
+    losses = []
+    for _ in range(steps):
+        batch = next(batches)
+        x0, labels = batch[0], (batch[1] if len(batch) > 1 else None)
+        if labels is not None and p_uncond > 0:
+            if dropout == "each":
+                labels = D.drop_labels(labels, p_uncond, model.null_label)
+            elif dropout == "keep":
+                labels = D.drop_labels(labels, 1 - p_uncond, model.null_label)
+            elif dropout == "batch":
+                labels = labels if torch.rand(()) >= p_uncond else torch.full_like(labels, model.null_label)
+            elif dropout == "zero":
+                labels = D.drop_labels(labels, p_uncond, 0)
+            elif dropout == "in place":
+                labels[torch.rand(labels.shape) < p_uncond] = model.null_label
+        loss = D.diffusion_loss(model, x0, schedule, labels if pass_labels else None)
+        if zero_grad == "before":
+            optimizer.zero_grad()
+        loss.backward()
+        if zero_grad == "after backward":
+            optimizer.zero_grad()
+        if grad_clip is not None and clip == "norm":
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if grad_clip is not None and clip == "value":
+            torch.nn.utils.clip_grad_value_(model.parameters(), grad_clip)
+        if lr_scheduler is not None and scheduler_step == "before":
+            lr_scheduler.step()
+        optimizer.step()
+        if grad_clip is not None and clip == "after step":
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if lr_scheduler is not None and scheduler_step == "after":
+            lr_scheduler.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _variant(**change: Any) -> Callable:
+    def loop(model, batches, schedule, optimizer, steps, p_uncond=0.0, lr_scheduler=None, grad_clip=1.0):
+        return _loop(model, batches, schedule, optimizer, steps, p_uncond, lr_scheduler, grad_clip, **change)
+
+    return loop
+
+
+TRAIN_DENOISER_MISTAKES = {
+    "never zeroed the gradients: backward() adds to .grad, so each update also carries every earlier "
+    "step's gradient; call optimizer.zero_grad() before loss.backward()": _variant(zero_grad="never"),
+    "zeroed the gradients between backward() and optimizer.step(): the step then has no gradient to use; "
+    "zero them before backward()": _variant(zero_grad="after backward"),
+    "did not clip the gradients before the update: between backward() and optimizer.step(), rescale them so "
+    "their total norm is at most grad_clip (clipping after the step changes nothing)": _variant(clip="after step"),
+    "clipped each gradient entry (clip_grad_value_) where the total norm belongs (clip_grad_norm_)": (
+        _variant(clip="value")
+    ),
+    "stepped the learning-rate scheduler before the optimizer: each update then uses the next step's rate; "
+    "call lr_scheduler.step() after optimizer.step()": _variant(scheduler_step="before"),
+    "never stepped the learning-rate scheduler: call lr_scheduler.step() once after each optimizer step": (
+        _variant(scheduler_step="never")
+    ),
+    "did not pass the batch's labels to diffusion_loss: a class-conditional model must be told the class": (
+        _variant(pass_labels=False)
+    ),
+}
+
+LABEL_DROPOUT_MISTAKES = {
+    "kept each label with probability p_uncond: p_uncond is the probability of *dropping* it": (
+        _variant(dropout="keep")
+    ),
+    "dropped the labels of whole batches at once: drop each label on its own, with probability p_uncond": (
+        _variant(dropout="batch")
+    ),
+    "replaced a dropped label by something other than model.null_label, the index the Denoiser reserves "
+    "for 'no label'": _variant(dropout="zero"),
+    "changed the batch's labels in place: build a new labels tensor (e.g. with torch.where), the batch may "
+    "be reused": _variant(dropout="in place"),
+    "did not drop any labels: with p_uncond > 0, replace each label by model.null_label with probability "
+    "p_uncond": _variant(dropout="none"),
+}
+
+
+def _student_outcome(train_denoiser: Callable, namespace: MutableMapping[str, Any]) -> Callable:
+    """The student's loop as ``case -> outcome``, with the checks that cannot be compared value by value."""
+
+    def outcome(**case: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        losses, run, loss = _train_run(train_denoiser, namespace, case)
+        steps = case["steps"]
+        if not loss.calls:
+            raise CheckFailed(
+                "train_denoiser never called diffusion_loss: compute each step's loss with your diffusion_loss "
+                "from Exercise 2 (the check swaps in a reference one, so a slip there is not counted twice)."
+            )
+        if len(loss.calls) != steps:
+            raise CheckFailed(f"train_denoiser called diffusion_loss {len(loss.calls)} times for steps={steps}: "
+                              "one loss, and one update, per step.")
+        if not all(call["training"] for call in loss.calls):
+            raise CheckFailed("the model was in eval mode while it trained (the check hands it over in eval "
+                              "mode): call model.train() before the loop.")
+        if not isinstance(losses, (list, tuple)) or len(losses) != steps:
+            got = f"{len(losses)} values" if isinstance(losses, (list, tuple)) else describe(losses)
+            raise CheckFailed(f"train_denoiser should return a list of one loss per step ({steps}), got {got}.")
+        if not all(isinstance(v, float) for v in losses):
+            kinds = sorted({type(v).__name__ for v in losses if not isinstance(v, float)})
+            raise CheckFailed(f"the losses should be Python floats (loss.item()), got {', '.join(kinds)}: a kept "
+                              "loss tensor also keeps its step's whole computation graph alive.")
+        return _outcome(losses, run)
+
+    return outcome
+
+
+def _train_cases() -> list[dict]:
+    return [
+        {"seed": 0, "steps": 5, "data": "points", "optimizer": "adam", "lr": 0.01, "grad_clip": None},
+        {"seed": 1, "steps": 5, "data": "images", "labels": True, "optimizer": "sgd", "lr": 0.2,
+         "scheduler": True, "grad_clip": 0.05},
+    ]
+
+
+def _dropout_verdict(calls: list[dict], originals: list, null_label: int, p_uncond: float) -> str | None:
+    """None when the recorded labels look like label dropout at rate p_uncond; else which mistake it looks like."""
+    seen = [call["labels"] for call in calls]
+    if any(labels is None for labels in seen):
+        return next(d for d in TRAIN_DENOISER_MISTAKES if d.startswith("did not pass the batch's labels"))
+    changed = [labels != original for labels, original in zip(seen, originals)]
+    if any((labels[c] != null_label).any() for labels, c in zip(seen, changed)):
+        return next(d for d in LABEL_DROPOUT_MISTAKES if d.startswith("replaced a dropped label"))
+    fractions = torch.stack([c.float().mean() for c in changed])
+    rate = fractions.mean().item()
+    if rate == 0:
+        return next(d for d in LABEL_DROPOUT_MISTAKES if d.startswith("did not drop any"))
+    if ((fractions == 0) | (fractions == 1)).all():
+        return next(d for d in LABEL_DROPOUT_MISTAKES if d.startswith("dropped the labels of whole batches"))
+    if abs(rate - (1 - p_uncond)) < 0.06 < abs(rate - p_uncond):
+        return next(d for d in LABEL_DROPOUT_MISTAKES if d.startswith("kept each label"))
+    if abs(rate - p_uncond) >= 0.06:
+        return f"dropped {rate:.1%} of the labels where p_uncond = {p_uncond} asks for about {p_uncond:.0%}"
+    return None
+
+
+def check_label_dropout(train_denoiser: Callable, namespace: MutableMapping[str, Any], seed: int = 0,
+                        p_uncond: float = 0.3, steps: int = 40, batch_size: int = 64) -> None:
+    """Fail unless the loop drops each label to ``model.null_label`` with probability ``p_uncond``, out of place.
+
+    Runs ``steps`` cheap steps (learning rate 0) on labelled batches and reads the labels each loss call got.
+    """
+    case = {"seed": seed, "steps": steps, "labels": True, "optimizer": "sgd", "lr": 0.0, "p_uncond": p_uncond,
+            "batch_size": batch_size}
+    kept = [b[1].clone() for b in train_setup(**case)["batches"]]
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            _, run, loss = _train_run(train_denoiser, namespace, case)
+    except NotImplementedError:
+        raise CheckFailed("train_denoiser is not implemented yet.") from None
+    except CheckFailed:
+        raise
+    except Exception as exc:
+        raise CheckFailed(f"train_denoiser raised {type(exc).__name__} ({exc}) on labelled batches with "
+                          f"p_uncond={p_uncond}.") from exc
+    if any(not torch.equal(b[1], k) for b, k in zip(run["batches"], kept)):
+        cause = next(d for d in LABEL_DROPOUT_MISTAKES if d.startswith("changed the batch's labels in place"))
+        raise CheckFailed(f"train_denoiser changed the labels of the batches it was given.\n  Likely cause: {cause}")
+    verdict = _dropout_verdict(loss.calls, kept, run["model"].null_label, p_uncond)
+    if verdict is not None:
+        known = verdict in TRAIN_DENOISER_MISTAKES or verdict in LABEL_DROPOUT_MISTAKES
+        raise CheckFailed(
+            f"label dropout is not right yet (p_uncond={p_uncond}, {steps} batches of {batch_size} labels, "
+            f"null label {run['model'].null_label}).\n  " + (f"Likely cause: {verdict}" if known else verdict)
+        )
+
+
+def check_train_denoiser(train_denoiser: Callable, namespace: MutableMapping[str, Any],
+                         cases: list[dict] | None = None, dropout: dict | None = None, atol: float = 1e-5) -> None:
+    """Self-check of notebook 03's synthesis, ``train_denoiser``: a training loop around diffusion_loss.
+
+    ``namespace`` is the notebook's ``globals()``: while the check runs, ``diffusion_loss`` there is a
+    :class:`SeededLoss` (a reference loss with its own random numbers), so the run is deterministic and a
+    slip in Exercise 2 is not counted twice. Each case (keyword arguments of :func:`train_setup`) is
+    compared with course_lib's ``train_denoiser`` on the losses returned and the parameters reached; then
+    :func:`check_label_dropout` runs with ``dropout`` (its keyword arguments). Without ``cases``: a shortcut
+    check, then Adam on 2-D points (no clipping, no scheduler) and SGD on labelled images with clipping
+    and a scheduler.
+    """
+    check_answer_rules(train_denoiser)
+    if cases is None:
+        example = train_setup(seed=0, steps=2)
+        example["batches"] = iter(example["batches"])
+        with substitute(namespace, diffusion_loss=SeededLoss()):
+            forbid_reference(train_denoiser, TRAIN_SHORTCUTS, example=example)
+        cases = _train_cases()
+    check_function(
+        _student_outcome(train_denoiser, namespace), _reference_outcome, cases, name="train_denoiser",
+        atol=atol, mistakes={d: _library_outcome(fn) for d, fn in TRAIN_DENOISER_MISTAKES.items()},
+    )
+    check_label_dropout(train_denoiser, namespace, **(dropout or {}))

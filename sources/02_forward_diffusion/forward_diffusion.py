@@ -10,11 +10,12 @@
 # **You will learn** how a diffusion model destroys data on purpose: the noise
 # **schedules** that decide how fast (linear and cosine), the cumulative product
 # $\bar\alpha_t$ that lets you jump to any noise level in one step, the closed form
-# of $q(x_t \mid x_0)$, and the **signal-to-noise ratio** that explains why the
-# cosine schedule is kinder to small images. Notebook 03 learns to run this
-# process backwards.
+# of $q(x_t \mid x_0)$ (tested against the step-by-step chain you write
+# yourself), and the **signal-to-noise ratio** that explains why the cosine
+# schedule is kinder to small images. Notebook 03 learns to run this process
+# backwards.
 #
-# **Time:** about 45 minutes. **Prerequisites:** notebook 00; Gaussians
+# **Time:** about 60 minutes. **Prerequisites:** notebook 00; Gaussians
 # ($\mathcal N(\mu, \sigma^2)$, and that $a\,\epsilon$ with $\epsilon \sim \mathcal N(0, 1)$ has variance $a^2$).
 
 # %% [markdown] id="notation"
@@ -55,6 +56,11 @@ import course_lib
 
 session = course_lib.setup(seed=0)
 
+# %% id="imports" nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false}
+import math
+
+import torch
+
 # %% [markdown] id="schedules-intro"
 # ## Exercise 1 · Two noise schedules
 #
@@ -63,14 +69,27 @@ session = course_lib.setup(seed=0)
 # $\beta_{T-1} = 0.02$: tiny steps at first, when the data is clean and every bit
 # of noise is visible, larger ones later.
 #
+# $$\beta_t = \beta_{\text{start}} + \frac{t}{T - 1}\,\big(\beta_{\text{end}} - \beta_{\text{start}}\big), \qquad t = 0, \dots, T-1.$$
+#
 # **Write `linear_beta_schedule(T, beta_start, beta_end)`**: a float32 tensor of
-# shape `(T,)` whose first entry is `beta_start` and last is `beta_end`
-# (`torch.linspace` does exactly this).
-
-# %% id="imports" nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false}
-import math
-
-import torch
+# shape `(T,)` whose first entry is `beta_start` and last `beta_end` (for
+# $T = 1$, just `beta_start`). The checks also fail an answer that
+# calls a ready-made schedule from `course_lib`.
+#
+# <details><summary>Hint 1</summary>
+#
+# $T$ values with both ends included leave $T - 1$ equal gaps between them. With
+# $T = 3$ from 0.1 to 0.3: 0.1, 0.2, 0.3. Dividing by $T$ instead of $T - 1$ stops
+# one gap short of `beta_end`.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# PyTorch has a function that returns evenly spaced values between two ends,
+# both included: `torch.linspace(start, end, steps)`. Its default dtype is already
+# float32.
+#
+# </details>
 
 # %% id="linear_beta_schedule" nbgrader={"grade": false, "grade_id": "linear_beta_schedule", "locked": false, "schema_version": 3, "solution": true}
 def linear_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -112,9 +131,35 @@ passed("linear_beta_schedule matches Ho et al.'s schedule.")
 # The small offset $s$ keeps $\beta_0$ from being vanishingly small; the clip at
 # $0.999$ stops $\beta$ reaching 1 at the very end, where $\bar\alpha \to 0$.
 #
-# **Write `cosine_beta_schedule(T, s)`**, float32, shape `(T,)`. Tip: compute
-# $\bar\alpha$ on all $T + 1$ points $u = 0, 1/T, \dots, 1$ at once
-# (`torch.arange(T + 1) / T`), then divide neighbours; use float64 inside.
+# **Write `cosine_beta_schedule(T, s)`**: float32, shape `(T,)`, every entry at
+# most 0.999. Near the end $\bar\alpha$ is tiny, and the ratio of two tiny numbers
+# loses digits in float32: do the arithmetic in float64 and convert at the end.
+# The checks compare with the formula to $10^{-6}$ for $T = 10$ and $T = 1000$.
+#
+# <details><summary>Hint 1</summary>
+#
+# Each $\beta_t$ compares $\bar\alpha$ at two neighbouring fractions, $t/T$ and
+# $(t+1)/T$; all $T$ betas together need $\bar\alpha$ at the $T + 1$ fractions
+# $u = 0, 1/T, \dots, 1$. A worked example, $T = 2$ and $s = 0$: $\bar\alpha(0) = 1$,
+# $\bar\alpha(1/2) = \cos^2(\pi/4) = 0.5$, $\bar\alpha(1) = 0$, so
+# $\beta = (1 - 0.5/1,\; 1 - 0/0.5) = (0.5, 1)$, clipped to $(0.5, 0.999)$.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Worth looking at: `torch.arange(..., dtype=torch.float64)` (all the fractions
+# in one tensor), `torch.cos` and `math.pi`, slicing (`a[1:]` and `a[:-1]` are
+# each entry's right and left neighbour), `.clamp(max=...)`, and `.float()` to
+# return float32.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# `u = torch.arange(T + 1, dtype=torch.float64) / T`, then $f(u)$ and
+# $\bar\alpha = f(u) / f(0)$ on the whole tensor; the betas are
+# `1 - alpha_bar[1:] / alpha_bar[:-1]`, clipped at 0.999.
+#
+# </details>
 
 # %% id="cosine_beta_schedule" nbgrader={"grade": false, "grade_id": "cosine_beta_schedule", "locked": false, "schema_version": 3, "solution": true}
 def cosine_beta_schedule(T: int, s: float = 0.008) -> torch.Tensor:
@@ -156,8 +201,24 @@ passed("cosine_beta_schedule matches Nichol & Dhariwal's closed form.")
 # code; this exercise makes the difference concrete.
 #
 # **Write `compute_alpha_bars(betas)`**: from a `(T,)` tensor of betas, return
-# the `(T,)` tensor $\bar\alpha_t = \prod_{s=0}^{t} (1 - \beta_s)$
-# (`torch.cumprod`). Note that $\bar\alpha_0 = \alpha_0$: step 0 already adds noise.
+# the `(T,)` tensor $\bar\alpha_t = \prod_{s=0}^{t} (1 - \beta_s)$. Note that
+# $\bar\alpha_0 = \alpha_0$, not 1: step 0 already adds noise. The checks also fail
+# an answer that builds a `NoiseSchedule` to read the answer off it.
+#
+# <details><summary>Hint 1</summary>
+#
+# A worked example: betas $(0.1, 0.2, 0.5)$ give alphas $(0.9, 0.8, 0.5)$ and
+# $\bar\alpha = (0.9,\; 0.9 \cdot 0.8,\; 0.9 \cdot 0.8 \cdot 0.5) = (0.9, 0.72, 0.36)$:
+# each entry is the one before it times the next alpha, a *running product*.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# PyTorch has running sums and running products along a dimension:
+# `torch.cumsum` and `torch.cumprod` (with `dim=0` for a `(T,)` tensor). Which one
+# does the example of Hint 1 need, and of what?
+#
+# </details>
 
 # %% id="compute_alpha_bars" nbgrader={"grade": false, "grade_id": "compute_alpha_bars", "locked": false, "schema_version": 3, "solution": true}
 def compute_alpha_bars(betas: torch.Tensor) -> torch.Tensor:
@@ -217,15 +278,42 @@ print("fields:", ", ".join(NoiseSchedule.__dataclass_fields__))
 #
 # **Write `q_sample(x0, t, schedule, noise=None)`**:
 #
-# - `x0` is a batch of shape `(B, ...)`: 2-D points `(B, 2)` or images `(B, 1, 8, 8)`;
-# - `t` is an int64 tensor of shape `(B,)`: **a different timestep for every example**;
-# - `noise` has the shape of `x0` (draw it with `torch.randn_like(x0)` when it is `None`).
+# - `x0` is a batch of shape `(B, ...)`: 2-D points `(B, 2)`, images `(B, 1, 8, 8)`,
+#   or any other shape with the batch first;
+# - `t` is an int64 tensor of shape `(B,)`: **a different timestep for every
+#   example**, so example $i$ gets its own $\bar\alpha_{t_i}$;
+# - `noise` has the shape of `x0`; when it is `None`, draw standard normal noise
+#   of that shape;
+# - the result $x_t$ has the shape of `x0`.
 #
-# Pick $\bar\alpha_t$ per example with `schedule.alpha_bars[t]` (shape `(B,)`),
-# then reshape it to `(B, 1, ..., 1)` so it broadcasts against any `x0`:
-# `.reshape(-1, *([1] * (x0.dim() - 1)))`. Use `schedule.alpha_bars` only: the
-# checks hand your function a schedule whose precomputed square roots are `nan`,
-# so you take them yourself.
+# Read $\bar\alpha$ from `schedule.alpha_bars` (a `(T,)` tensor) and nothing
+# else: the checks hand your function a schedule whose precomputed square roots are
+# `nan`, so you take them yourself. The same function must serve points and images,
+# which is why training code can noise any kind of data with it.
+#
+# <details><summary>Hint 1</summary>
+#
+# Indexing the `(T,)` tensor `schedule.alpha_bars` with the `(B,)` tensor `t` gives
+# one $\bar\alpha$ per example, shape `(B,)`. To scale example $i$ of `x0` by its
+# own coefficient, the coefficient needs as many axes as `x0`, all but the first of
+# size 1: `(B, 1)` for points, `(B, 1, 1, 1)` for images. A `(B,)` tensor against
+# `(B, 2)` broadcasts along the *last* axis: an error, or, when $B = 2$, silently
+# the wrong pairing.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Worth looking at: `Tensor.reshape` (a `-1` lets PyTorch fill in one size),
+# `x0.dim()` (the number of axes), `.sqrt()`, and `torch.randn_like(x0)` for the
+# missing noise.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# `schedule.alpha_bars[t].reshape(-1, *([1] * (x0.dim() - 1)))` has shape
+# `(B, 1, ..., 1)`; the closed form above then works for any `x0`.
+#
+# </details>
 
 # %% id="q_sample" nbgrader={"grade": false, "grade_id": "q_sample", "locked": false, "schema_version": 3, "solution": true}
 def q_sample(x0: torch.Tensor, t: torch.Tensor, schedule, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -284,35 +372,185 @@ check_q_sample_images(q_sample,
 ### END HIDDEN TESTS
 passed("q_sample works for images and any data shape.")
 
-# %% [markdown] id="why-intro"
-# ## Why it works: step by step versus one jump
+# %% [markdown] id="synthesis-intro"
+# ## Synthesis · Run the chain yourself, then test the shortcut
 #
-# The closed form is a claim about distributions, so let us test it like one.
-# Below, 20,000 copies of one point $x_0$ are noised **one step at a time** with
-# $x_t = \sqrt{\alpha_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon$, and at a few steps we compare the empirical
-# mean and variance with what your `q_sample` draws in one jump and with the
-# formula: mean $\sqrt{\bar\alpha_t}\,x_0$, variance $1 - \bar\alpha_t$.
+# The closed form is a claim about distributions: $t + 1$ steps of
+# $q(x_t \mid x_{t-1})$, the rule in the Notation section, must end in the same
+# Gaussian as one jump with `q_sample`. Test it like one. First build the slow
+# road: the forward Markov chain, one step at a time. Then an experiment runs your
+# chain on thousands of copies of one point and compares what comes out with your
+# `q_sample`.
+#
+# **Write `q_chain(x0, schedule, noise)`**:
+#
+# - `x0` is clean data of shape `(B, ...)`, any shape with the batch first;
+# - `noise` has shape `(K, B, ...)`, standard normal: `noise[t]` is the fresh
+#   noise of step $t$, for $t = 0, \dots, K-1$, with $1 \le K \le T$ ($K$ need not be $T$);
+# - it returns a `(K, B, ...)` tensor whose entry $t$ is the state after steps
+#   $0, \dots, t$: step 0 is applied to the clean `x0`, and every later step to the
+#   state the step before produced.
+#
+# Everything you need is in `schedule.alphas` and `schedule.betas` (the checks'
+# schedule again has NaN where its precomputed square roots would be); leave `x0`
+# unchanged, and do not call course_lib's `q_step` or `q_chain`.
+#
+# <details><summary>Hint 1</summary>
+#
+# The chain keeps one running state and updates it $K$ times, saving a copy of it
+# after every step. A worked example with betas $(0.5, 0.5)$, `x0` $= 2$ and
+# noises $(1, -1)$: the first state is $\sqrt{0.5}\cdot 2 + \sqrt{0.5}\cdot 1 \approx 2.121$
+# (already noisy: it is not `x0`), the second
+# $\sqrt{0.5}\cdot 2.121 + \sqrt{0.5}\cdot(-1) \approx 0.793$.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Each step needs only its own `schedule.alphas[t]` and `schedule.betas[t]`, not
+# `alpha_bars`: the loop itself does the accumulating. The number of steps is
+# `len(noise)`. Collect the states in a Python list and `torch.stack` them along a
+# new first dimension.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# Inside `for t in range(len(noise)):` the update is
+# `x = schedule.alphas[t].sqrt() * x + schedule.betas[t].sqrt() * noise[t]`, starting
+# from `x = x0`; append `x` after each update.
+#
+# </details>
+
+# %% id="q_chain" nbgrader={"grade": false, "grade_id": "q_chain", "locked": false, "schema_version": 3, "solution": true}
+def q_chain(x0: torch.Tensor, schedule, noise: torch.Tensor) -> torch.Tensor:
+    """Run the forward chain from clean x0 for K = len(noise) steps and return every state.
+
+    x0: (B, ...) clean data; schedule: a NoiseSchedule (use schedule.alphas and schedule.betas);
+    noise: (K, B, ...) standard normal, noise[t] for step t, 1 <= K <= T.
+    Returns (K, B, ...): entry t is the state after steps 0 .. t.
+    """
+    ### BEGIN SOLUTION
+    states, x = [], x0
+    for t in range(len(noise)):
+        x = schedule.alphas[t].sqrt() * x + schedule.betas[t].sqrt() * noise[t]  # one step of q(x_t | x_{t-1})
+        states.append(x)
+    return torch.stack(states)  # (K, B, ...)
+    ### END SOLUTION
+
+# %% id="test_q_chain" nbgrader={"grade": true, "grade_id": "test_q_chain", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# Self-check: the forward chain, step by step (3 points)
+from course_lib.checks.forward_diffusion import check_q_chain
+from course_lib.grading import passed
+
+check_q_chain(q_chain)
+### BEGIN HIDDEN TESTS
+import torch
+
+from course_lib.checks.diffusion import bare_schedule
+from course_lib.diffusion import cosine_beta_schedule as cosine_betas_hidden
+
+g_hidden = torch.Generator().manual_seed(2024)
+long_schedule_hidden = bare_schedule(cosine_betas_hidden(1000))
+random_schedule_hidden = bare_schedule(0.2 * torch.rand(30, generator=g_hidden) + 1e-3)
+check_q_chain(q_chain,
+    cases=[{"x0": torch.randn(4, 3, generator=g_hidden), "schedule": long_schedule_hidden,
+            "noise": torch.randn(1000, 4, 3, generator=g_hidden)},
+           {"x0": torch.randn(6, generator=g_hidden), "schedule": random_schedule_hidden,
+            "noise": torch.randn(30, 6, generator=g_hidden)}],
+)
+### END HIDDEN TESTS
+passed("q_chain runs the forward process one step at a time.")
+
+# %% [markdown] id="predict-variance-intro"
+# ### Predict, then run
+#
+# The experiment below starts 20,000 copies of the same point $x_0 = 1.5$ and runs
+# your `q_chain` through all 1,000 steps of the linear schedule. Each step adds
+# fresh noise of variance $\beta_t$, and over the whole schedule these add up to
+# $\sum_t \beta_t \approx 10$. Across the copies, what is the **variance of the
+# last state**, at $t = 999$?
+#
+# - **A.** About 10: the variances of independent noises add up.
+# - **B.** About 1.
+# - **C.** About 0.02, the variance of the last step's noise alone.
+# - **D.** About 0: a thousand independent noises cancel out.
+#
+# Set `predict_variance` to your letter, then run the experiment.
+#
+# <details><summary>Hint 1</summary>
+#
+# The noise added at step $s$ does not stay as it is: every later step multiplies
+# the whole state, that noise included, by its $\sqrt{\alpha}$.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Try two steps by hand from the fixed $x_0$: the first state has variance
+# $\beta_0$, the second $\alpha_1 \beta_0 + \beta_1$. Is that $\beta_0 + \beta_1$?
+# What does the same rule give for the next step?
+#
+# </details>
+
+# %% id="predict_variance" nbgrader={"grade": false, "grade_id": "predict_variance", "locked": false, "schema_version": 3, "solution": true}
+predict_variance = None  # your letter: "A", "B", "C" or "D"
+### BEGIN SOLUTION
+predict_variance = "B"
+### END SOLUTION
+
+# %% id="test_predict_variance" nbgrader={"grade": true, "grade_id": "test_predict_variance", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_variance, "ABCD", name="predict_variance")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_variance, "ABCD", answer="B", name="predict_variance")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
 
 # %% id="step-by-step" tags=["experiment"]
 import matplotlib.pyplot as plt
 
 n = 5_000 if course_lib.FAST else 20_000
 sched = schedules["linear"]
-x0_point = torch.tensor([[1.5, -0.5]])
-x = x0_point.expand(n, 2).clone()
-rows, checkpoints = [], {0, 50, 200, 500, 999}
+x0_copies = torch.full((n, 1), 1.5)  # n copies of one 1-D data point
 gen = torch.Generator().manual_seed(0)
-for t in range(T):
-    x = sched.alphas[t].sqrt() * x + sched.betas[t].sqrt() * torch.randn(n, 2, generator=gen)  # one step
-    if t in checkpoints:
-        jump = q_sample(x0_point.expand(n, 2), torch.full((n,), t), sched)
-        ab = sched.alpha_bars[t].item()
-        rows.append((t, x[:, 0].mean().item(), jump[:, 0].mean().item(), 1.5 * math.sqrt(ab),
-                     x[:, 0].var().item(), jump[:, 0].var().item(), 1 - ab))
+path = q_chain(x0_copies, sched, torch.randn(T, n, 1, generator=gen))  # (T, n, 1): your chain, every state
 print(f"{'t':>4} | {'mean: steps':>11} {'jump':>7} {'formula':>7} | {'var: steps':>10} {'jump':>7} {'formula':>7}")
-for t, m1, m2, m3, v1, v2, v3 in rows:
-    print(f"{t:>4} | {m1:>11.3f} {m2:>7.3f} {m3:>7.3f} | {v1:>10.3f} {v2:>7.3f} {v3:>7.3f}")
+for t in (0, 50, 200, 500, 999):
+    jump = q_sample(x0_copies, torch.full((n,), t), sched)  # your closed form: one jump to step t
+    ab = sched.alpha_bars[t].item()
+    print(f"{t:>4} | {path[t].mean().item():>11.3f} {jump.mean().item():>7.3f} {1.5 * math.sqrt(ab):>7.3f} | "
+          f"{path[t].var().item():>10.3f} {jump.var().item():>7.3f} {1 - ab:>7.3f}")
 course_lib.fast_note(f"{n:,} samples instead of 20,000")
+
+band_mean, band_std = 1.5 * sched.alpha_bars.sqrt(), (1 - sched.alpha_bars).sqrt()
+plt.figure(figsize=(7, 3))
+plt.plot(path[:, :8, 0], lw=0.7)
+plt.fill_between(range(T), band_mean - 2 * band_std, band_mean + 2 * band_std, color="grey", alpha=0.3,
+                 label=r"closed form: mean $\pm$ 2 std")
+plt.xlabel("t")
+plt.ylabel("state")
+plt.title("8 copies of x0 = 1.5 through your chain (linear schedule)")
+plt.legend(loc="lower left")
+plt.show()
+
+# %% [markdown] id="predict-variance-answer"
+# **The answer is B.** The table's last row shows a variance of about 1 for the
+# chain, for the jump and for the formula $1 - \bar\alpha_{999}$, not the 10 that
+# adding up the betas suggests. Each step first shrinks everything already there, old noise
+# included, by $\sqrt{\alpha_t}$, and only then adds its own:
+# $\operatorname{Var}(x_t) = \alpha_t \operatorname{Var}(x_{t-1}) + \beta_t$. Starting
+# from variance 0 this gives $1 - \bar\alpha_t$ at every step, since
+# $\alpha_t (1 - \bar\alpha_{t-1}) + \beta_t = 1 - \bar\alpha_t$: the variance creeps
+# up to 1 and never passes it, and by $t = 999$ the noise of step 0 has been
+# scaled down to a variance of about $4 \cdot 10^{-5}\beta_0$. Adding up to 10 (A)
+# is what a chain *without* the $\sqrt{\alpha_t}$ scaling would give, a
+# "variance-exploding" process.
+#
+# Your thousand small steps and your one jump agree at every step of the table,
+# in mean and variance, to within sampling error (about 0.01 with 20,000 copies);
+# the paths in the plot wander, mostly inside the band that the closed form
+# draws. The chain cost 1,000 steps; `q_sample` reaches $t = 999$ as cheaply as
+# $t = 0$, and that is why a diffusion model is trained on `q_sample`'s jumps.
 
 # %% [markdown] id="snr-intro"
 # ## Signal-to-noise ratio, and why the cosine schedule is gentler
@@ -323,16 +561,51 @@ course_lib.fast_note(f"{n:,} samples instead of 20,000")
 # $$\mathrm{SNR}(t) = \frac{\bar\alpha_t}{1 - \bar\alpha_t},$$
 #
 # is the one number that describes how hard it is to see $x_0$ through the
-# noise. On a log scale (below) the linear schedule's SNR plunges: by
-# mid-way it is already far below 1, and for the last few hundred steps it is
-# so small that $x_t$ is practically pure noise. The cosine schedule's log-SNR
-# falls almost linearly over most of the chain (from about 3.5 at $t = 100$ to
-# about $-3.7$ at $t = 900$, roughly 0.009 per step): every stretch of those
-# steps removes about the same amount of information, which is Nichol &
-# Dhariwal's (2021) argument for it. Its two ends are steep: the first hundred
-# steps fall from about 10, and the last fifty plunge from about $-5$ to
-# $-20$ (the final step alone drops by 6.9, where $\beta_t$ is clipped at
-# 0.999), as the plot shows.
+# noise. Above 1 the signal is the stronger part of $x_t$, below 1 the noise is;
+# since $\bar\alpha_t$ only ever shrinks, SNR falls with every step. The plot below
+# shows SNR per step for both schedules on a log scale, with a dashed line at 1.
+#
+# ### Predict, then run
+#
+# Look back at the $\bar\alpha_t$ values that the cell after Exercise 2 printed
+# for $t = 0, 250, 500, 750, 999$. Roughly where does each schedule cross
+# $\mathrm{SNR} = 1$, the step from which noise dominates?
+#
+# - **A.** Both near $t = 500$: half-way, since both end in pure noise at $t = 999$.
+# - **B.** Linear near $t = 500$, cosine near $t = 250$.
+# - **C.** Linear near $t = 250$, cosine near $t = 500$.
+# - **D.** Both within the first 100 steps.
+#
+# Set `predict_snr` to your letter, then run the plot.
+#
+# <details><summary>Hint 1</summary>
+#
+# Solve $\mathrm{SNR}(t) = 1$ for $\bar\alpha_t$: which value of $\bar\alpha_t$
+# makes signal and noise equally strong?
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# SNR falls monotonically, so each crossing lies between the last printed step
+# whose $\bar\alpha_t$ is above that value and the first one below it.
+#
+# </details>
+
+# %% id="predict_snr" nbgrader={"grade": false, "grade_id": "predict_snr", "locked": false, "schema_version": 3, "solution": true}
+predict_snr = None  # your letter: "A", "B", "C" or "D"
+### BEGIN SOLUTION
+predict_snr = "C"
+### END SOLUTION
+
+# %% id="test_predict_snr" nbgrader={"grade": true, "grade_id": "test_predict_snr", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_snr, "ABCD", name="predict_snr")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_snr, "ABCD", answer="C", name="predict_snr")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
 
 # %% id="snr-plot" tags=["experiment"]
 from course_lib.viz import plot_snr
@@ -341,8 +614,28 @@ plot_snr(schedules)
 plt.title("log SNR per step")
 plt.show()
 for name, sched in schedules.items():
-    nearly_noise = (sched.snr() < 1e-2).float().mean().item()
-    print(f"{name:>6}: {nearly_noise:.0%} of the steps have SNR < 0.01 (almost pure noise)")
+    snr = sched.snr()
+    crossing = int((snr < 1).nonzero()[0])  # SNR falls monotonically
+    nearly_noise = (snr < 1e-2).float().mean().item()
+    print(f"{name:>6}: SNR < 1 from t = {crossing}; "
+          f"{nearly_noise:.0%} of the steps have SNR < 0.01 (almost pure noise)")
+
+# %% [markdown] id="snr-answer"
+# **The answer is C.** $\mathrm{SNR} = 1$ exactly when $\bar\alpha_t = 1/2$: the
+# linear schedule's $\bar\alpha$ was 0.52 at $t = 250$ and the cosine's 0.49 at
+# $t = 500$, and the printout puts the crossings at $t = 259$ and $t = 496$. Both
+# schedules end in pure noise, but the linear one gets there much sooner: by
+# mid-way its SNR is already far below 1, and for its last third
+# (33% of the steps) SNR is below 0.01, so $x_t$ is practically pure noise.
+# Those steps cost compute and teach a model little.
+#
+# The cosine schedule's log-SNR falls almost linearly over most of the chain
+# (from about 3.5 at $t = 100$ to about $-3.7$ at $t = 900$, roughly 0.009 per
+# step): every stretch of those steps removes about the same amount of
+# information, which is Nichol & Dhariwal's (2021) argument for it. Its two ends
+# are steep: the first hundred steps fall from about 10, and the last fifty
+# plunge from about $-5$ to $-20$ (the final step alone drops by 6.9, where
+# $\beta_t$ is clipped at 0.999), as the plot shows.
 
 # %% [markdown] id="strips-intro"
 # Here is what that means for data: digits and the Swiss roll at the same
@@ -383,7 +676,9 @@ diffusion_explorer(digits[:16], roll, schedules)
 #   adds; $\alpha_t = 1 - \beta_t$ and $\bar\alpha_t = \prod_{s \le t} \alpha_s$.
 #   Timesteps here run $0 \dots T-1$ (Ho et al. count $1 \dots T$).
 # - **Closed form:** $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$,
-#   checked above against step-by-step noising.
+#   checked above against your step-by-step chain: each step shrinks the old
+#   noise by $\sqrt{\alpha_t}$ before adding its own, so the variance climbs to
+#   $1 - \bar\alpha_t$, never past 1.
 # - **SNR** $= \bar\alpha_t / (1 - \bar\alpha_t)$: the linear schedule spends
 #   many steps at almost no signal; the cosine schedule (Nichol & Dhariwal 2021)
 #   lowers log-SNR evenly.

@@ -71,16 +71,49 @@ from course_lib.diffusion import Denoiser, NoiseSchedule, ddim_timesteps, q_samp
 #
 # The mean is a weighted average of where the data is ($x_0$, scaled to step
 # $t-1$'s level) and where we are ($x_t$). At $t = 0$, $\bar\alpha_{-1} = 1$ and
-# the posterior collapses onto $x_0$: mean $x_0$, variance 0.
+# the posterior collapses onto $x_0$: mean $x_0$, variance 0. The reverse process
+# we are about to learn imitates exactly this distribution, with a guess of $x_0$.
 #
-# **Write `q_posterior_mean_variance(x0, xt, t, schedule)`** for a batch with a
-# timestep per example (`t` of shape `(B,)`). Return `(mean, variance)`: the mean
-# shaped like `xt`, the variance shaped `(B, 1, ..., 1)` (one value per example,
-# ready to broadcast). Use `schedule.betas`, `schedule.alphas`,
-# `schedule.alpha_bars` and `schedule.alpha_bars_prev`
-# ($\bar\alpha_{t-1}$, with 1 at $t = 0$); `extract(values, t, x)` from
-# `course_lib.diffusion` does the per-example reshape if you like. The schedule
-# the checks pass holds only those four: its precomputed posterior terms are `nan`.
+# **Write `q_posterior_mean_variance(x0, xt, t, schedule)`.** The contract:
+#
+# - `x0` and `xt` have the same shape `(B, ...)`: points `(B, 2)` or images
+#   `(B, 1, 8, 8)`; `t` is a `(B,)` int64 tensor, one timestep per example,
+#   anywhere in $0 \dots T-1$ (including 0).
+# - Return `(mean, variance)`: the mean shaped like `xt`; the variance shaped
+#   `(B, 1, ..., 1)`, one value per example with as many dimensions as `xt`, ready
+#   to broadcast against it.
+# - The schedule the checks pass holds only four real tables, $\beta_t$,
+#   $\alpha_t$, $\bar\alpha_t$ and $\bar\alpha_{t-1}$ (with 1 at $t = 0$, as
+#   above); its precomputed posterior terms are `nan`, so compute those from the
+#   four.
+#
+# <details><summary>Hint 1</summary>
+#
+# Every coefficient depends on $t$ alone: look up four numbers per example
+# ($\beta_t$, $\alpha_t$, $\bar\alpha_t$, $\bar\alpha_{t-1}$), and the two
+# equations become elementwise arithmetic. With `t = [3, 0]`, example 0 uses the
+# entries at index 3 and example 1 those at index 0, where $\bar\alpha_{t-1} = 1$
+# makes the mean exactly $x_0$ and the variance 0: a good case to try by hand.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Indexing a `(T,)` tensor with the `(B,)` tensor `t` gives `(B,)` values. To
+# broadcast against `(B, 2)` or `(B, 1, 8, 8)` they must become `(B, 1)` or
+# `(B, 1, 1, 1)`: `.reshape` with `-1` and then `xt.dim() - 1` ones.
+# `course_lib.diffusion.extract(values, t, x)` does that reshape for you.
+# $\bar\alpha_{t-1}$ is `schedule.alpha_bars_prev[t]`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# ```python
+# shape = (-1, *([1] * (xt.dim() - 1)))
+# ab_prev = schedule.alpha_bars_prev[t].reshape(shape)  # likewise beta, alpha and ab = alpha_bar_t
+# mean = beta * ab_prev.sqrt() / (1 - ab) * x0 + (1 - ab_prev) * alpha.sqrt() / (1 - ab) * xt
+# ```
+#
+# </details>
 
 # %% id="q_posterior_mean_variance" nbgrader={"grade": false, "grade_id": "q_posterior_mean_variance", "locked": false, "schema_version": 3, "solution": true}
 def q_posterior_mean_variance(x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, schedule):
@@ -131,14 +164,50 @@ passed("q_posterior_mean_variance matches Gaussian conditioning.")
 #
 # $$\mathcal L_{\text{simple}} = \mathbb E_{x_0,\; t \sim \mathcal U\{0, \dots, T-1\},\; \epsilon \sim \mathcal N(0, I)}\; \big\lVert \epsilon - \epsilon_\theta\big(\sqrt{\bar\alpha_t}\,x_0 + \sqrt{1 - \bar\alpha_t}\,\epsilon,\; t\big) \big\rVert^2 .$$
 #
-# **Write `diffusion_loss(model, x0, schedule, labels=None, t=None, noise=None)`**:
+# One network serves every noise level, because it is told $t$; uniform $t$ gives
+# every level the same weight.
 #
-# 1. if `t` is `None`, draw one timestep per example, uniformly from $0 \dots T-1$
-#    (`torch.randint(schedule.T, (B,))`); if `noise` is `None`, draw `torch.randn_like(x0)`;
-# 2. build $x_t$ with `q_sample(x0, t, schedule, noise)` (imported from `course_lib`);
-# 3. call `model(x_t, t)`, or `model(x_t, t, labels)` when labels are given (a
-#    class-conditional model, used at the end of this notebook);
-# 4. return the mean of the squared error over every entry (a scalar).
+# **Write `diffusion_loss(model, x0, schedule, labels=None, t=None, noise=None)`**:
+# an estimate of $\mathcal L_{\text{simple}}$ on one batch. The contract:
+#
+# - `x0` is a `(B, ...)` batch of clean data; `t` a `(B,)` int64 tensor or `None`;
+#   `noise` shaped like `x0` or `None`. Whatever is `None` is drawn: $t$ uniformly
+#   from $\{0, \dots, T-1\}$, one per example, and $\epsilon$ standard normal.
+#   Given values are used as they are (the checks pass them, to compare numbers).
+# - $x_t$ is notebook 02's closed form at those $t$ and $\epsilon$ (`q_sample`,
+#   imported above from `course_lib`).
+# - The model is called on the noisy batch and its `(B,)` timesteps; when
+#   `labels` (`(B,)` int64) are given, they are its third argument (the
+#   class-conditional model at the end of this notebook).
+# - Return a scalar tensor: the squared error averaged over every entry (batch and
+#   data dimensions), so that it does not grow with the batch and can be
+#   backpropagated.
+#
+# <details><summary>Hint 1</summary>
+#
+# Read the expectation from the inside out: draw $t$ and $\epsilon$, build $x_t$,
+# ask the model for $\epsilon_\theta(x_t, t)$, compare with the $\epsilon$ you
+# drew. The target is the noise, never $x_0$; the model sees $x_t$, never $x_0$.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `torch.randint(high, size)` draws integers in `0 .. high-1` (`schedule.T` is
+# the number of steps); `torch.randn_like(x0)` draws noise of the right shape;
+# `q_sample(x0, t, schedule, noise)` builds $x_t$. `.mean()` averages over every
+# entry of a tensor.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# ```python
+# if t is None:
+#     t = torch.randint(schedule.T, (x0.shape[0],))
+# # ... the same for noise, then x_t with q_sample
+# predicted = model(xt, t) if labels is None else model(xt, t, labels)
+# ```
+#
+# </details>
 
 # %% id="diffusion_loss" nbgrader={"grade": false, "grade_id": "diffusion_loss", "locked": false, "schema_version": 3, "solution": true}
 def diffusion_loss(model, x0: torch.Tensor, schedule, labels=None, t=None, noise=None) -> torch.Tensor:
@@ -205,10 +274,38 @@ passed("diffusion_loss draws its own t and noise correctly.")
 # is added**: the output is the mean, our sample. Adding noise there leaves every
 # sample with a fresh layer of grain.
 #
-# **Write `p_sample(model, xt, t, schedule, noise=None)`** for one integer `t`
-# shared by the batch: call the model with a `(B,)` tensor of timesteps
-# (`torch.full((B,), t)`), compute the mean, and add `sqrt(beta_t) * noise` unless
-# `t == 0` (draw `noise` with `torch.randn_like(xt)` when it is `None`).
+# **Write `p_sample(model, xt, t, schedule, noise=None)`**: one step
+# $x_t \to x_{t-1}$ for a batch `xt` of shape `(B, ...)` whose examples share one
+# Python integer `t`. The contract: the model takes a `(B,)` int64 tensor of
+# timesteps, as in training, not an int; `noise` (shaped like `xt`) is $z$, drawn
+# from $\mathcal N(0, I)$ when it is `None`; at `t == 0` the result is the mean
+# alone, whatever `noise` is. Return $x_{t-1}$, shaped like `xt`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Two parts: the mean, which needs the model's noise guess, the one-step
+# $\alpha_t$ in front and the cumulative $\bar\alpha_t$ under the square root; then
+# the noise term $\sigma_t z$, where $\sigma_t = \sqrt{\beta_t}$ is a standard
+# deviation, not a variance. Since `t` is one int, `schedule.betas[t]` and its
+# siblings are 0-d tensors that broadcast by themselves.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `torch.full((B,), t, dtype=torch.long)` makes the timesteps the model expects,
+# `torch.randn_like(xt)` the noise. `schedule.alphas[t]` is $\alpha_t$ and
+# `schedule.alpha_bars[t]` is $\bar\alpha_t$.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# ```python
+# eps = model(xt, torch.full((xt.shape[0],), t, dtype=torch.long))
+# mean = (xt - beta / (1 - ab).sqrt() * eps) / alpha.sqrt()
+# # at t == 0 return the mean; otherwise draw the noise if needed and add sqrt(beta_t) * noise
+# ```
+#
+# </details>
 
 # %% id="p_sample" nbgrader={"grade": false, "grade_id": "p_sample", "locked": false, "schema_version": 3, "solution": true}
 def p_sample(model, xt: torch.Tensor, t: int, schedule, noise=None) -> torch.Tensor:
@@ -272,22 +369,39 @@ passed("p_sample returns the mean at t = 0.")
 
 # %% [markdown] id="ddpm-intro"
 # Sampling is now a loop: start from $x_{T-1} \sim \mathcal N(0, I)$ and apply
-# `p_sample` for $t = T-1, T-2, \dots, 0$.
+# `p_sample` at $t = T-1, T-2, \dots, 0$.
 #
-# **Write `ddpm_sample(model, shape, schedule, generator)`**. So that your
-# samples can be compared number for number, draw the random numbers in exactly
-# this order, all from `generator`:
+# **Write `ddpm_sample(model, shape, schedule, generator)`**, which returns the
+# result of the step at $t = 0$, a tensor of the given `shape`. So that your
+# samples can be compared number for number, every random number comes from
+# `generator`, in this order: first the starting noise (a tensor of `shape`),
+# then, just before each step with $t > 0$, that step's $z$ (another tensor of
+# `shape`), which you pass to `p_sample`; the step at $t = 0$ draws nothing. The
+# check runs your loop with the reference `p_sample`, so a slip in your `p_sample`
+# is not counted twice.
+#
+# <details><summary>Hint 1</summary>
+#
+# Count on a tiny case: with $T = 3$ the steps are $t = 2, 1, 0$, so the
+# generator is used three times (the start, $z$ for $t = 2$, $z$ for $t = 1$) and
+# `p_sample` is called three times, the last time without noise.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `torch.randn(shape, generator=generator)` draws from the generator.
+# `range(start, stop, -1)` counts down and stops *before* `stop`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
 #
 # ```python
 # x = torch.randn(shape, generator=generator)
 # for t in range(schedule.T - 1, -1, -1):
-#     noise = torch.randn(shape, generator=generator) if t > 0 else None
-#     x = p_sample(model, x, t, schedule, noise)
+#     ...  # draw this step's noise when t > 0 (None at t = 0), then x = p_sample(...)
 # ```
 #
-# (Yes, that is the answer: the point is to read it and see that the order of
-# the steps and the last step are right. The check runs your loop with the
-# reference `p_sample`, so a slip in your `p_sample` is not counted twice.)
+# </details>
 
 # %% id="ddpm_sample" nbgrader={"grade": false, "grade_id": "ddpm_sample", "locked": false, "schema_version": 3, "solution": true}
 @torch.no_grad()
@@ -320,22 +434,148 @@ check_ddpm_sample(ddpm_sample, globals(),
 ### END HIDDEN TESTS
 passed("ddpm_sample runs the reverse chain from t = T-1 down to 0.")
 
+# %% [markdown] id="synthesis-intro"
+# ## Synthesis · Train the denoiser with your own loop
+#
+# Time for a real model, trained by *your* loop around the loss you wrote. The
+# same loop trains both models of this notebook: the Swiss-roll denoiser next, and
+# the class-conditional digits model at the end. That one needs one more
+# ingredient, **label dropout**: for classifier-free guidance (Exercise 5) one
+# network must predict both the conditional $\epsilon_\theta(x_t, t, y)$ and the
+# unconditional $\epsilon_\theta(x_t, t)$, so during training each label is
+# hidden, independently, with probability $p_{\text{uncond}}$: replaced by the
+# model's "no label" index, its attribute `null_label`.
+#
+# **Write `train_denoiser(model, batches, schedule, optimizer, steps, p_uncond=0.0,
+# lr_scheduler=None, grad_clip=1.0)`.** The contract:
+#
+# - `batches` is an iterator; each of the `steps` steps takes the next batch from
+#   it, a tuple `(x0,)` or `(x0, labels)` (`x0` of shape `(B, ...)`, labels `(B,)`
+#   int64). The batch's tensors are not changed.
+# - With labels and `p_uncond > 0`, each label becomes the model's `null_label`
+#   with probability `p_uncond`, independently of the others; with `p_uncond = 0` the
+#   labels pass unchanged.
+# - Each step's loss is **your `diffusion_loss(...)`** from Exercise 2, on that
+#   batch (it draws its own $t$ and noise).
+# - Each step makes one `optimizer` update from that step's gradients alone. When
+#   `grad_clip` is not `None`, the gradients are first rescaled so that their
+#   total norm (all parameters together) is at most `grad_clip`. When
+#   `lr_scheduler` is given, it advances once per step, after the update.
+# - The model trains in training mode (it may be handed over in eval mode).
+# - Return a list of `steps` Python floats: each step's loss, as computed before
+#   that step's update.
+#
+# Do not call `course_lib`'s ready-made loops (`course_lib.train.train`,
+# `course_lib.diffusion.train_denoiser` or `denoiser_loss_fn`): the check fails
+# them. It runs your loop on tiny models with a reference loss in place of yours (so
+# a slip in Exercise 2 is not counted twice), compares the losses and the trained
+# weights with `course_lib`'s loop, then counts the labels your loop drops. Why it
+# matters: this is the loop every PyTorch model trains with, and its order is where
+# training bugs hide. None of them crashes; the loss just falls more slowly, or not
+# at all.
+#
+# <details><summary>Hint 1</summary>
+#
+# One step in words: take a batch; split it into `x0` and, maybe, labels; drop
+# labels; compute the loss; clear the old gradients; backpropagate; clip; update
+# the weights; advance the learning rate; keep the loss as a number. The order
+# clear, backward, clip, update is forced: `backward()` *adds* to each
+# parameter's `.grad`, and clipping after the update changes nothing.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `next(batches)`; `model.train()`; `torch.rand(labels.shape) < p_uncond` is a
+# mask of the labels to drop and `torch.where` builds a new tensor from it (with
+# `torch.full_like(labels, model.null_label)`); `optimizer.zero_grad()`,
+# `loss.backward()`, `torch.nn.utils.clip_grad_norm_(model.parameters(),
+# grad_clip)`, `optimizer.step()`, `lr_scheduler.step()`; `loss.item()` is the
+# Python float.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# ```python
+# model.train()
+# losses = []
+# for _ in range(steps):
+#     batch = next(batches)
+#     x0, labels = batch[0], (batch[1] if len(batch) > 1 else None)
+#     ...  # label dropout, when there are labels and p_uncond > 0
+#     loss = diffusion_loss(model, x0, schedule, labels)
+#     optimizer.zero_grad()
+#     loss.backward()
+#     ...  # clip (unless grad_clip is None), optimizer.step(), then lr_scheduler.step() (if given)
+#     losses.append(loss.item())
+# return losses
+# ```
+#
+# </details>
+
+# %% id="train_denoiser" nbgrader={"grade": false, "grade_id": "train_denoiser", "locked": false, "schema_version": 3, "solution": true}
+def train_denoiser(model, batches, schedule, optimizer, steps: int, p_uncond: float = 0.0, lr_scheduler=None,
+                   grad_clip: float | None = 1.0) -> list[float]:
+    """Train a noise predictor with diffusion_loss for `steps` steps; return each step's loss as a float.
+
+    batches: an iterator of (x0,) or (x0, labels) tuples, x0 (B, ...), labels (B,) int64; each label becomes
+    model.null_label with probability p_uncond. One optimizer update per step, gradients clipped to a total
+    norm of grad_clip (None: no clipping), then lr_scheduler.step() when a scheduler is given.
+    """
+    ### BEGIN SOLUTION
+    model.train()
+    losses = []
+    for _ in range(steps):
+        batch = next(batches)
+        x0, labels = batch[0], (batch[1] if len(batch) > 1 else None)
+        if labels is not None and p_uncond > 0:
+            drop = torch.rand(labels.shape) < p_uncond
+            labels = torch.where(drop, torch.full_like(labels, model.null_label), labels)
+        loss = diffusion_loss(model, x0, schedule, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if lr_scheduler is not None:
+            lr_scheduler.step()
+        losses.append(loss.item())
+    return losses
+    ### END SOLUTION
+
+# %% id="test_train_denoiser" nbgrader={"grade": true, "grade_id": "test_train_denoiser", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# Self-check: your training loop against course_lib's, then its label dropout (3 points)
+from course_lib.checks.diffusion import check_train_denoiser
+from course_lib.grading import passed
+
+check_train_denoiser(train_denoiser, globals())
+### BEGIN HIDDEN TESTS
+check_train_denoiser(train_denoiser, globals(),
+    cases=[{"seed": 11, "steps": 4, "data": "images", "optimizer": "adam", "lr": 0.05, "grad_clip": 0.02,
+            "scheduler": True},
+           {"seed": 12, "steps": 6, "data": "points", "labels": True, "optimizer": "sgd", "lr": 0.1}],
+    dropout={"seed": 13, "p_uncond": 0.5, "steps": 30, "batch_size": 48},
+)
+### END HIDDEN TESTS
+passed("train_denoiser trains like course_lib's loop, label dropout included.")
+
 # %% [markdown] id="roll-intro"
 # ### Experiment: a denoiser for the Swiss roll
 #
 # Now a real model. `course_lib.diffusion.Denoiser` is a small MLP: the input
 # $x_t$, plus a sinusoidal embedding of $t$ (the same trick transformers use for
-# positions, notebook 04) added inside every residual block. It is trained with
-# the loss you wrote, by the course's one training loop (`course_lib.train.train`),
-# on the linear schedule with $T = 1000$.
+# positions, notebook 04) added inside every residual block. Your `train_denoiser`
+# trains it, with the course's usual settings: AdamW at a learning rate of
+# $2 \cdot 10^{-3}$, a linear warm-up then a cosine decay of that rate (as a PyTorch
+# scheduler), gradients clipped to norm 1; on the linear schedule with $T = 1000$.
 
 # %% id="roll-train" tags=["experiment"]
 import time
 
 import matplotlib.pyplot as plt
+from tqdm.auto import tqdm
 
 from course_lib.data import random_batches, swiss_roll
-from course_lib.train import train
+from course_lib.train import History, adamw, lr_factor
 from course_lib.viz import plot_history
 
 T = 1000
@@ -344,15 +584,29 @@ roll_train = swiss_roll(20_000, seed=1)
 roll_model = Denoiser(data_shape=(2,), hidden=128, depth=3)
 
 
-def roll_loss(model, batch):
-    return diffusion_loss(model, batch[0], schedule)
+def with_progress(batches, steps, desc):
+    """The same batches, behind a progress bar that counts the ones taken."""
+    with tqdm(total=steps, desc=desc, mininterval=0.5) as bar:
+        for batch in batches:
+            bar.update(1)
+            yield batch
+
+
+def warmup_cosine(optimizer, steps, warmup_steps):
+    """The course's learning-rate schedule (linear warm-up, then cosine decay) as a PyTorch scheduler."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps, warmup_steps))
 
 
 roll_steps = 300 if course_lib.FAST else 10_000
-roll_history = train(roll_model, random_batches(roll_train, batch_size=512), roll_loss, roll_steps,
-                     lr=2e-3, warmup_steps=min(200, roll_steps // 10), desc="Swiss-roll denoiser")
+roll_optimizer = adamw(roll_model, lr=2e-3)
+roll_losses = train_denoiser(
+    roll_model, with_progress(random_batches(roll_train, batch_size=512), roll_steps, "Swiss-roll denoiser"),
+    schedule, roll_optimizer, roll_steps,
+    lr_scheduler=warmup_cosine(roll_optimizer, roll_steps, warmup_steps=min(200, roll_steps // 10)),
+)
 roll_model.eval()
-plot_history(roll_history, metrics=["loss"], smooth=50, title="noise-prediction loss")
+plot_history(History(train={"loss": list(enumerate(roll_losses))}), metrics=["loss"], smooth=50,
+             title="noise-prediction loss")
 plt.show()
 course_lib.fast_note(f"{roll_steps} training steps instead of 10,000")
 
@@ -413,10 +667,36 @@ course_lib.fast_note(f"{roll_steps} training steps instead of 10,000, {n_roll} s
 # $t$ to $t - 1$ equals a DDPM step with $\sigma_t^2 = \tilde\beta_t$). The last
 # jump goes to $t' = -1$, the clean data, where $\bar\alpha_{-1} = 1$.
 #
-# **Write `ddim_step(eps, xt, t, t_prev, schedule)`** ($\eta = 0$). `eps` is the
-# model's output at $x_t$ (as in `diffusers`, the step takes the model output,
-# not the model). `t_prev` may be many steps before `t`, or `-1`. Careful:
-# `alpha_bars[-1]` is Python's *last* entry, not $\bar\alpha_{-1} = 1$.
+# **Write `ddim_step(eps, xt, t, t_prev, schedule)`** ($\eta = 0$). The contract:
+# `eps` and `xt` have shape `(B, ...)`, `eps` being the model's output at $x_t$
+# (as in `diffusers`, the step takes the model output, not the model); `t` and
+# `t_prev` are ints with $-1 \le$ `t_prev` $<$ `t`, and `t_prev` may be many steps
+# before `t`. Return $x_{t'}$, shaped like `xt`. Careful: `alpha_bars[-1]` is
+# Python's *last* entry, not $\bar\alpha_{-1} = 1$.
+#
+# <details><summary>Hint 1</summary>
+#
+# Two lines of algebra: $\hat x_0$ from $x_t$ and $\hat\epsilon$ (the forward
+# closed form, solved for $x_0$), then the re-noising at $t'$. Only $\bar\alpha$
+# at $t$ and at $t'$ appear, never the steps in between. Check the edge case by
+# hand: with $t' = -1$ the result is $\hat x_0$ itself.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `schedule.alpha_bars[t]` is a 0-d tensor, so `.sqrt()` works on it. For
+# `t_prev == -1` use `torch.tensor(1.0)` rather than indexing.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# ```python
+# ab_t = schedule.alpha_bars[t]
+# ab_prev = schedule.alpha_bars[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+# # x0_hat as in the first equation, then return sqrt(ab_prev) * x0_hat + sqrt(1 - ab_prev) * eps
+# ```
+#
+# </details>
 
 # %% id="ddim_step" nbgrader={"grade": false, "grade_id": "ddim_step", "locked": false, "schema_version": 3, "solution": true}
 def ddim_step(eps: torch.Tensor, xt: torch.Tensor, t: int, t_prev: int, schedule) -> torch.Tensor:
@@ -458,11 +738,37 @@ passed("ddim_step jumps from t to t_prev with the right alpha_bars.")
 # `ddim_timesteps(1000, 4) == [999, 749, 499, 249]`; with `steps = T` it visits
 # every step.
 #
-# **Write `ddim_sample(model, x_T, schedule, steps)`**: starting from the given
-# noise `x_T`, for each visited `t` call the model (timesteps as a `(B,)` tensor),
-# then `ddim_step` to the *next visited* step, or to `-1` after the last one.
-# With $\eta = 0$ the result is a deterministic function of `x_T`. (The check
-# uses the reference `ddim_step` inside your loop.)
+# **Write `ddim_sample(model, x_T, schedule, steps)`**: start from the given noise
+# `x_T` (`(B, ...)`), visit the timesteps that function gives for `schedule.T`
+# and `steps`, in that order, and at each ask the model for its
+# noise (timesteps as a `(B,)` tensor) and take one `ddim_step` to the next
+# visited timestep; the last jump lands on clean data. With $\eta = 0$ the result
+# is a deterministic function of `x_T`, shaped like it. (The check uses the
+# reference `ddim_step` inside your loop.)
+#
+# <details><summary>Hint 1</summary>
+#
+# With `ddim_timesteps(20, 4) == [19, 14, 9, 4]` the jumps are
+# $19 \to 14 \to 9 \to 4 \to -1$: four model calls and four steps. Each step's
+# `t_prev` is the next entry of the list, and the last entry has no next one.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `enumerate(times)` gives the position `i` of each `t`; the next entry is
+# `times[i + 1]` while `i + 1 < len(times)`. `torch.full((B,), t,
+# dtype=torch.long)` makes the model's timesteps.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# ```python
+# for i, t in enumerate(times):
+#     t_prev = times[i + 1] if i + 1 < len(times) else -1
+#     ...  # eps from the model at (x, t), then x = ddim_step(eps, x, t, t_prev, schedule)
+# ```
+#
+# </details>
 
 # %% id="ddim_sample" nbgrader={"grade": false, "grade_id": "ddim_sample", "locked": false, "schema_version": 3, "solution": true}
 @torch.no_grad()
@@ -500,6 +806,43 @@ check_ddim_sample(ddim_sample, globals(),
 ### END HIDDEN TESTS
 passed("ddim_sample visits the DDIM timesteps and ends at clean data.")
 
+# %% [markdown] id="predict-ddim-intro"
+# ### Experiment: DDIM on the Swiss roll
+#
+# The Swiss-roll model you trained, now sampled with 50 DDIM steps instead of
+# 1000 DDPM steps: the same number of points, scored with the same energy-distance
+# ratio (near 1 is as good as it gets; DDPM's is printed above).
+#
+# **Predict, then run.** In a full run (10,000 training steps, 5 draws of 2,000
+# samples), how does the DDIM sample's ratio compare with DDPM's?
+#
+# - **A.** Clearly lower (better): a deterministic sampler adds no noise to get
+#   wrong.
+# - **B.** About the same (within 10 %): it is the same model, and DDIM only skips
+#   steps.
+# - **C.** Clearly higher (worse): 50 deterministic steps of this small model lose
+#   some sharpness.
+# - **D.** No spiral at all (a ratio above 10): a model trained on single steps
+#   cannot jump 20 steps at once.
+#
+# Set `predict_ddim` to your letter, then run the experiment.
+
+# %% id="predict_ddim" nbgrader={"grade": false, "grade_id": "predict_ddim", "locked": false, "schema_version": 3, "solution": true}
+predict_ddim = None  # your letter, e.g. "B"
+### BEGIN SOLUTION
+predict_ddim = "C"
+### END SOLUTION
+
+# %% id="test_predict_ddim" nbgrader={"grade": true, "grade_id": "test_predict_ddim", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_ddim, "ABCD", name="predict_ddim")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_ddim, "ABCD", answer="C", name="predict_ddim")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
+
 # %% id="roll-ddim" tags=["experiment"]
 from course_lib.viz import scatter_2d
 
@@ -514,6 +857,16 @@ scatter_2d(roll_samples[:n_roll], ax=axes[0], reference=held_out[0], lim=2.0, s=
 scatter_2d(roll_ddim[:n_roll], ax=axes[1], reference=held_out[0], lim=2.0, s=1, title="DDIM, 50 steps")
 plt.show()
 
+# %% [markdown] id="roll-ddim-discussion"
+# **What a full run shows: C.** The ratio rose from 0.84 (DDPM, 1000 steps) to
+# 1.92 (DDIM, 50 steps), for a fraction of the time (the cell prints how much).
+# The DDIM samples are visibly less sharp, with some points between the arms. Each
+# DDIM step trusts the model's $\hat x_0$ across a jump of 20 timesteps, and with
+# $\eta = 0$ no fresh noise is added that could wash out its errors; a small MLP
+# trained for a few minutes makes errors that 1000 small stochastic steps average
+# out better. Not a failure (D): the spiral is there. For the guided digits below,
+# the same trade costs nothing measurable.
+
 # %% [markdown] id="cfg-intro"
 # ## Exercise 5 · Classifier-free guidance
 #
@@ -521,19 +874,37 @@ plt.show()
 # $\epsilon_\theta(x_t, t, y)$. Ho & Salimans (2022), *Classifier-Free Diffusion
 # Guidance*, train **one** network to be both conditional and unconditional by
 # replacing the label with a special "no label" token for a random 10-20 % of
-# the training examples (*label dropout*; our `Denoiser` reserves index
-# `num_classes` for it, and `model(x, t)` without labels uses it). At sampling
-# time they extrapolate from the unconditional prediction towards the
-# conditional one:
+# the training examples (the label dropout of your `train_denoiser`; our
+# `Denoiser` reserves index `num_classes` for it, and a call without labels uses
+# it). At sampling time they extrapolate from the unconditional prediction
+# towards the conditional one:
 #
 # $$\tilde\epsilon = \epsilon_\theta(x_t, t) + s\,\big(\epsilon_\theta(x_t, t, y) - \epsilon_\theta(x_t, t)\big).$$
 #
 # $s = 1$ is the plain conditional model, $s = 0$ ignores the label, and $s > 1$
-# pushes samples further towards what makes them look like class $y$: more
-# recognisable, less varied (the paper writes $w = s - 1$).
+# goes past the conditional prediction, further away from the unconditional one
+# (the paper writes $w = s - 1$). What that does to the samples is this
+# notebook's last experiment.
 #
-# **Write `guided_noise(model, xt, t, labels, guidance_scale)`**: call
-# `model(xt, t, labels)` and `model(xt, t)` and combine them.
+# **Write `guided_noise(model, xt, t, labels, guidance_scale)`.** The contract:
+# `xt` is `(B, ...)`, `t` and `labels` are `(B,)` int64 tensors, the guidance
+# scale is the float $s$; the unconditional prediction is the model called without
+# labels. Return $\tilde\epsilon$, shaped like `xt`.
+#
+# <details><summary>Hint 1</summary>
+#
+# Two model calls on the same `xt` and `t`: one with the labels
+# ($\epsilon_c$), one without ($\epsilon_u$); then the equation. Sanity check: at
+# $s = 1$ the result must equal $\epsilon_c$, at $s = 0$ it must equal
+# $\epsilon_u$.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# The labels are the model's optional third argument: `model(xt, t, labels)` is
+# conditional, `model(xt, t)` unconditional.
+#
+# </details>
 
 # %% id="guided_noise" nbgrader={"grade": false, "grade_id": "guided_noise", "locked": false, "schema_version": 3, "solution": true}
 def guided_noise(model, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, guidance_scale: float) -> torch.Tensor:
@@ -571,10 +942,9 @@ passed("guided_noise extrapolates from the unconditional towards the conditional
 # ### Experiment: class-conditional digits with guidance
 #
 # The same `Denoiser`, now on the 8x8 digits (64 pixels in $[-1, 1]$), told the
-# class, with 10 % label dropout (`course_lib.diffusion.denoiser_loss_fn(schedule,
-# p_uncond=0.1)` wraps `course_lib`'s version of the loss you wrote with
-# `drop_labels`). Sampling uses `course_lib`'s `ddim_sample` / `ddpm_sample`
-# rather than yours, because they also accept `labels` and `guidance_scale` (and
+# class, trained by your `train_denoiser` with 10 % label dropout
+# (`p_uncond=0.1`). Sampling uses `course_lib`'s `ddim_sample` / `ddpm_sample`
+# rather than yours, because they also accept labels and a guidance scale (and
 # call `course_lib`'s `guided_noise`). Like Ho et al.'s code, they clip each
 # step's predicted $\hat x_0$ to the data range $[-1, 1]$ (`clip=1.0`).
 #
@@ -585,19 +955,20 @@ passed("guided_noise extrapolates from the unconditional towards the conditional
 
 # %% id="digits-train" tags=["experiment"]
 from course_lib.data import digits_split
-from course_lib.diffusion import denoiser_loss_fn
 from course_lib.metrics import classifier_scores
 
 x_digits, y_digits = digits_split("train")
 digit_model = Denoiser(data_shape=(1, 8, 8), hidden=256, depth=3, num_classes=10)
 digit_steps = 200 if course_lib.FAST else 4000
-digit_history = train(
-    digit_model, random_batches(x_digits, y_digits, batch_size=256),
-    denoiser_loss_fn(schedule, p_uncond=0.1), digit_steps, lr=2e-3, warmup_steps=min(200, digit_steps // 10),
-    desc="digits denoiser",
+digit_optimizer = adamw(digit_model, lr=2e-3)
+digit_losses = train_denoiser(
+    digit_model, with_progress(random_batches(x_digits, y_digits, batch_size=256), digit_steps, "digits denoiser"),
+    schedule, digit_optimizer, digit_steps, p_uncond=0.1,
+    lr_scheduler=warmup_cosine(digit_optimizer, digit_steps, warmup_steps=min(200, digit_steps // 10)),
 )
 digit_model.eval()
-plot_history(digit_history, metrics=["loss"], smooth=50, title="noise-prediction loss (digits)")
+plot_history(History(train={"loss": list(enumerate(digit_losses))}), metrics=["loss"], smooth=50,
+             title="noise-prediction loss (digits)")
 plt.show()
 course_lib.fast_note(f"{digit_steps} training steps instead of 4,000")
 
@@ -643,10 +1014,39 @@ print(f"DDIM is {t_ddpm / t_ddim:.0f}x faster; agreement differs by {abs(a_ddpm 
 course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {n_eval} samples instead of 500")
 
 # %% [markdown] id="guidance-sweep-intro"
-# **Guidance scale: quality versus diversity.** As $s$ grows, agreement and
-# confidence rise, and samples of one class become more alike. We measure
-# diversity as the mean distance between two samples of the same class
-# (real digits: shown as the reference line).
+# **Guidance scale: fidelity versus diversity.** The same 500 labels (50 per
+# class in a full run), sampled with DDIM at each of $s = 0, 1, 2, 3, 5$. Besides
+# agreement and confidence we measure diversity: the mean distance between two
+# samples of the same class (real digits: shown as the reference line).
+#
+# **Predict, then run.** As $s$ grows from 0 to 5, what happens?
+#
+# - **A.** Agreement rises and the within-class distance falls: the samples become
+#   more recognisable and more alike.
+# - **B.** Agreement rises and the within-class distance rises too: guidance
+#   spreads each class out.
+# - **C.** Agreement rises; the within-class distance stays where it is (guidance
+#   only decides the class).
+# - **D.** Agreement is already near 100 % at $s = 0$ and stays there; only the
+#   distance changes.
+#
+# Set `predict_scale` to your letter, then run the sweep.
+
+# %% id="predict_scale" nbgrader={"grade": false, "grade_id": "predict_scale", "locked": false, "schema_version": 3, "solution": true}
+predict_scale = None  # your letter, e.g. "B"
+### BEGIN SOLUTION
+predict_scale = "A"
+### END SOLUTION
+
+# %% id="test_predict_scale" nbgrader={"grade": true, "grade_id": "test_predict_scale", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_scale, "ABCD", name="predict_scale")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_scale, "ABCD", answer="A", name="predict_scale")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
 
 # %% id="guidance-sweep" tags=["experiment"]
 def within_class_spread(images, labels):
@@ -677,6 +1077,15 @@ plt.show()
 for s, (a, c, d) in zip(scales, sweep):
     print(f"s = {s:3.1f}: agreement {a:6.1%}, confident {c:6.1%}, within-class distance {d:.2f}")
 course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {n_eval} samples per scale instead of 500")
+
+# %% [markdown] id="guidance-sweep-discussion"
+# **What a full run shows: A.** At $s = 0$ the label is ignored, so agreement is
+# what an unconditional model scores by chance (not D); it climbs with $s$, and at
+# $s = 3$ the classifier reads every sample as its class, while the within-class
+# distance is about a third smaller than at $s = 0$. Extrapolating away from
+# $\epsilon_u$ pushes every sample towards what is most typical of its class: more
+# recognisable, less varied. Ho & Salimans (2022) found the same trade-off on
+# ImageNet, between sample quality (Inception score) and diversity (FID).
 
 # %% [markdown] id="closing-note"
 # ### Closing note: what full mode reaches
@@ -717,8 +1126,8 @@ course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {n_eval} s
 #   fidelity as $s$ grows.
 #
 # **Common pitfalls:** $\bar\alpha_t$ where $\bar\alpha_{t-1}$ belongs in the
-# posterior; noise added at $t = 0$; `alpha_bars[t - 1]` instead of
-# `alpha_bars[t_prev]` when DDIM skips steps; `alpha_bars[-1]` for
+# posterior; noise added at $t = 0$; $\bar\alpha_{t-1}$ instead of
+# $\bar\alpha_{t'}$ when DDIM skips steps; `alpha_bars[-1]` for
 # $\bar\alpha_{-1} = 1$; conditional and unconditional swapped in guidance.
 #
 # **Further reading:** Ho, Jain & Abbeel, *Denoising Diffusion Probabilistic

@@ -164,4 +164,122 @@ def q_sample(x0, t, schedule, noise=None):
 ''',
         fails={"test_q_sample_points"},
     ),
+    Mistake(
+        name="q-chain-alpha-bar",
+        cause="one chain step scales by sqrt(alpha_t), not sqrt(alpha_bar_t)",
+        cell="q_chain",
+        why="the cumulative alpha_bar in a single step: the signal shrinks far too fast",
+        code='''
+def q_chain(x0, schedule, noise):
+    states, x = [], x0
+    for t in range(len(noise)):
+        x = schedule.alpha_bars[t].sqrt() * x + schedule.betas[t].sqrt() * noise[t]
+        states.append(x)
+    return torch.stack(states)
+''',
+        fails={"test_q_chain"},
+    ),
+    Mistake(
+        name="q-chain-from-x0",
+        cause="every step starts again from the clean x0",
+        cell="q_chain",
+        why="never updates the running state: each step noises the clean data afresh",
+        code='''
+def q_chain(x0, schedule, noise):
+    states = []
+    for t in range(len(noise)):
+        states.append(schedule.alphas[t].sqrt() * x0 + schedule.betas[t].sqrt() * noise[t])
+    return torch.stack(states)
+''',
+        fails={"test_q_chain"},
+    ),
+    Mistake(
+        name="q-chain-not-scaled",
+        cause="the previous state is not scaled down by sqrt(alpha_t)",
+        cell="q_chain",
+        why="adds the noise without shrinking the state: variance exploding",
+        code='''
+def q_chain(x0, schedule, noise):
+    states, x = [], x0
+    for t in range(len(noise)):
+        x = x + schedule.betas[t].sqrt() * noise[t]
+        states.append(x)
+    return torch.stack(states)
+''',
+        fails={"test_q_chain"},
+    ),
+    Mistake(
+        name="q-chain-keeps-x0",
+        cause="the chain's first state is the clean x0",
+        cell="q_chain",
+        why="stores the state before each step instead of after it",
+        code='''
+def q_chain(x0, schedule, noise):
+    states, x = [], x0
+    for t in range(len(noise)):
+        states.append(x)
+        x = schedule.alphas[t].sqrt() * x + schedule.betas[t].sqrt() * noise[t]
+    return torch.stack(states)
+''',
+        fails={"test_q_chain"},
+    ),
+    Mistake(
+        name="q-chain-whole-schedule",
+        cell="q_chain",
+        why="loops over schedule.T instead of len(noise): fails on a partial chain",
+        code='''
+def q_chain(x0, schedule, noise):
+    states, x = [], x0
+    for t in range(len(schedule.betas)):
+        x = schedule.alphas[t].sqrt() * x + schedule.betas[t].sqrt() * noise[t]
+        states.append(x)
+    return torch.stack(states)
+''',
+        fails={"test_q_chain"},
+    ),
+    Mistake(
+        name="q-chain-calls-q-step",
+        cell="q_chain",
+        why="loops over course_lib's one-step q_step instead of writing the step",
+        code='''
+from course_lib.diffusion import NoiseSchedule, q_step
+
+
+def q_chain(x0, schedule, noise):
+    full_schedule = NoiseSchedule.from_betas(schedule.betas)
+    states, x = [], x0
+    for t in range(len(noise)):
+        x = q_step(x, t, full_schedule, noise[t])
+        states.append(x)
+    return torch.stack(states)
+''',
+        fails={"test_q_chain"},
+    ),
+    Mistake(
+        name="predict-variance-adds-up",
+        cell="predict_variance",
+        why="the variances of the steps' noises add up to about 10 (they do not: each step shrinks the old noise)",
+        code='''
+predict_variance = "A"
+''',
+        fails={"test_predict_variance"},
+    ),
+    Mistake(
+        name="predict-variance-not-a-letter",
+        cell="predict_variance",
+        why="a number where a letter belongs: fails even the visible form check",
+        code='''
+predict_variance = 1.0
+''',
+        fails={"test_predict_variance"},
+    ),
+    Mistake(
+        name="predict-snr-swapped",
+        cell="predict_snr",
+        why="the schedules swapped: the cosine schedule is the one that keeps its signal longer",
+        code='''
+predict_snr = "B"
+''',
+        fails={"test_predict_snr"},
+    ),
 ]

@@ -81,6 +81,36 @@ def guided_noise(model, xt, t, labels, guidance_scale):
 '''
 
 
+def _train(dropout: str = "torch.rand(labels.shape) < p_uncond", update: str = """optimizer.zero_grad()
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()""") -> str:
+    return f'''
+def train_denoiser(model, batches, schedule, optimizer, steps, p_uncond=0.0, lr_scheduler=None, grad_clip=1.0):
+    model.train()
+    losses = []
+    for _ in range(steps):
+        batch = next(batches)
+        x0, labels = batch[0], (batch[1] if len(batch) > 1 else None)
+        if labels is not None and p_uncond > 0:
+            drop = {dropout}
+            labels = torch.where(drop, torch.full_like(labels, model.null_label), labels)
+        loss = diffusion_loss(model, x0, schedule, labels)
+        {update}
+        if lr_scheduler is not None:
+            lr_scheduler.step()
+        losses.append(loss.item())
+    return losses
+'''
+
+
+def _prediction(name: str, letter: str) -> str:
+    return f'''
+{name} = "{letter}"
+'''
+
+
 MISTAKES = [
     Mistake(
         name="posterior-alpha-bar-for-prev",
@@ -263,5 +293,50 @@ def ddim_sample(model, x_T, schedule, steps):
         why="scales the conditional prediction alone",
         code=_cfg("guidance_scale * eps_cond"),
         fails={"test_guided_noise"},
+    ),
+    Mistake(
+        name="train-no-zero-grad",
+        cause="never zeroed the gradients",
+        cell="train_denoiser",
+        why="gradients accumulate over the steps: optimizer.zero_grad() forgotten",
+        code=_train(update="""loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()"""),
+        fails={"test_train_denoiser"},
+    ),
+    Mistake(
+        name="train-clips-after-step",
+        cause="did not clip the gradients before the update",
+        cell="train_denoiser",
+        why="clip_grad_norm_ after optimizer.step(), where it changes nothing",
+        code=_train(update="""optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)"""),
+        fails={"test_train_denoiser"},
+    ),
+    Mistake(
+        name="train-keeps-labels-with-p",
+        cause="kept each label with probability p_uncond",
+        cell="train_denoiser",
+        why="drops a label with probability 1 - p_uncond (the comparison the wrong way round)",
+        code=_train(dropout="torch.rand(labels.shape) >= p_uncond"),
+        fails={"test_train_denoiser"},
+    ),
+    Mistake(
+        name="predict-ddim-as-good",
+        cell="predict_ddim",
+        why="expects DDIM's 50 steps to match DDPM's 1000 on the Swiss roll",
+        code=_prediction("predict_ddim", "B"),
+        fails={"test_predict_ddim"},
+    ),
+    Mistake(
+        name="predict-scale-no-diversity-cost",
+        cell="predict_scale",
+        why="expects guidance to leave the within-class variety unchanged",
+        code=_prediction("predict_scale", "C"),
+        fails={"test_predict_scale"},
     ),
 ]
