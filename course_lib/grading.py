@@ -25,6 +25,7 @@ import importlib
 import linecache
 import math
 import os
+import re
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
@@ -390,7 +391,9 @@ def _clone(value: Any) -> Any:
     return value
 
 
-def _call(fn: Callable, case: Mapping[str, Any], name: str) -> Any:
+def _call(fn: Callable, case: Mapping[str, Any], name: str, errors: Mapping[str, str] | None = None) -> Any:
+    """``fn(**case)``; an exception becomes a CheckFailed naming the input, and the likely cause when one of
+    ``errors`` (a regular expression searched in "ExceptionType: message" -> a cause) matches it."""
     try:
         return fn(**case)
     except NotImplementedError:
@@ -400,9 +403,12 @@ def _call(fn: Callable, case: Mapping[str, Any], name: str) -> Any:
     except CheckFailed:
         raise
     except Exception as exc:
-        raise CheckFailed(
-            f"{name}({_describe_case(case)}) raised {type(exc).__name__}: {exc}"
-        ) from exc
+        raised = f"{type(exc).__name__}: {exc}"
+        message = f"{name}({_describe_case(case)}) raised {raised}"
+        cause = next((cause for pattern, cause in (errors or {}).items() if re.search(pattern, raised)), None)
+        if cause:
+            message += f"\n  Likely cause: {cause}"
+        raise CheckFailed(message) from exc
 
 
 def check_function(
@@ -414,6 +420,7 @@ def check_function(
     rtol: float = 1e-4,
     mistakes: Mapping[str, Callable] | None = None,
     hint: str = "",
+    errors: Mapping[str, str] | None = None,
 ) -> None:
     """Compare ``student_fn`` with ``reference_fn`` on every case (a dict of keyword arguments).
 
@@ -422,6 +429,9 @@ def check_function(
     reported. When the outputs differ, each entry of ``mistakes`` (a
     description -> a function implementing that mistake) is run on the same
     case; one that reproduces the student's output is named as the likely cause.
+    When the student's function raises, ``errors`` (a regular expression
+    searched in "ExceptionType: message" -> a description) names the cause of
+    the first pattern that matches.
     """
     check_untampered()
     name = name or getattr(student_fn, "__name__", "your function")
@@ -431,7 +441,7 @@ def check_function(
         raise ValueError("check_function needs at least one case")
     for number, case in enumerate(cases, start=1):
         inputs = _clone(dict(case))
-        actual = _call(student_fn, inputs, name)
+        actual = _call(student_fn, inputs, name, errors)
         for key, value in case.items():
             if isinstance(value, _Tensor) and _mismatch(inputs[key], value, key, 0.0, 0.0):
                 raise CheckFailed(

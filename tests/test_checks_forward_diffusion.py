@@ -142,9 +142,24 @@ def test_each_mistake_is_wrong_and_named(description):
     assert description in str(caught.value), str(caught.value)
 
 
-def test_a_loop_over_the_whole_schedule_fails_with_the_error():
-    with pytest.raises(CheckFailed, match="IndexError"):
+def test_a_loop_over_the_whole_schedule_fails_with_the_error_and_its_likely_cause():
+    with pytest.raises(CheckFailed, match="IndexError") as caught:
         FD.check_q_chain(_loop_over_T)
+    assert f"Likely cause: {FD.Q_CHAIN_ERRORS[next(iter(FD.Q_CHAIN_ERRORS))]}" in str(caught.value)
+
+
+def test_q_sample_that_does_not_broadcast_names_the_likely_cause():
+    """The most common q_sample slip: (B,) coefficients against (B, C, H, W) raise instead of broadcasting."""
+    from course_lib.checks.diffusion import Q_SAMPLE_ERRORS, check_q_sample_images, check_q_sample_points
+
+    def q_sample_one_axis(x0, t, schedule, noise=None):
+        ab = schedule.alpha_bars[t][:, None]  # (B, 1): right for points, wrong for images
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    check_q_sample_points(q_sample_one_axis)
+    with pytest.raises(CheckFailed, match="raised RuntimeError") as caught:
+        check_q_sample_images(q_sample_one_axis)
+    assert f"Likely cause: {next(iter(Q_SAMPLE_ERRORS.values()))}" in str(caught.value)
 
 
 def test_a_chain_that_changes_x0_in_place_is_reported():

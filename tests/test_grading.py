@@ -270,3 +270,18 @@ def test_check_prediction_refuses_a_str_subclass_that_equals_everything():
 
     with pytest.raises(CheckFailed, match="a str"):
         check_prediction(Always("A"), "ABC", answer="B")
+
+
+def test_check_function_names_the_likely_cause_of_an_exception():
+    def crashes(x):
+        return x[10]
+
+    cases = [{"x": torch.zeros(3)}]
+    errors = {r"IndexError: index \d+ is out of bounds": "indexed past the end", r"KeyError": "not this one"}
+    with pytest.raises(CheckFailed, match="raised IndexError") as caught:
+        check_function(crashes, lambda x: x, cases, errors=errors)
+    assert "Likely cause: indexed past the end" in str(caught.value)
+    assert "not this one" not in str(caught.value)
+    with pytest.raises(CheckFailed) as caught:  # no pattern matches: the error alone
+        check_function(crashes, lambda x: x, cases, errors={"KeyError": "not this one"})
+    assert "Likely cause" not in str(caught.value)

@@ -349,8 +349,19 @@ Q_SAMPLE_MISTAKES = {
 
 
 
+# What q_sample raises when its (B,) coefficients do not broadcast against x0 (B, ...).
+Q_SAMPLE_ERRORS = {
+    r"size of tensor a \(\d+\) must match the size of tensor b": (
+        "the (B,) coefficients did not broadcast against x0 of shape (B, ...): broadcasting lines up the *last* "
+        "axes, so give the coefficients as many trailing size-1 axes as x0 has after the batch axis, (B, 1, ..., 1), "
+        "whatever x0's number of dimensions (Hint 1 above)"
+    ),
+}
+
+
 def _check_q_sample(q_sample: Callable, cases: list[dict], atol: float) -> None:
-    check_function(q_sample, reference_q_sample, cases, name="q_sample", atol=atol, mistakes=Q_SAMPLE_MISTAKES)
+    check_function(q_sample, reference_q_sample, cases, name="q_sample", atol=atol, mistakes=Q_SAMPLE_MISTAKES,
+                   errors=Q_SAMPLE_ERRORS)
 
 
 def check_q_sample_points(q_sample: Callable, cases: list[dict] | None = None, atol: float = 1e-5) -> None:

@@ -133,7 +133,18 @@ def check_q_chain(q_chain: Callable, cases: list[dict] | None = None, atol: floa
     if cases is None:
         cases = q_chain_cases()
         forbid_reference(q_chain, Q_CHAIN_SHORTCUTS, example=cases[0])
-    check_function(q_chain, reference_q_chain, cases, name="q_chain", atol=atol, mistakes=Q_CHAIN_MISTAKES)
+    check_function(q_chain, reference_q_chain, cases, name="q_chain", atol=atol, mistakes=Q_CHAIN_MISTAKES,
+                   errors=Q_CHAIN_ERRORS)
 
 
-__all__ = ["Q_CHAIN_MISTAKES", "Q_CHAIN_SHORTCUTS", "check_q_chain", "q_chain_cases", "reference_q_chain"]
+# What q_chain raises when it runs more steps than it was given noise for.
+Q_CHAIN_ERRORS = {
+    r"IndexError: index \d+ is out of bounds": (
+        "the chain ran more steps than there are noise draws: run K = len(noise) steps (K may be smaller than "
+        "the schedule's T), step t using betas[t] and noise[t]"
+    ),
+}
+
+__all__ = [
+    "Q_CHAIN_ERRORS", "Q_CHAIN_MISTAKES", "Q_CHAIN_SHORTCUTS", "check_q_chain", "q_chain_cases", "reference_q_chain",
+]
