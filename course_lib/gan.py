@@ -13,8 +13,10 @@ Read top to bottom, this is notebook 01 in code:
    fake samples first, then G against the updated D;
 5. WGAN-GP (Gulrajani et al. 2017): :func:`gradient_penalty` and
    :func:`wgan_gp_train_step`;
-6. :func:`train_gan`, which hands a step to the course's one training loop
-   (:func:`course_lib.train.run_loop`).
+6. :func:`fit_gan`, the whole training loop written out (the notebook's
+   synthesis exercise), and :func:`train_gan`, which hands a step to the
+   course's one training loop (:func:`course_lib.train.run_loop`) and also
+   runs WGAN-GP and extra D updates.
 
 Logits, not probabilities, cross every interface: ``D`` ends in a linear layer
 and the losses apply the sigmoid inside, where it can be done stably.
@@ -333,6 +335,63 @@ def wgan_gp_train_step(
 # --------------------------------------------------------------------------
 
 
+def _lr_factor(i: int, steps: int, lr_end: float) -> float:
+    """Linear decay of the learning rate: 1 at step 0, ``lr_end`` at step ``steps - 1`` (1 when steps == 1)."""
+    return 1 - (1 - lr_end) * i / max(1, steps - 1)
+
+
+def fit_gan(
+    G: nn.Module,
+    D: nn.Module,
+    sample_real: Callable[[int], torch.Tensor],
+    steps: int,
+    latent_dim: int,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    lr_end: float = 0.05,
+    d_lr: float | None = None,
+    betas: tuple[float, float] = (0.5, 0.999),
+    non_saturating: bool = True,
+    seed: int = 0,
+    callback: Callable[[int, dict[str, list[float]]], None] | None = None,
+) -> dict[str, list[float]]:
+    """Train G and D for ``steps`` alternating steps of :func:`gan_train_step`; returns the loss history.
+
+    sample_real(n) returns a fresh ``(n, ...)`` batch of data; G maps ``(n, latent_dim)`` to
+    ``(n, ...)``, D maps samples to logits ``(n, 1)``. One Adam optimiser per player, created
+    once: G's with base rate ``lr``, D's with ``d_lr`` (``lr`` when None), both with ``betas``.
+    Step i (0-based) runs at the base rates times ``1 - (1 - lr_end) * i / max(1, steps - 1)``:
+    a linear decay from the base rate to ``lr_end`` times it at the last step. Each step draws
+    one data batch ``sample_real(batch_size)`` and one latent batch ``(batch_size, latent_dim)``
+    of standard-normal numbers from a ``torch.Generator`` seeded with ``seed`` (so a run is
+    reproducible), then calls ``gan_train_step(..., non_saturating)``.
+    ``callback(i, history)``, when given, runs after step i with the history so far.
+    Returns ``{"d_loss": [...], "g_loss": [...]}``: ``steps`` Python floats each.
+
+    It gives the same run as :func:`train_gan` with ``GANConfig(d_steps=1, ...)`` and the same seed.
+    """
+    _check_positive(steps=steps, latent_dim=latent_dim, batch_size=batch_size)
+    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
+    d_base = lr if d_lr is None else d_lr
+    opt_D = torch.optim.Adam(D.parameters(), lr=d_base, betas=betas)
+    device = next(G.parameters()).device
+    latents = torch.Generator(device="cpu").manual_seed(seed)
+    history: dict[str, list[float]] = {"d_loss": [], "g_loss": []}
+    for i in range(steps):
+        factor = _lr_factor(i, steps, lr_end)
+        for opt, base in ((opt_G, lr), (opt_D, d_base)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+        real = sample_real(batch_size).to(device)  # (batch_size, ...)
+        z = torch.randn(batch_size, latent_dim, generator=latents).to(device)  # (batch_size, latent_dim)
+        d_loss, g_loss = gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating)
+        history["d_loss"].append(float(d_loss))
+        history["g_loss"].append(float(g_loss))
+        if callback is not None:
+            callback(i, history)
+    return history
+
+
 @dataclass
 class GANConfig:
     """How :func:`train_gan` trains: the loss, the optimiser and the schedule.
@@ -392,7 +451,7 @@ def train_gan(
         return torch.randn(n, config.latent_dim, generator=g).to(device)
 
     def step_fn(i: int) -> dict[str, float]:
-        factor = 1 - (1 - config.lr_end) * i / max(1, config.steps - 1)
+        factor = _lr_factor(i, config.steps, config.lr_end)
         for opt, base in ((opt_G, config.lr), (opt_D, d_lr)):
             for group in opt.param_groups:
                 group["lr"] = base * factor
@@ -437,6 +496,7 @@ __all__ = [
     "GANConfig",
     "MinibatchStd",
     "discriminator_loss",
+    "fit_gan",
     "gan_train_step",
     "generator_loss",
     "gradient_penalty",

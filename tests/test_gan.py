@@ -302,6 +302,67 @@ def test_train_gan_runs_and_logs_both_losses(loss):
 
 
 # --------------------------------------------------------------------------
+# fit_gan: the whole loop, written out
+# --------------------------------------------------------------------------
+
+
+def _ring_pair(seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(seed)
+    return gan.mlp_generator(3, 2, 16), gan.mlp_discriminator(2, 16, minibatch_std=True)
+
+
+def _stream(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return lambda n: torch.randn(n, 2, generator=g) + 1.0
+
+
+@pytest.mark.parametrize("loss,d_lr", [("non_saturating", None), ("saturating", None), ("non_saturating", 3e-3)])
+def test_fit_gan_gives_the_same_run_as_train_gan(loss, d_lr):
+    # train_gan goes through course_lib.train.run_loop with its own step function: a second implementation.
+    G1, D1 = _ring_pair()
+    history = gan.fit_gan(G1, D1, _stream(5), 12, 3, batch_size=32, lr=1e-2, lr_end=0.2, d_lr=d_lr,
+                          betas=(0.5, 0.9), non_saturating=loss == "non_saturating", seed=7)
+    G2, D2 = _ring_pair()
+    config = gan.GANConfig(steps=12, batch_size=32, latent_dim=3, loss=loss, lr=1e-2, lr_end=0.2, d_lr=d_lr,
+                           betas=(0.5, 0.9))
+    run = gan.train_gan(G2, D2, _stream(5), config, progress=False, seed=7)
+    assert history == {name: [value for _, value in run.train[name]] for name in ("d_loss", "g_loss")}
+    assert torch.equal(_flat(G1), _flat(G2)) and torch.equal(_flat(D1), _flat(D2))
+
+
+@pytest.mark.parametrize("steps,factors", [(5, [1.0, 0.775, 0.55, 0.325, 0.1]), (1, [1.0])])
+def test_fit_gan_decays_both_learning_rates_linearly_to_lr_end(monkeypatch, steps, factors):
+    seen = []
+
+    def spy(G, D, opt_G, opt_D, real, z, non_saturating=True):
+        seen.append((opt_G.param_groups[0]["lr"], opt_D.param_groups[0]["lr"], real.shape, z.shape, non_saturating))
+        return 0.0, 0.0
+
+    monkeypatch.setattr(gan, "gan_train_step", spy)
+    G, D = _ring_pair()
+    gan.fit_gan(G, D, _stream(0), steps, 3, batch_size=4, lr=0.2, lr_end=0.1, d_lr=0.05, non_saturating=False)
+    assert [lr_g for lr_g, *_ in seen] == pytest.approx([0.2 * f for f in factors])
+    assert [lr_d for _, lr_d, *_ in seen] == pytest.approx([0.05 * f for f in factors])
+    assert all(step[2:] == (torch.Size([4, 2]), torch.Size([4, 3]), False) for step in seen)
+
+
+def test_fit_gan_is_reproducible_from_its_seed_alone_and_reports_each_step():
+    runs = []
+    for global_seed, seed in [(0, 3), (99, 3), (0, 4)]:
+        torch.manual_seed(global_seed)  # the latents must not depend on torch's global generator
+        G, D = _ring_pair()
+        calls = []
+        history = gan.fit_gan(G, D, _stream(1), 4, 3, batch_size=8, seed=seed,
+                              callback=lambda i, h, calls=calls: calls.append((i, len(h["d_loss"]), len(h["g_loss"]))))
+        assert calls == [(i, i + 1, i + 1) for i in range(4)]
+        assert all(type(v) is float for values in history.values() for v in values)
+        runs.append(_flat(G))
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+    with pytest.raises(ValueError, match="steps"):
+        gan.fit_gan(G, D, _stream(1), 0, 3)
+
+
+# --------------------------------------------------------------------------
 # The notebook's live plot and latent explorer (course_lib.viz, GANs section)
 # --------------------------------------------------------------------------
 

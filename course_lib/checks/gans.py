@@ -1,4 +1,4 @@
-"""Shortcuts and common mistakes for notebook 01 (GAN losses, the training step, WGAN-GP).
+"""Shortcuts and common mistakes for notebook 01 (GAN losses, the training step, the training loop, WGAN-GP).
 
 Each mistaken function below is what a student's answer computes when it
 makes that mistake; ``grading.check_function`` (and :func:`check_train_step`
@@ -15,7 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..gan import discriminator_loss, gan_train_step, generator_loss, gradient_penalty, wgan_gp_train_step
+from ..gan import (
+    _lr_factor,
+    discriminator_loss,
+    fit_gan,
+    gan_train_step,
+    generator_loss,
+    gradient_penalty,
+    wgan_gp_train_step,
+)
 from ..grading import (
     CheckFailed,
     _call,
@@ -23,6 +31,7 @@ from ..grading import (
     check_close,
     check_function,
     check_untampered,
+    describe,
     forbid_reference,
     substitute,
 )
@@ -441,6 +450,224 @@ def check_gan_train_step(
 
 
 # --------------------------------------------------------------------------
+# The training loop (the synthesis exercise)
+# --------------------------------------------------------------------------
+
+FIT_GAN_SHORTCUTS = ["course_lib.gan.fit_gan", "course_lib.gan.train_gan"]
+
+
+def _fit(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_end=0.05, d_lr=None,
+         betas=(0.5, 0.999), non_saturating=True, seed=0, callback=None, *, decay="linear",
+         fresh_optimisers=False, one_optimiser=False, use_d_lr=True, use_betas=True, same_z=False,
+         global_rng=False, pass_flag=True, call_back=True):
+    """The reference loop (:func:`course_lib.gan.fit_gan`) with one switch per common mistake (all off: right)."""
+    d_base = lr if d_lr is None or not use_d_lr else d_lr
+    adam_betas = betas if use_betas else (0.9, 0.999)
+
+    def optimisers():
+        if one_optimiser:
+            both = torch.optim.Adam([*G.parameters(), *D.parameters()], lr=lr, betas=adam_betas)
+            return both, both
+        return (torch.optim.Adam(G.parameters(), lr=lr, betas=adam_betas),
+                torch.optim.Adam(D.parameters(), lr=d_base, betas=adam_betas))
+
+    def factor(i):
+        if decay == "none":
+            return 1.0
+        if decay == "by_steps":
+            return 1 - (1 - lr_end) * i / steps
+        return _lr_factor(i, steps, lr_end)
+
+    opt_G, opt_D = optimisers()
+    latents = torch.Generator().manual_seed(seed)
+    fixed_z = torch.randn(batch_size, latent_dim, generator=latents) if same_z else None
+    history = {"d_loss": [], "g_loss": []}
+    for i in range(steps):
+        if fresh_optimisers:
+            opt_G, opt_D = optimisers()
+        rates = [(opt_G, lr), (opt_D, d_base)]
+        if decay == "to_lr_end":
+            rates = [(opt, base + (lr_end - base) * i / max(1, steps - 1)) for opt, base in rates]
+        elif decay == "g_only":
+            rates = [(opt_G, lr * factor(i)), (opt_D, d_base)]
+        else:
+            rates = [(opt, base * factor(i)) for opt, base in rates]
+        for opt, rate in rates:
+            for group in opt.param_groups:
+                group["lr"] = rate
+        real = sample_real(batch_size)
+        if same_z:
+            z = fixed_z
+        elif global_rng:
+            z = torch.randn(batch_size, latent_dim)
+        else:
+            z = torch.randn(batch_size, latent_dim, generator=latents)
+        d_loss, g_loss = gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating if pass_flag else True)
+        history["d_loss"].append(d_loss)
+        history["g_loss"].append(g_loss)
+        if callback is not None and call_back:
+            callback(i, history)
+    return history
+
+
+def _fit_mistake(**switches) -> Callable:
+    def fit(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_end=0.05, d_lr=None,
+            betas=(0.5, 0.999), non_saturating=True, seed=0, callback=None):
+        return _fit(G, D, sample_real, steps, latent_dim, batch_size, lr, lr_end, d_lr, betas, non_saturating,
+                    seed, callback, **switches)
+
+    return fit
+
+
+FIT_GAN_MISTAKES = {
+    "kept the learning rates constant: step i runs at the base rate times 1 - (1 - lr_end) i / (steps - 1), "
+    "for both players (Hint 2 above)": _fit_mistake(decay="none"),
+    "divided by steps instead of steps - 1: the last step (i = steps - 1) must run at exactly lr_end times the "
+    "base rate": _fit_mistake(decay="by_steps"),
+    "decayed the rate towards lr_end itself: lr_end is a fraction of the base rate, so the last step runs at "
+    "lr * lr_end (and d_lr * lr_end for D)": _fit_mistake(decay="to_lr_end"),
+    "decayed only G's learning rate: D's rate follows the same schedule from its own base rate": (
+        _fit_mistake(decay="g_only")
+    ),
+    "made new optimisers at every step: Adam keeps running averages of the gradients between steps, so create "
+    "the two optimisers once, before the loop": _fit_mistake(fresh_optimisers=True),
+    "one optimiser for both players: G and D each need their own Adam over their own parameters "
+    "(opt_D.step() must not move G)": _fit_mistake(one_optimiser=True),
+    "ignored d_lr: D's base learning rate is d_lr (lr only when d_lr is None)": _fit_mistake(use_d_lr=False),
+    "left Adam's betas at their default (0.9, 0.999): pass `betas` to both optimisers": (
+        _fit_mistake(use_betas=False)
+    ),
+    "the same latent batch every step: make the seeded generator once, before the loop, and draw a fresh "
+    "(batch_size, latent_dim) batch from it at every step": _fit_mistake(same_z=True),
+    "drew z from torch's global random generator: draw it from a torch.Generator seeded with `seed`, so the run "
+    "is reproducible (Hint 2 above)": _fit_mistake(global_rng=True),
+    "`non_saturating` was not passed on to the training step": _fit_mistake(pass_flag=False),
+    "never called `callback`: call callback(i, history) after every step (the live plot uses it)": (
+        _fit_mistake(call_back=False)
+    ),
+}
+
+
+def _fit_case(case: Mapping) -> tuple[nn.Module, nn.Module, Callable[[int], torch.Tensor], list[int]]:
+    """Tiny float32 players for one case, and a reproducible data stream that records each batch size asked."""
+    seed, latent_dim, data_dim = case["seed"], case["latent_dim"], case["data_dim"]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        G = nn.Sequential(nn.Linear(latent_dim, 8), nn.Tanh(), nn.Linear(8, data_dim))
+        D = nn.Sequential(nn.Linear(data_dim, 8), nn.Tanh(), nn.Linear(8, 1))
+    data = torch.Generator().manual_seed(seed + 100)
+    asked: list[int] = []
+
+    def sample_real(n: int) -> torch.Tensor:
+        asked.append(int(n))
+        return 0.5 * torch.randn(n, data_dim, generator=data) + 1.0  # (n, data_dim)
+
+    return G, D, sample_real, asked
+
+
+_FIT_ARGS = ("steps", "latent_dim", "batch_size", "lr", "lr_end", "d_lr", "betas", "non_saturating", "seed")
+
+
+def _run_fit(fit: Callable, case: Mapping) -> dict[str, object]:
+    """Run a training loop on one case's fresh players; report what it returned and did."""
+    G, D, sample_real, asked = _fit_case(case)
+    calls: list[tuple[int, int]] = []
+
+    def callback(i, history):
+        size = len(history["d_loss"]) if isinstance(history, Mapping) and "d_loss" in history else -1
+        calls.append((int(i), size))
+
+    kwargs = {k: case[k] for k in _FIT_ARGS if k in case}
+    with torch.random.fork_rng():
+        torch.manual_seed(1234 + case["seed"])  # the same global state for every run (see the global-RNG mistake)
+        out = fit(G, D, sample_real, callback=callback, **kwargs)
+    flat = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()])  # noqa: E731
+    return {"out": out, "asked": asked, "calls": calls, "G": flat(G), "D": flat(D)}
+
+
+def _first_step_off(got: list, want: list, name: str, atol: float = 1e-5, rtol: float = 1e-4) -> str | None:
+    for i, (a, e) in enumerate(zip(got, want)):
+        if not abs(a - e) <= atol + rtol * abs(e):
+            agree = {0: "", 1: " (step 0 agrees)"}.get(i, f" (steps 0 to {i - 1} agree)")
+            return f"{name} at step {i} is {a:.6g}; expected {e:.6g}{agree}."
+    return None
+
+
+def _fit_difference(got: dict, want: dict) -> str | None:
+    out, steps = got["out"], len(want["out"]["d_loss"])
+    if not isinstance(out, Mapping) or set(out) < {"d_loss", "g_loss"}:
+        return f'fit_gan should return a dict {{"d_loss": [...], "g_loss": [...]}}, got {describe(out)}'
+    for key in ("d_loss", "g_loss"):
+        values = out[key]
+        if not isinstance(values, (list, tuple)) or len(values) != steps or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
+            return f"history[{key!r}] should be a list of {steps} Python floats (one per step), got {describe(values)}"
+    if got["asked"] != want["asked"]:
+        return (f"sample_real was called {len(got['asked'])} times with batch sizes {describe(got['asked'])}; "
+                f"expected one call per step, sample_real({want['asked'][0]}), {steps} in all")
+    if got["calls"] != want["calls"]:
+        return (f"callback was called as (i, len(history['d_loss'])) = {describe(got['calls'])}; expected "
+                f"{describe(want['calls'])}: once after every step, with the history so far")
+    for key in ("d_loss", "g_loss"):
+        reason = _first_step_off([float(v) for v in out[key]], want["out"][key], f"history[{key!r}]")
+        if reason:
+            return reason
+    for key in ("D", "G"):
+        reason = _differs(got[key], want[key], f"{key}'s parameters after training")
+        if reason:
+            return reason
+    return None
+
+
+def check_fit_gan(
+    student_fit: Callable, namespace: MutableMapping[str, Any], cases: list[Mapping] | None = None
+) -> None:
+    """Self-check of notebook 01's synthesis ``fit_gan`` against :func:`course_lib.gan.fit_gan`.
+
+    A case is ``{"seed", "latent_dim", "data_dim", "steps", "batch_size", "lr", "lr_end", "d_lr", "betas",
+    "non_saturating"}``: tiny float32 MLPs, a reproducible data stream and torch's global seed fixed, so the
+    two runs must agree. Compared, in this order: the returned history's form, the calls of ``sample_real``
+    and of ``callback``, the losses step by step, D's and G's parameters after training. While it runs,
+    ``namespace`` (the notebook's ``globals()``) holds the reference ``gan_train_step`` and losses, so a
+    slip in those exercises is not counted twice. With ``cases`` None: a shortcut check, then the visible cases.
+    """
+    check_answer_rules(student_fit, name="fit_gan")
+    check_untampered()
+    with substitute(namespace, gan_train_step=gan_train_step, discriminator_loss=discriminator_loss,
+                    generator_loss=generator_loss):
+        if cases is None:
+            G, D, sample_real, _ = _fit_case({"seed": 0, "latent_dim": 2, "data_dim": 2})
+            forbid_reference(
+                student_fit, FIT_GAN_SHORTCUTS, name="fit_gan",
+                example={"G": G, "D": D, "sample_real": sample_real, "steps": 2, "latent_dim": 2, "batch_size": 4},
+                instead="Write the loop around your gan_train_step.",
+            )
+            cases = [
+                {"seed": 0, "latent_dim": 3, "data_dim": 2, "steps": 6, "batch_size": 8, "lr": 0.05, "lr_end": 0.1,
+                 "d_lr": None, "betas": (0.5, 0.999), "non_saturating": True},
+                {"seed": 1, "latent_dim": 2, "data_dim": 2, "steps": 5, "batch_size": 6, "lr": 0.02, "lr_end": 0.5,
+                 "d_lr": 0.1, "betas": (0.3, 0.9), "non_saturating": False},
+            ]
+        for number, case in enumerate(cases, start=1):
+            got = _call(_run_fit, {"fit": student_fit, "case": case}, "fit_gan")
+            want = _run_fit(fit_gan, case)
+            reason = _fit_difference(got, want)
+            if reason is None:
+                continue
+            lines = ["fit_gan is not right yet.", f"  Case {number} of {len(cases)}: {dict(case)}", f"  {reason}"]
+            for description, mistaken in FIT_GAN_MISTAKES.items():
+                try:
+                    wrong = _run_fit(mistaken, case)
+                except Exception:
+                    continue
+                if _fit_difference(wrong, want) is not None and _fit_difference(got, wrong) is None:
+                    lines.append(f"  Likely cause: {description}")
+                    break
+            raise CheckFailed("\n".join(lines))
+
+
+# --------------------------------------------------------------------------
 # Gradient penalty
 # --------------------------------------------------------------------------
 
@@ -696,6 +923,8 @@ def check_wgan_gp_train_step(
 __all__ = [
     "BCE_SHORTCUTS",
     "DISCRIMINATOR_LOSS_MISTAKES",
+    "FIT_GAN_MISTAKES",
+    "FIT_GAN_SHORTCUTS",
     "GENERATOR_LOSS_MISTAKES",
     "GRADIENT_PENALTY_MISTAKES",
     "GRADIENT_PENALTY_SHORTCUTS",
@@ -703,6 +932,7 @@ __all__ = [
     "WGAN_STEP_MISTAKES",
     "check_discriminator_loss",
     "check_discriminator_loss_stable",
+    "check_fit_gan",
     "check_gan_train_step",
     "check_generator_loss",
     "check_generator_loss_stable",

@@ -66,6 +66,7 @@ session = course_lib.setup(seed=0)
 
 # %% id="imports" nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false}
 import math
+from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import torch
@@ -103,17 +104,46 @@ plt.show()
 #
 # Computing $\sigma$ first and then the log fails for confident logits: in
 # `float32`, $\sigma(-200)$ rounds to 0 and $\sigma(100)$ rounds to 1, and
-# $\log 0 = -\infty$. As in notebook 00, take the log first. With the
-# *softplus* $\operatorname{softplus}(x) = \log(1 + e^x)$, which PyTorch computes
-# stably,
+# $\log 0 = -\infty$. One `inf` in a loss turns every gradient into `nan` and
+# ends the run, and a GAN's discriminator becomes confident quickly. As in
+# notebook 00, take the log first: both terms can be written with the
+# *softplus* $\operatorname{softplus}(x) = \log(1 + e^x)$, which PyTorch
+# computes stably for any $x$, without ever forming $\sigma(\ell)$. Working out
+# how is part of the exercise; $\sigma(\ell) = 1 / (1 + e^{-\ell})$ and
+# $1 - \sigma(\ell) = \sigma(-\ell)$ are all you need.
 #
-# $$-\log \sigma(\ell) = \operatorname{softplus}(-\ell), \qquad -\log\bigl(1 - \sigma(\ell)\bigr) = \operatorname{softplus}(\ell) .$$
+# **Write `discriminator_loss(real_logits, fake_logits)`**, the $\mathcal L_D$ above.
 #
-# **Write `discriminator_loss(real_logits, fake_logits)`**: the mean over the
-# real logits of the first term plus the mean over the fake logits of the second.
-# The two batches may have different sizes. Use `F.softplus` (or `F.logsigmoid`);
-# do not call `F.binary_cross_entropy_with_logits` or `nn.BCEWithLogitsLoss`:
-# the check notices.
+# - Inputs: `real_logits` of shape $(B, 1)$ and `fake_logits` of shape $(B', 1)$;
+#   the two batches may have different sizes; `float32` or `float64`.
+# - Output: a scalar tensor, finite for any finite logits (the check tries
+#   logits in the hundreds). A $D$ that says $1/2$ to everything (all logits 0)
+#   scores $2 \log 2$.
+# - Not allowed: torch's binary cross-entropy (`F.binary_cross_entropy_with_logits`,
+#   `nn.BCEWithLogitsLoss` and relatives) or course_lib's loss: the check notices.
+#
+# <details><summary>Hint 1</summary>
+#
+# $-\log \sigma(\ell) = \log(1 + e^{-\ell})$, and
+# $-\log\bigl(1 - \sigma(\ell)\bigr) = -\log \sigma(-\ell) = \log(1 + e^{\ell})$.
+# So each term is a softplus of $\pm\ell$. A tiny example: a fake with logit
+# $\ell = 200$. In `float32`, $1 - \sigma(200)$ is exactly 0 and its log is
+# $-\infty$; $\operatorname{softplus}(200) = 200$, the right answer.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `F.softplus` (or `F.logsigmoid`, which is $-\operatorname{softplus}(-x)$).
+# Average each batch on its own with `.mean()`: the sizes may differ, so the
+# two terms cannot share one mean.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# The real term is `F.softplus(-real_logits).mean()`; the fake term is the same
+# with the sign of the logits flipped, and the loss is their sum.
+#
+# </details>
 
 # %% id="discriminator_loss" nbgrader={"grade": false, "grade_id": "discriminator_loss", "locked": false, "schema_version": 3, "solution": true}
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -172,23 +202,43 @@ passed("discriminator_loss is stable for logits in the hundreds.")
 # ### The generator's loss: saturating or not
 #
 # In the minimax game $G$ minimises $\mathbb E_z[\log(1 - D(G(z)))]$, the
-# **saturating** loss. Early in training $D$ rejects the fakes easily,
-# $D(G(z)) \approx 0$, and there this loss is flat: with $\ell$ the fake logit,
+# **saturating** loss (the experiment below shows where the name comes from).
+# Goodfellow et al. (2014) also proposed a second loss with the same fixed
+# point: $G$ *maximises* $\log D(G(z))$, that is, it minimises the
+# **non-saturating** loss $-\mathbb E_z[\log D(G(z))]$, the binary
+# cross-entropy of its fakes with label **1**. With $\ell^\text{fake}_j$ the
+# logits $D$ gives a batch of $B$ fakes:
 #
-# $$\frac{\partial}{\partial \ell} \log\bigl(1 - \sigma(\ell)\bigr) = -\sigma(\ell) \approx 0 ,$$
+# $$\mathcal L_G^\text{NS} = -\frac1B \sum_j \log \sigma(\ell^\text{fake}_j), \qquad \mathcal L_G^\text{sat} = \frac1B \sum_j \log\bigl(1 - \sigma(\ell^\text{fake}_j)\bigr) .$$
 #
-# so $G$ gets almost no gradient exactly when it most needs one. Goodfellow et
-# al. (2014) therefore train $G$ to *maximise* $\log D(G(z))$ instead, the
-# **non-saturating** loss $-\mathbb E_z[\log D(G(z))]$, whose gradient
-# $-(1 - \sigma(\ell)) \approx -1$ is strong when $D$ rejects the fakes. Both
-# have the same fixed point; in code the non-saturating loss is the binary
-# cross-entropy of the fakes with label **1**:
+# **Write `generator_loss(fake_logits, non_saturating=True)`**: $\mathcal L_G^\text{NS}$,
+# or $\mathcal L_G^\text{sat}$ when `non_saturating=False`.
 #
-# $$\mathcal L_G^\text{NS} = \frac1B \sum_j \operatorname{softplus}(-\ell^\text{fake}_j), \qquad \mathcal L_G^\text{sat} = \frac1B \sum_j \log\bigl(1 - \sigma(\ell^\text{fake}_j)\bigr) = -\frac1B \sum_j \operatorname{softplus}(\ell^\text{fake}_j) .$$
+# - Input: `fake_logits` of shape $(B, 1)$, `float32` or `float64`.
+# - Output: a scalar tensor, finite for any finite logits. Mind the sign of the
+#   saturating form: a mean of logs of probabilities, so it is $\le 0$.
+# - The same rules as for `discriminator_loss`: no BCE built-ins, no course_lib loss.
 #
-# **Write `generator_loss(fake_logits, non_saturating=True)`** returning
-# $\mathcal L_G^\text{NS}$, or $\mathcal L_G^\text{sat}$ when
-# `non_saturating=False`. Stable for any logits, no BCE built-ins.
+# <details><summary>Hint 1</summary>
+#
+# Both forms are pieces of $\mathcal L_D$ applied to the fakes:
+# $\mathcal L_G^\text{NS}$ is $D$'s *real* term (label 1) evaluated on the fake
+# logits, and $\mathcal L_G^\text{sat}$ is *minus* $D$'s fake term. For one fake
+# with $\ell = 0$ ($D$ undecided): $\mathcal L_G^\text{NS} = \log 2$ and
+# $\mathcal L_G^\text{sat} = -\log 2$.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `F.softplus` again, one `if non_saturating:`, and `.mean()` over the batch.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# Non-saturating: `F.softplus(-fake_logits).mean()`; saturating: the negative
+# of `F.softplus(fake_logits).mean()`.
+#
+# </details>
 
 # %% id="generator_loss" nbgrader={"grade": false, "grade_id": "generator_loss", "locked": false, "schema_version": 3, "solution": true}
 def generator_loss(fake_logits: torch.Tensor, non_saturating: bool = True) -> torch.Tensor:
@@ -244,12 +294,59 @@ check_generator_loss_stable(generator_loss,
 passed("generator_loss is stable for logits in the hundreds.")
 
 # %% [markdown] id="saturation-md"
-# ### Experiment: where does each loss give G a gradient?
+# ### Predict, then run: where does each loss give G a gradient?
 #
-# The size of $\partial \mathcal L_G / \partial \ell$ for one fake sample, as a
-# function of what $D$ says about it, computed with *your* `generator_loss`
-# through autograd. On the left, where $D$ confidently rejects the fake, the
-# saturating loss gives almost nothing.
+# The next experiment plots, for one fake sample, the size of each loss's
+# gradient with respect to the fake's logit, $|\partial \mathcal L_G / \partial \ell|$,
+# against what $D$ says about the fake, $D(G(z)) = \sigma(\ell)$, from 0
+# (confidently rejected) to 1 (accepted). It differentiates *your*
+# `generator_loss` with autograd. Early in training $D$ rejects the fakes
+# easily, so the left end of the plot is where a young GAN lives.
+#
+# Before you run it: what will the plot show?
+#
+# - **A.** The non-saturating loss gives a large gradient (close to 1) where $D$
+#   rejects the fake and a small one where $D$ accepts it; the saturating loss
+#   does the opposite.
+# - **B.** The saturating loss gives the large gradient where $D$ rejects the
+#   fake, the non-saturating loss where $D$ accepts it.
+# - **C.** The two curves coincide: the losses have the same fixed point, so
+#   they give the same gradients.
+# - **D.** Both gradients vanish where $D$ rejects the fake: a confident $D$
+#   leaves $G$ nothing to learn from, whatever its loss.
+#
+# Set `predict_saturation` to your letter, run the self-check, then the experiment.
+#
+# <details><summary>Hint 1</summary>
+#
+# Each curve is the size of a derivative with respect to $\ell$. With
+# $\sigma'(\ell) = \sigma(\ell)\,(1 - \sigma(\ell))$, each loss's derivative
+# is a short expression in $\sigma(\ell)$.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Work out $\frac{d}{d\ell} \log\bigl(1 - \sigma(\ell)\bigr)$ and
+# $\frac{d}{d\ell} \bigl(-\log \sigma(\ell)\bigr)$, then evaluate both at
+# $\sigma(\ell) = 0.01$ and at $\sigma(\ell) = 0.99$.
+#
+# </details>
+
+# %% id="predict_saturation" nbgrader={"grade": false, "grade_id": "predict_saturation", "locked": false, "schema_version": 3, "solution": true}
+predict_saturation = None  # your letter, e.g. "B"
+### BEGIN SOLUTION
+predict_saturation = "A"
+### END SOLUTION
+
+# %% id="test_predict_saturation" nbgrader={"grade": true, "grade_id": "test_predict_saturation", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_saturation, "ABCD", name="predict_saturation")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_saturation, "ABCD", answer="A", name="predict_saturation")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
 
 # %% id="saturation-plot" tags=["experiment"]
 logits = torch.linspace(-8, 8, 161, requires_grad=True)
@@ -267,38 +364,81 @@ ax.set_ylabel("|dL_G / d logit|")
 ax.legend()
 plt.show()
 
+# %% [markdown] id="saturation-explained"
+# **What the plot shows: A.** With $\ell$ the fake's logit,
+#
+# $$\frac{\partial}{\partial \ell} \log\bigl(1 - \sigma(\ell)\bigr) = -\sigma(\ell), \qquad \frac{\partial}{\partial \ell} \bigl(-\log \sigma(\ell)\bigr) = -\bigl(1 - \sigma(\ell)\bigr) .$$
+#
+# Where $D$ rejects the fake, $\sigma(\ell) \approx 0$: the saturating loss is
+# flat there (it *saturates*), so $G$ gets almost no gradient exactly when it
+# most needs one, while the non-saturating gradient is close to 1. The two
+# curves are mirror images that cross at $D(G(z)) = 1/2$. Same fixed point,
+# very different training signal: that is why $G$ is trained with the
+# non-saturating loss.
+
 # %% [markdown] id="step-intro"
 # ## 3 · One training step
 #
-# The two players take turns. One step, for a batch of data `real` and of latent
-# vectors `z`:
+# The two players take turns. One step, for a batch of data `real` and a batch
+# of latent vectors `z`, makes one batch of fakes $G(z)$ and then
 #
-# 1. `fake = G(z)`.
-# 2. **Discriminator:** `discriminator_loss(D(real), D(fake.detach()))`; then
-#    zero D's gradients with `opt_D`, backpropagate, and step `opt_D`. The `.detach()` cuts
-#    the graph between the fakes and $G$: D's loss must not send gradients into
-#    $G$ (they would pile up in G's `.grad`, waste a backward pass through $G$,
-#    and, without a well-placed `zero_grad`, push $G$ the wrong way).
-# 3. **Generator:** call the *updated* D on `fake` again (without detaching:
-#    here the gradient must flow back into $G$),
-#    `generator_loss(D(fake), non_saturating)`; zero G's gradients with `opt_G`,
-#    backpropagate, step `opt_G`. This backward pass also reaches D's
-#    parameters, which is harmless: D's gradients are zeroed again before D's
-#    next update, and only `opt_G` takes a step now.
+# 1. **updates $D$** once, with `discriminator_loss` on the data (label 1) and
+#    the fakes (label 0);
+# 2. **updates $G$** once, with `generator_loss` (`non_saturating` passed on),
+#    against the *updated* $D$.
 #
-# Order matters: D first, then G against the new D. Each optimiser only updates
-# its own network, and each `zero_grad` comes right before its `backward`, so
-# gradients left over from an earlier step never leak in.
+# Three rules make it right, and the self-check measures each of them:
 #
-# **Write `gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True)`**
-# returning the two losses as Python floats `(d_loss, g_loss)` (`.item()`).
-# Use your `discriminator_loss` and `generator_loss`.
+# - **$D$'s update must not reach $G$.** $D$'s loss depends on the fakes, and the
+#   fakes depend on $G$'s parameters. Unless the graph between them is cut, $D$'s
+#   backward pass runs on through $G$: it wastes a pass, and it leaves the
+#   gradient of *$D$'s* objective in $G$'s `.grad`, ready to push $G$ the wrong
+#   way. Exactly one backward pass may reach $G$'s parameters: $G$'s own.
+# - **$G$ learns against the new $D$.** Its loss needs fresh logits from $D$,
+#   computed after $D$'s update, with the gradient flowing back into $G$ this
+#   time. That backward pass also reaches $D$'s parameters, which is harmless as
+#   long as none of it ends up in $D$'s update.
+# - **Each update uses only its own gradients.** `.grad` accumulates over
+#   backward passes, and the check hands your step networks whose `.grad`
+#   already holds values "left over from an earlier step". Each optimiser
+#   updates only its own network.
+#
+# **Write `gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True)`**:
+# `G` maps `z` $(B, d_z)$ to samples $(B, \dots)$, `D` maps samples to logits
+# $(B, 1)$, `opt_G` and `opt_D` are their optimisers. Return the two losses
+# `(d_loss, g_loss)` as Python floats. Use your `discriminator_loss` and
+# `generator_loss`.
 #
 # The self-check runs your step and the reference on identical tiny networks
 # with plain SGD (so the results must agree exactly) and compares the updated
 # parameters, the returned losses and how many backward passes reach $G$. It
 # runs your step with the reference losses, so a slip in Section 2 costs no
 # points here.
+#
+# <details><summary>Hint 1</summary>
+#
+# In words: make the fakes once. $D$: its loss on the data and on fakes cut off
+# from $G$'s graph; clear $D$'s gradients; backpropagate; let $D$'s optimiser
+# step. $G$: $D$'s fresh logits on the fakes (*not* cut off); $G$'s loss; clear
+# $G$'s gradients; backpropagate; let $G$'s optimiser step. Why clear right
+# before each backward pass: if $G$'s `.grad` still holds 0.3 from the last
+# step and the new gradient is 0.5, SGD moves $G$ by $\eta \cdot 0.8$ instead
+# of $\eta \cdot 0.5$.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `tensor.detach()` (the same values, outside the graph), `optimizer.zero_grad()`,
+# `loss.backward()`, `optimizer.step()`, `loss.item()`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# $D$'s loss is `discriminator_loss(D(real), D(fake.detach()))`; $G$'s is
+# `generator_loss(D(fake), non_saturating)`, computed after `opt_D.step()`.
+# Each update runs `zero_grad()`, `backward()`, `step()` in that order.
+#
+# </details>
 
 # %% id="gan_train_step" nbgrader={"grade": false, "grade_id": "gan_train_step", "locked": false, "schema_version": 3, "solution": true}
 def gan_train_step(
@@ -349,6 +489,140 @@ check_gan_train_step(gan_train_step,
 ### END HIDDEN TESTS
 passed("gan_train_step updates D, then G, and nothing else.")
 
+# %% [markdown] id="fit-gan-intro"
+# ## Synthesis · Train the ring GAN with your own loop
+#
+# Section 4 trains a GAN on a ring of eight Gaussians for 8,000 steps, and the
+# loop that trains it is **yours**. You have the losses and one step; a training
+# run needs more around them: an optimiser per player, fresh batches at every
+# step, a learning rate that decays, a record of the losses. Put them together.
+# The contract below is all the experiment (and the check) relies on.
+#
+# **Write `fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3,
+# lr_end=0.05, d_lr=None, betas=(0.5, 0.999), non_saturating=True, seed=0,
+# callback=None)`**:
+#
+# - **Optimisers.** Adam for each player, with `betas`. $G$'s base learning rate
+#   is `lr`; $D$'s is `d_lr`, or `lr` when `d_lr` is `None` (Section 4's
+#   collapse demo gives $D$ a rate of its own).
+# - **Schedule.** With $S$ = `steps` and $r$ = `lr_end`, step $i = 0, \dots, S-1$
+#   runs each player at its base rate $\eta$ times a linear decay:
+#   $$\eta_i = \eta \left(1 - (1 - r)\,\frac{i}{\max(1,\, S - 1)}\right) .$$
+#   The first step runs at $\eta$, the last at $r\,\eta$; a one-step run at $\eta$.
+# - **Batches.** Every step draws one data batch of `batch_size` from `sample_real`,
+#   shape `(batch_size, ...)`, and one batch of latent vectors, shape
+#   `(batch_size, latent_dim)`, standard normal, from a random-number generator
+#   of its own seeded with `seed`: two runs with the same seed give the same
+#   latents, whatever else draws from torch's global generator.
+# - **Step.** Your `gan_train_step`, with `non_saturating` passed on.
+# - **Record and report.** Return `{"d_loss": [...], "g_loss": [...]}`, one
+#   Python float per step in each list. When a `callback` is given, call
+#   `callback` after step $i$ with two arguments, $i$ and the history so far (Section 4's
+#   live plot is such a callback).
+# - Not allowed: `course_lib.gan.train_gan` and `course_lib.gan.fit_gan`.
+#
+# Why the schedule: with a constant learning rate the ring GAN's samples keep
+# jittering around the modes; a decaying rate lets them settle.
+#
+# The self-check trains tiny networks for a few steps with your loop and with
+# the reference, on the same data stream and seed, and compares the losses step
+# by step and the parameters at the end. It runs your loop with the reference
+# `gan_train_step`, so a slip in Section 3 costs no points here.
+#
+# <details><summary>Hint 1</summary>
+#
+# Two parts. Before the loop, once: the two optimisers, the seeded generator,
+# an empty history. In the loop, for each step: set both learning rates, draw
+# the two batches, take the step, record the two losses, call the callback.
+# The schedule for $S = 5$, $r = 0.1$: the factors are 1, 0.775, 0.55, 0.325, 0.1.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `torch.optim.Adam(params, lr=..., betas=...)`. An optimiser keeps its learning
+# rate in `opt.param_groups`, a list of dicts with the key `"lr"` that you may
+# set before each step (or let `torch.optim.lr_scheduler.LambdaLR` do it). A
+# generator of its own: `torch.Generator().manual_seed(seed)`, passed to
+# `torch.randn(..., generator=...)`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# Setting $D$'s rate for step `i`, with `d_base` its base rate:
+#
+#     factor = 1 - (1 - lr_end) * i / max(1, steps - 1)
+#     for group in opt_D.param_groups:
+#         group["lr"] = d_base * factor
+#
+# and the latents: `z = torch.randn(batch_size, latent_dim, generator=latents)`.
+#
+# </details>
+
+# %% id="fit_gan" nbgrader={"grade": false, "grade_id": "fit_gan", "locked": false, "schema_version": 3, "solution": true}
+def fit_gan(
+    G: nn.Module,
+    D: nn.Module,
+    sample_real: Callable[[int], torch.Tensor],
+    steps: int,
+    latent_dim: int,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    lr_end: float = 0.05,
+    d_lr: float | None = None,
+    betas: tuple[float, float] = (0.5, 0.999),
+    non_saturating: bool = True,
+    seed: int = 0,
+    callback: Callable[[int, dict[str, list[float]]], None] | None = None,
+) -> dict[str, list[float]]:
+    """Train G and D for `steps` steps of gan_train_step; return the loss history.
+
+    sample_real(n): a fresh (n, ...) batch of data. G: (n, latent_dim) -> (n, ...); D: samples -> logits (n, 1).
+    Adam per player (G at lr, D at d_lr or lr), both with betas; step i runs at the base rates times
+    1 - (1 - lr_end) * i / max(1, steps - 1). Latents: (batch_size, latent_dim) standard normal from a
+    generator seeded with seed, one batch per step. callback(i, history) after step i, when given.
+    Returns {"d_loss": [...], "g_loss": [...]}, `steps` Python floats each.
+    """
+    ### BEGIN SOLUTION
+    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
+    d_base = lr if d_lr is None else d_lr
+    opt_D = torch.optim.Adam(D.parameters(), lr=d_base, betas=betas)
+    latents = torch.Generator().manual_seed(seed)
+    history = {"d_loss": [], "g_loss": []}
+    for i in range(steps):
+        factor = 1 - (1 - lr_end) * i / max(1, steps - 1)  # 1 at the first step, lr_end at the last
+        for opt, base in ((opt_G, lr), (opt_D, d_base)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+        real = sample_real(batch_size)  # (batch_size, ...)
+        z = torch.randn(batch_size, latent_dim, generator=latents)  # (batch_size, latent_dim)
+        d_loss, g_loss = gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating)
+        history["d_loss"].append(d_loss)
+        history["g_loss"].append(g_loss)
+        if callback is not None:
+            callback(i, history)
+    return history
+    ### END SOLUTION
+
+# %% id="test_fit_gan" nbgrader={"grade": true, "grade_id": "test_fit_gan", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# Self-check: your training loop: optimisers, schedule, batches, history (3 points)
+from course_lib.checks.gans import check_fit_gan
+from course_lib.grading import passed
+
+# Runs your loop with the reference gan_train_step, so this check does not depend on Section 3.
+check_fit_gan(fit_gan, globals())
+### BEGIN HIDDEN TESTS
+check_fit_gan(fit_gan,
+    globals(),
+    cases=[
+        {"seed": 4, "steps": 1, "latent_dim": 1, "data_dim": 2, "batch_size": 5, "lr": 0.1, "lr_end": 0.05,
+         "betas": (0.5, 0.999), "d_lr": None, "non_saturating": True},
+        {"seed": 9, "steps": 7, "latent_dim": 4, "data_dim": 3, "batch_size": 9, "lr": 0.03, "lr_end": 0.2,
+         "betas": (0.0, 0.99), "d_lr": 0.005, "non_saturating": False},
+    ],
+)
+### END HIDDEN TESTS
+passed("fit_gan trains the pair step for step like the reference loop.")
+
 # %% [markdown] id="ring-intro"
 # ## 4 · Experiment: eight Gaussians on a ring
 #
@@ -382,9 +656,9 @@ plt.show()
 # batches of 256, Adam with $\beta_1 = 0.5$ and a learning rate that decays
 # linearly from $10^{-3}$ to $5 \cdot 10^{-5}$. The decay matters here: with a
 # constant learning rate the samples keep jittering around the modes and the
-# high-quality share stalls below 80 %. `course_lib.gan.train_gan` hands **your
-# `gan_train_step`** to the course's training loop; the figure redraws as it
-# trains (loss curves on the left, current samples on the right).
+# high-quality share stalls below 80 %. **Your `fit_gan`** trains it, around
+# your `gan_train_step`; its callback redraws the figure as it trains (loss
+# curves on the left, current samples on the right).
 #
 # The losses do not go to zero: in a balanced game $D$ hovers near
 # $D = 1/2$, where $\mathcal L_D = 2\log 2 \approx 1.39$ and
@@ -399,6 +673,12 @@ plt.show()
 # settled at 7/8. Try `minibatch_std=False` in `ring_experiment`.
 
 # %% id="ring-train" tags=["experiment"]
+import time
+
+from tqdm.auto import tqdm
+
+from course_lib.train import History
+
 FAST = course_lib.FAST
 RING_STEPS = 60 if FAST else 8000
 
@@ -418,6 +698,7 @@ def ring_scores(G, latent_dim):
 
 
 def ring_experiment(config, step=None, title="", seed=0, minibatch_std=True):
+    """A fresh pair trained on the ring by your fit_gan (WGAN-GP, extra D steps: course_lib's loop around `step`)."""
     torch.manual_seed(seed)
     G = reference.mlp_generator(config.latent_dim, 2, hidden=128)
     D = reference.mlp_discriminator(2, hidden=128, minibatch_std=minibatch_std)
@@ -427,12 +708,26 @@ def ring_experiment(config, step=None, title="", seed=0, minibatch_std=True):
         draw_samples=lambda ax: scatter_2d(reference.sample(G, 1000, config.latent_dim, seed=1), ax=ax,
                                            reference=data_check[:1000], lim=2.6, s=2),
     )
-    history = reference.train_gan(G, D, sample_ring, config, step=step, callback=live, desc=title, seed=seed)
+    if config.loss == "wgan_gp" or config.d_steps > 1:
+        history = reference.train_gan(G, D, sample_ring, config, step=step, callback=live, desc=title, seed=seed)
+        return G, history, ring_scores(G, config.latent_dim)
+    history, bar, start = History(), tqdm(total=config.steps, desc=title), time.perf_counter()
+
+    def show(i, losses):  # your fit_gan's callback: log the latest losses, redraw now and then, advance the bar
+        history.log(i, {name: values[-1] for name, values in losses.items()})
+        live(i, history)
+        bar.update(1)
+
+    fit_gan(G, D, sample_ring, config.steps, config.latent_dim, batch_size=config.batch_size, lr=config.lr,
+            lr_end=config.lr_end, d_lr=config.d_lr, betas=config.betas,
+            non_saturating=config.loss == "non_saturating", seed=seed, callback=show)
+    bar.close()
+    history.seconds = time.perf_counter() - start
     return G, history, ring_scores(G, config.latent_dim)
 
 
 vanilla_config = reference.GANConfig(steps=RING_STEPS, latent_dim=4, lr=1e-3)
-G_ring, ring_history, ring_result = ring_experiment(vanilla_config, step=gan_train_step, title="vanilla GAN")
+G_ring, ring_history, ring_result = ring_experiment(vanilla_config, title="vanilla GAN")
 print(f"vanilla GAN: {ring_result['modes']}/8 modes, {ring_result['high_quality']:.1%} high quality, "
       f"energy distance {ring_result['energy']:.4f}, {ring_history.seconds:.0f} s")
 course_lib.fast_note(f"{RING_STEPS} training steps instead of 8,000")
@@ -441,19 +736,57 @@ course_lib.fast_note(f"{RING_STEPS} training steps instead of 8,000")
 # ### Mode collapse, on purpose
 #
 # Now break it. The same networks (minibatch feature included) and schedule, but a **too-weak
-# discriminator**: D learns 10 times more slowly than G (`d_lr=1e-4`). The game
-# is $\min_G \max_D$, and the order matters: for a *fixed* $D$, G's best
-# response is to put every sample at the single point $D$ likes most. With a
-# slow D, G can nearly do that: its samples bunch up in one region, D then
-# (slowly) learns to reject that region, and G hops to another one. On this
-# ring the damage shows in the *quality* more than in the mode count: in a
-# full run (2 cores) the too-weak D still ended with 8/8 modes covered, but
-# only 58.5 % of its samples were high quality, far below the run above and the
-# data's 99 %: the samples smear between the modes as G chases a lagging D.
-# The mode count alone would have missed it, which is why we measure both.
-# Compare with the run above; then try other ways
-# to break it: the saturating loss (`loss="saturating"`) with several D updates
-# per G update (`d_steps=3`), `latent_dim=1`, or a larger learning rate.
+# discriminator**: D learns 10 times more slowly than G (`d_lr=1e-4`, passed to
+# your `fit_gan`). The game is $\min_G \max_D$, and the order matters: for a
+# *fixed* $D$, G's best response is to put every sample at the single point $D$
+# likes most. With a slow D, G can nearly do that: its samples bunch up in one
+# region, D then (slowly) learns to reject that region, and G hops to another one.
+#
+# **Predict, then run.** After the full 8,000 steps (not FAST mode's 60), how
+# does the too-weak D's run compare with the vanilla run above on the two
+# numbers we measure?
+#
+# - **A.** It covers clearly fewer modes (6/8 or fewer), but the samples it
+#   makes are as precise as the vanilla run's (a similar high-quality share).
+# - **B.** It still covers all 8 modes, but a much smaller share of its samples
+#   is high quality.
+# - **C.** Both numbers come out about the same as the vanilla run's: a slower
+#   $D$ only slows the game down.
+# - **D.** It collapses completely: one or two modes covered, with nearly all
+#   samples on them.
+#
+# Set `predict_collapse` to your letter, run the self-check, then the experiment.
+#
+# <details><summary>Hint 1</summary>
+#
+# Recall the two numbers. A mode is *covered* when at least a fifth of its fair
+# share of the samples lie within 0.06 of its centre; the *high-quality share*
+# counts the samples within 0.06 of any centre.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Picture G's samples while it keeps hopping away from regions a slow $D$ has
+# finally learned to reject. Where are they between two hops, and which of the
+# two numbers counts that? Does a hop need to empty a mode for good?
+#
+# </details>
+
+# %% id="predict_collapse" nbgrader={"grade": false, "grade_id": "predict_collapse", "locked": false, "schema_version": 3, "solution": true}
+predict_collapse = None  # your letter, e.g. "B"
+### BEGIN SOLUTION
+predict_collapse = "B"
+### END SOLUTION
+
+# %% id="test_predict_collapse" nbgrader={"grade": true, "grade_id": "test_predict_collapse", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_collapse, "ABCD", name="predict_collapse")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_collapse, "ABCD", answer="B", name="predict_collapse")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
 
 # %% id="collapse-train" tags=["experiment"]
 collapse_config = reference.GANConfig(steps=RING_STEPS, latent_dim=4, lr=1e-3, d_lr=1e-4)
@@ -461,6 +794,17 @@ G_collapse, collapse_history, collapse_result = ring_experiment(collapse_config,
 print(f"too-weak discriminator: {collapse_result['modes']}/8 modes, "
       f"{collapse_result['high_quality']:.1%} high quality, energy distance {collapse_result['energy']:.4f}")
 course_lib.fast_note(f"{RING_STEPS} training steps instead of 8,000")
+
+# %% [markdown] id="collapse-explained"
+# **What a full run shows: B.** On this ring the damage shows in the *quality*
+# more than in the mode count: in a full run (2 cores) the too-weak D still
+# ended with 8/8 modes covered, but only 58.5 % of its samples were high
+# quality, far below the vanilla run and the data's 99 %: the samples smear
+# between the modes as G chases a lagging D. The mode count alone would have
+# missed it, which is why we measure both. (FAST mode's 60 steps are too few to
+# show it.) Then try other ways to break it: the saturating loss
+# (`loss="saturating"`) with several D updates per G update (`d_steps=3`),
+# `latent_dim=1`, or a larger learning rate.
 
 # %% [markdown] id="wgan-intro"
 # ## 5 · WGAN-GP
@@ -485,19 +829,48 @@ course_lib.fast_note(f"{RING_STEPS} training steps instead of 8,000")
 # the generator's $-\mathbb E[C(G(z))]$, and the critic takes 5 steps per
 # generator step.
 #
-# **Write `gradient_penalty(critic, real, fake, alpha=None)`**:
+# **Write `gradient_penalty(critic, real, fake, alpha=None)`**: the mean over
+# the batch of $(\|\nabla_{\hat x} C(\hat x)\|_2 - 1)^2$, without $\lambda$.
 #
-# 1. reshape `alpha` (one value per sample, shape `(B,)`) to `(B, 1, ..., 1)` so
-#    it broadcasts over a sample of any shape; draw it with `torch.rand` when it is
-#    `None`;
-# 2. build `x_hat` from the detached `real` and `fake`, and make it a leaf that
-#    requires a gradient (`.requires_grad_(True)`);
-# 3. `torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)`: the
-#    sum gives each sample's own gradient (samples do not interact), and
-#    `create_graph=True` keeps the penalty differentiable, so it can train the
-#    critic;
-# 4. the norm per sample over *all* its entries (`grad.flatten(1).norm(dim=1)`),
-#    then the mean of $(\text{norm} - 1)^2$.
+# - `real`, `fake`: batches of one shape $(B, \dots)$: points $(B, 2)$ here,
+#   images $(B, 1, 8, 8)$ in Section 6. `critic` maps such a batch to scores $(B, 1)$.
+# - `alpha`: one mixing weight per sample, shape $(B,)$; when it is `None`, draw
+#   it from $U(0, 1)$. A sample's weight applies to every entry of that sample,
+#   whatever the sample's shape.
+# - The norm is per sample, over *all* its entries (for an image, all 64
+#   pixels at once).
+# - The result is a scalar tensor that can **train the critic**: the check
+#   backpropagates through it into the critic's parameters. No gradient may flow
+#   back into `real` or `fake`.
+# - Not allowed: `course_lib.gan.gradient_penalty`.
+#
+# The penalty is a function of a gradient, so training with it takes a
+# gradient *of a gradient*; autograd keeps what that needs only when asked.
+#
+# <details><summary>Hint 1</summary>
+#
+# Make $\hat x$ a fresh tensor that requires a gradient, score it with the
+# critic, and ask autograd for the gradient of the scores with respect to
+# $\hat x$. One call serves the whole batch: the samples do not interact, so
+# the gradient of the *sum* of the scores with respect to sample $k$ is sample
+# $k$'s own gradient. A tiny example: the critic $C(x) = 3 x_1$ on 2-D points has
+# gradient $(3, 0)$ everywhere, norm 3, penalty $(3 - 1)^2 = 4$.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `torch.rand`; a reshape of `alpha` to $(B, 1, \dots, 1)$, e.g. to
+# `(B,) + (1,) * (real.dim() - 1)`, so it broadcasts; `.detach()` and
+# `.requires_grad_(True)`; `torch.autograd.grad(outputs, inputs, create_graph=True)`
+# (`create_graph=True` keeps the gradient differentiable); `grad.flatten(1).norm(dim=1)`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# `(grads,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)`,
+# then the mean of `(grads.flatten(1).norm(dim=1) - 1) ** 2`.
+#
+# </details>
 
 # %% id="gradient_penalty" nbgrader={"grade": false, "grade_id": "gradient_penalty", "locked": false, "schema_version": 3, "solution": true}
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
@@ -545,7 +918,7 @@ check_gradient_penalty(gradient_penalty,
 passed("gradient_penalty matches WGAN-GP's (norm - 1)^2 on interpolates.")
 
 # %% id="test_gradient_penalty_backprop" nbgrader={"grade": true, "grade_id": "test_gradient_penalty_backprop", "locked": true, "points": 1, "schema_version": 3, "solution": false}
-# Self-check: the penalty can train the critic (create_graph=True) (1 point)
+# Self-check: the penalty can train the critic (1 point)
 from course_lib.checks.gans import check_gradient_penalty_backprop
 from course_lib.grading import passed
 
@@ -558,31 +931,56 @@ passed("the penalty backpropagates into the critic.")
 # %% [markdown] id="wgan-step-intro"
 # ### One WGAN-GP step
 #
-# Algorithm 1 of Gulrajani et al. (2017), for `n_critic` critic updates per
-# generator update. You get the data batches `reals` (one per critic update)
-# and the latent batches `zs` (one more than `reals`). For each
-# `real, z` in `zip(reals, zs)`:
+# Algorithm 1 of Gulrajani et al. (2017): `n_critic` critic updates, then one
+# generator update. The critic minimises
 #
-# 1. `fake = G(z)` **without a gradient into $G$** (`torch.no_grad()` or `.detach()`):
-#    the critic's updates train only the critic;
-# 2. the critic's loss
-#    $$\mathcal L_C = \mathbb E[C(x_\text{fake})] - \mathbb E[C(x_\text{real})] + \lambda\, \mathrm{GP},$$
-#    with your `gradient_penalty(critic, real, fake)` and $\lambda$ = `gp_weight`;
-# 3. zero the critic's gradients with `opt_C`, backpropagate, step `opt_C`.
+# $$\mathcal L_C = \mathbb E[C(x_\text{fake})] - \mathbb E[C(x_\text{real})] + \lambda\, \mathrm{GP},$$
 #
-# Then one generator update on the last latent batch `zs[-1]`:
-# $\mathcal L_G = -\mathbb E[C(G(z))]$ (no sigmoid, no log: the critic's score is
-# not a probability); zero G's gradients with `opt_G`, backpropagate, step `opt_G`.
+# with your `gradient_penalty` and $\lambda$ = `gp_weight`; the generator
+# minimises $\mathcal L_G = -\mathbb E[C(G(z))]$ (no sigmoid, no log: the
+# critic's score is not a probability).
 #
-# **Write `wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0)`**
-# returning `(critic_loss, generator_loss, penalty)` of the *last* critic update
-# and the generator update, as Python floats.
+# **Write `wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0)`**:
+#
+# - `reals`: a list of `n_critic` data batches $(B, \dots)$, one per critic
+#   update. `zs`: a list of `n_critic + 1` latent batches $(B, d_z)$. Critic
+#   update $i$ uses `reals[i]` and fakes made from `zs[i]`; the generator update
+#   uses `zs[-1]`.
+# - The critic's updates train only the critic: none of them may reach $G$
+#   (exactly one backward pass reaches $G$'s parameters, the generator's own).
+# - Each update starts from clean gradients of its own network, as in
+#   `gan_train_step`.
+# - Return `(critic_loss, generator_loss, penalty)` as Python floats; the
+#   critic's two numbers come from its *last* update.
 #
 # The self-check runs your step and the reference on identical tiny networks
 # with plain SGD and the same random interpolation weights, and compares the
 # updated parameters, the returned numbers and how many backward passes reach
 # $G$ (exactly one: the generator's own). It uses the reference
 # `gradient_penalty`, so a slip above costs no points here.
+#
+# <details><summary>Hint 1</summary>
+#
+# A loop over the pairs (`reals[i]`, `zs[i]`): fakes made without a graph back
+# to $G$, the penalty, the critic's loss, clean gradients, backward pass,
+# optimiser step. After the loop, one generator update on `zs[-1]`. With
+# `n_critic = 5`: 5 critic updates, 1 generator update, 6 latent batches.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `zip(reals, zs)` stops at the shorter list, which leaves the last latent
+# batch for $G$; `torch.no_grad()` (or `.detach()`); `opt_C.zero_grad()`,
+# `.backward()`, `opt_C.step()`; `.mean()` for the expectations; `.item()`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# Inside the loop: `critic_loss = critic(fake).mean() - critic(real).mean() + gp_weight * penalty`
+# with `penalty = gradient_penalty(critic, real, fake)`. After it:
+# `-critic(G(zs[-1])).mean()` is $G$'s loss.
+#
+# </details>
 
 # %% id="wgan_gp_train_step" nbgrader={"grade": false, "grade_id": "wgan_gp_train_step", "locked": false, "schema_version": 3, "solution": true}
 def wgan_gp_train_step(
@@ -763,12 +1161,15 @@ latent_explorer(G_digits, 32, label_fn=lambda images: metrics.classifier_scores(
 #   the **non-saturating** loss (label 1 for its fakes).
 # - One step: D first, on real and **detached** fakes; then G against the updated D;
 #   `zero_grad` right before each `backward`.
+# - A run: one optimiser per player, created once; a learning rate that decays
+#   linearly; fresh batches at every step, the latents from a seeded generator
+#   of their own, so a run can be repeated (your `fit_gan`).
 # - Measure: modes covered and the high-quality share on toy data, energy
 #   distance, a classifier's confidence and label histogram on images. A GAN
 #   can look fine in a loss curve and still be collapsed.
 # - **WGAN-GP**: a critic, the Wasserstein distance, and a penalty on
 #   $(\|\nabla C(\hat x)\| - 1)^2$ at interpolates, computed with
-#   `create_graph=True`; `n_critic` critic updates on fakes made without a gradient into $G$,
+#   a gradient that is itself differentiable; `n_critic` critic updates on fakes made without a gradient into $G$,
 #   then one generator update on $-\mathbb E[C(G(z))]$.
 #
 # **Common pitfalls:** forgetting `.detach()` for D's fakes; the wrong label for

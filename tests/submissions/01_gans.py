@@ -194,6 +194,147 @@ def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
 ''',
         fails={"test_gan_train_step"},
     ),
+    # ---- predict_saturation -------------------------------------------------
+    Mistake(
+        name="predict-saturation-vanish",
+        cell="predict_saturation",
+        why="predicts that both gradients vanish where D rejects the fake",
+        code='predict_saturation = "D"\n',
+        fails={"test_predict_saturation"},
+    ),
+    Mistake(
+        name="predict-saturation-same",
+        cell="predict_saturation",
+        why="predicts identical gradients (same fixed point), in lower case",
+        code='predict_saturation = "c"\n',
+        fails={"test_predict_saturation"},
+    ),
+    # ---- fit_gan (the synthesis) ----------------------------------------------
+    Mistake(
+        name="fit-fresh-optimisers",
+        cause="made new optimisers at every step",
+        cell="fit_gan",
+        why="creates the two Adam optimisers inside the loop: their running averages restart every step",
+        code='''
+def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_end=0.05, d_lr=None,
+            betas=(0.5, 0.999), non_saturating=True, seed=0, callback=None):
+    latents = torch.Generator().manual_seed(seed)
+    history = {"d_loss": [], "g_loss": []}
+    for i in range(steps):
+        factor = 1 - (1 - lr_end) * i / max(1, steps - 1)
+        opt_G = torch.optim.Adam(G.parameters(), lr=lr * factor, betas=betas)
+        opt_D = torch.optim.Adam(D.parameters(), lr=(lr if d_lr is None else d_lr) * factor, betas=betas)
+        z = torch.randn(batch_size, latent_dim, generator=latents)
+        d_loss, g_loss = gan_train_step(G, D, opt_G, opt_D, sample_real(batch_size), z, non_saturating)
+        history["d_loss"].append(d_loss)
+        history["g_loss"].append(g_loss)
+        if callback is not None:
+            callback(i, history)
+    return history
+''',
+        fails={"test_fit_gan"},
+    ),
+    Mistake(
+        name="fit-constant-lr",
+        cause="kept the learning rates constant",
+        cell="fit_gan",
+        why="never decays the learning rate",
+        code='''
+def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_end=0.05, d_lr=None,
+            betas=(0.5, 0.999), non_saturating=True, seed=0, callback=None):
+    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
+    opt_D = torch.optim.Adam(D.parameters(), lr=lr if d_lr is None else d_lr, betas=betas)
+    latents = torch.Generator().manual_seed(seed)
+    history = {"d_loss": [], "g_loss": []}
+    for i in range(steps):
+        z = torch.randn(batch_size, latent_dim, generator=latents)
+        d_loss, g_loss = gan_train_step(G, D, opt_G, opt_D, sample_real(batch_size), z, non_saturating)
+        history["d_loss"].append(d_loss)
+        history["g_loss"].append(g_loss)
+        if callback is not None:
+            callback(i, history)
+    return history
+''',
+        fails={"test_fit_gan"},
+    ),
+    Mistake(
+        name="fit-one-step-run-crashes",
+        cell="fit_gan",
+        why="divides by steps - 1: right on the visible cases, ZeroDivisionError on the hidden one-step run",
+        code='''
+def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_end=0.05, d_lr=None,
+            betas=(0.5, 0.999), non_saturating=True, seed=0, callback=None):
+    d_base = lr if d_lr is None else d_lr
+    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
+    opt_D = torch.optim.Adam(D.parameters(), lr=d_base, betas=betas)
+    latents = torch.Generator().manual_seed(seed)
+    history = {"d_loss": [], "g_loss": []}
+    for i in range(steps):
+        factor = 1 - (1 - lr_end) * i / (steps - 1)
+        opt_G.param_groups[0]["lr"] = lr * factor
+        opt_D.param_groups[0]["lr"] = d_base * factor
+        z = torch.randn(batch_size, latent_dim, generator=latents)
+        d_loss, g_loss = gan_train_step(G, D, opt_G, opt_D, sample_real(batch_size), z, non_saturating)
+        history["d_loss"].append(d_loss)
+        history["g_loss"].append(g_loss)
+        if callback is not None:
+            callback(i, history)
+    return history
+''',
+        fails={"test_fit_gan"},
+    ),
+    Mistake(
+        name="fit-global-rng",
+        cause="drew z from torch's global random generator",
+        cell="fit_gan",
+        why="draws the latents with plain torch.randn: not reproducible from seed",
+        code='''
+def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_end=0.05, d_lr=None,
+            betas=(0.5, 0.999), non_saturating=True, seed=0, callback=None):
+    d_base = lr if d_lr is None else d_lr
+    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
+    opt_D = torch.optim.Adam(D.parameters(), lr=d_base, betas=betas)
+    history = {"d_loss": [], "g_loss": []}
+    for i in range(steps):
+        factor = 1 - (1 - lr_end) * i / max(1, steps - 1)
+        opt_G.param_groups[0]["lr"] = lr * factor
+        opt_D.param_groups[0]["lr"] = d_base * factor
+        d_loss, g_loss = gan_train_step(G, D, opt_G, opt_D, sample_real(batch_size),
+                                        torch.randn(batch_size, latent_dim), non_saturating)
+        history["d_loss"].append(d_loss)
+        history["g_loss"].append(g_loss)
+        if callback is not None:
+            callback(i, history)
+    return history
+''',
+        fails={"test_fit_gan"},
+    ),
+    Mistake(
+        name="fit-calls-train-gan",
+        cell="fit_gan",
+        why="hands the job to course_lib's train_gan, which the exercise asks to write",
+        code='''
+def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_end=0.05, d_lr=None,
+            betas=(0.5, 0.999), non_saturating=True, seed=0, callback=None):
+    config = reference.GANConfig(steps=steps, batch_size=batch_size, latent_dim=latent_dim, lr=lr, lr_end=lr_end,
+                                 d_lr=d_lr, betas=betas, loss="non_saturating" if non_saturating else "saturating")
+    run = reference.train_gan(G, D, sample_real, config, step=gan_train_step, progress=False, seed=seed)
+    history = {name: [value for _, value in pairs] for name, pairs in run.train.items()}
+    if callback is not None:
+        for i in range(steps):
+            callback(i, {name: values[: i + 1] for name, values in history.items()})
+    return history
+''',
+        fails={"test_fit_gan"},
+    ),
+    # ---- predict_collapse ---------------------------------------------------
+    Mistake(
+        name="predict-collapse-total",
+        cell="predict_collapse",
+        why="predicts the textbook picture, total collapse onto one or two modes",
+        code='predict_collapse = "D"\n',
+        fails={"test_predict_collapse"},
+    ),
     # ---- gradient_penalty ---------------------------------------------------
     Mistake(
         name="gp-no-create-graph",
