@@ -97,7 +97,17 @@ CATALOGUES = {
         lambda: [_tiny_gpt(1, 2, 0, 4), _tiny_gpt(2, 2, 3, 1), _tiny_gpt(3, 1, 5, 3)],
         {},
     ),
+    "generate": (checks.GENERATE_MISTAKES, checks._reference_generate, lambda: _generate_cases(), {}),
 }
+
+
+def _generate_cases():
+    """The visible cases of check_generate."""
+    return [
+        checks.generate_case(1, 1, 3, 4, temperature=0),
+        checks.generate_case(2, 2, 4, 12, temperature=1.0),
+        checks.generate_case(3, 2, 10, 5, temperature=0.8, top_k=5, top_p=0.9),
+    ]
 
 
 @pytest.mark.parametrize("catalogue", sorted(CATALOGUES))
@@ -213,3 +223,63 @@ def test_lm_loss_mistakes_really_differ_from_cross_entropy_in_nats():
     case = _loss_cases()[0]
     right = F.cross_entropy(case["logits"][:, :-1].reshape(-1, 7), case["tokens"][:, 1:].reshape(-1))
     assert torch.allclose(gpt.lm_loss(**case), right)
+
+
+def _plain_generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """The loop written without any cache: the model re-reads the last block_size tokens at every step."""
+    W = model.config.block_size
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            next_id = gpt.sample_next_token(model(idx[:, -W:])[:, -1], temperature, top_k, top_p, generator)
+            idx = torch.cat([idx, next_id[:, None]], dim=1)
+    return idx
+
+
+def _cached_generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """The notebook's solution, written against the names check_generate binds in the namespace."""
+    W = model.config.block_size
+    past = None
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            if past is not None and past[0][0].shape[2] < W:
+                logits, past = forward_with_cache(model, idx[:, -1:], past)  # noqa: F821 - bound by the check
+            else:
+                logits, past = forward_with_cache(model, idx[:, -W:])  # noqa: F821
+            next_id = sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)  # noqa: F821
+            idx = torch.cat([idx, next_id[:, None]], dim=1)
+    return idx
+
+
+def test_the_reference_generation_is_the_uncached_loop_token_for_token():
+    """course_lib.gpt.generate, the check's reference, against a loop with no cache at all, past the window."""
+    for case in _generate_cases() + [checks.generate_case(5, 3, 1, 20, temperature=1.5)]:
+        case = dict(case)
+        model = checks.tiny_generator_gpt(case["seed"], case.pop("block_size"))
+        seed, idx, n = case.pop("seed"), case.pop("idx"), case.pop("max_new_tokens")
+        expected = _plain_generate(model, idx, n, generator=torch.Generator().manual_seed(seed), **case)
+        assert torch.equal(checks._reference_generate(model.config.block_size, idx, n, seed, **case), expected)
+        assert expected.shape == (idx.shape[0], idx.shape[1] + n)
+
+
+def test_check_generate_passes_the_cached_loop_and_restores_the_namespace():
+    """The loop reads forward_with_cache and sample_next_token from this module's globals, bound by the check."""
+    checks.check_generate(_cached_generate, globals())
+    checks.check_generate(_cached_generate, globals(), cases=[checks.generate_case(4, 1, 3, 0)])
+    assert "forward_with_cache" not in globals() and "sample_next_token" not in globals()
+
+
+def test_check_generate_fails_a_loop_that_never_uses_its_cache():
+    def no_cache(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        return _plain_generate(model, idx, max_new_tokens, temperature, top_k, top_p, generator)
+
+    with pytest.raises(CheckFailed, match="re-reads the whole sequence"):
+        checks.check_generate(no_cache, {})
+    assert checks.positions_fed(no_cache, checks.tiny_generator_gpt(0, 16), torch.tensor([[1, 2, 3]]), 6) == 33
+
+
+def test_check_generate_refuses_course_libs_generate():
+    def shortcut(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        return gpt.generate(model, idx, max_new_tokens, temperature, top_k, top_p, generator=generator)
+
+    with pytest.raises(CheckFailed, match="course_lib.gpt.generate"):
+        checks.check_generate(shortcut, {})

@@ -120,6 +120,19 @@ def test_cached_and_uncached_generation_agree_token_for_token():
     )
 
 
+def test_cached_generation_rebuilds_the_window_like_the_uncached_loop_when_sampling():
+    """Sampling past the window, and from a prompt longer than it: the same generator gives the same tokens."""
+    model = _model()
+    for start, n in ((_tokens(2, 3), 20), (_tokens(1, 15), 4), (_tokens(1, 3), 0)):
+        runs = [
+            generate(model, start, n, temperature=1.2, top_p=0.9, generator=torch.Generator().manual_seed(9),
+                     use_cache=use_cache)
+            for use_cache in (True, False)
+        ]
+        assert torch.equal(runs[0], runs[1]) and runs[0].shape == (start.shape[0], start.shape[1] + n)
+        assert torch.equal(runs[0][:, : start.shape[1]], start)
+
+
 def test_lm_loss_is_the_shifted_cross_entropy_and_starts_near_log_vocab():
     model = _model()
     x = _tokens(4, 12)

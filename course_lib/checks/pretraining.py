@@ -10,15 +10,16 @@ the same configuration and copying one set of seeded weights into both.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..attention import scaled_dot_product_attention
-from ..gpt import MLP, CausalSelfAttention, GPTConfig, next_token_probs
-from ..grading import check_answer_rules, check_function, forbid_reference
+from ..gpt import GPT, MLP, CausalSelfAttention, GPTConfig, next_token_probs
+from ..grading import CheckFailed, check_answer_rules, check_function, forbid_reference, substitute
 
 # ---------------------------------------------------------------------------
 # BPE: pair counts and merges
@@ -718,6 +719,146 @@ def check_forward_with_cache(forward_with_cache: Callable, cases: list[dict] | N
         forward_with_cache, reference, cases, name="forward_with_cache", mistakes=FORWARD_WITH_CACHE_MISTAKES
     )
 
+# ---------------------------------------------------------------------------
+# Synthesis: the generation loop (your sampler and your KV cache together)
+# ---------------------------------------------------------------------------
+
+
+def tiny_generator_gpt(seed: int, block_size: int = 8, n_layer: int = 2) -> GPT:
+    """A tiny seeded GPT (vocabulary 13, 2 heads, 8 channels) with a short context window, its weights perturbed
+    so that its next-token distributions are far from uniform and every mistake of the loop shows."""
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=13, block_size=block_size, n_layer=n_layer, n_head=2, n_embd=8)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    return model
+
+
+def generate_case(seed: int, B: int, T: int, max_new_tokens: int, block_size: int = 8, **options: Any) -> dict:
+    """A case for the generation check: the context window ``block_size`` of the tiny GPT built from ``seed``
+    (:func:`tiny_generator_gpt`), a random prompt ``idx`` (B, T), the number of new tokens, the ``seed`` of the
+    sampling generator too, and sampling options (temperature, top_k, top_p)."""
+    g = torch.Generator().manual_seed(seed)
+    return {"block_size": block_size, "idx": torch.randint(13, (B, T), generator=g),
+            "max_new_tokens": max_new_tokens, "seed": seed, **options}
+
+
+def generated_ids(generate_fn: Callable, block_size: int, idx: torch.Tensor, max_new_tokens: int, seed: int,
+                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """What ``generate_fn`` writes after ``idx`` (B, T) with the tiny GPT of ``seed`` and ``block_size`` and a
+    generator seeded by ``seed``: (B, T + N) ids."""
+    check_answer_rules(generate_fn)
+    model = tiny_generator_gpt(seed, block_size)
+    with torch.no_grad():
+        return generate_fn(model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                           generator=torch.Generator().manual_seed(seed))
+
+
+def _reference_generate(block_size, idx, max_new_tokens, seed, temperature=1.0, top_k=None, top_p=None):
+    from ..gpt import generate
+
+    return generate(tiny_generator_gpt(seed, block_size), idx, max_new_tokens, temperature, top_k, top_p,
+                    use_cache=True, generator=torch.Generator().manual_seed(seed))
+
+
+def _generation(when_full: str = "rebuild", position: int = -1, pass_options: bool = True, new_only: bool = False):
+    """The loop with the cache, right by default; each argument turns one mistake on."""
+
+    def run(block_size, idx, max_new_tokens, seed, temperature=1.0, top_k=None, top_p=None):
+        from ..gpt import forward_with_cache, sample_next_token
+
+        model = tiny_generator_gpt(seed, block_size)
+        generator = torch.Generator().manual_seed(seed)
+        block, prompt_length = model.config.block_size, idx.shape[1]
+        with torch.no_grad():
+            logits, past = forward_with_cache(model, idx[:, -block:])
+            for _ in range(max_new_tokens):
+                options = (temperature, top_k, top_p) if pass_options else ()
+                next_id = sample_next_token(logits[:, position], *options, generator=generator)  # (B,)
+                idx = torch.cat([idx, next_id[:, None]], dim=1)
+                if past[0][0].shape[2] < block:
+                    logits, past = forward_with_cache(model, next_id[:, None], past)
+                elif when_full == "slide":  # drop the oldest cached position and go on
+                    past = [(k[:, :, 1:], v[:, :, 1:]) for k, v in past]
+                    logits, past = forward_with_cache(model, next_id[:, None], past)
+                elif when_full == "short":  # rebuild, leaving room for one more token
+                    logits, past = forward_with_cache(model, idx[:, -(block - 1):])
+                else:
+                    logits, past = forward_with_cache(model, idx[:, -block:])
+        return idx[:, prompt_length:] if new_only else idx
+
+    return run
+
+
+GENERATE_MISTAKES = {
+    "the cache slid when the window filled up: a cached key was computed with the position embedding of its "
+    "old place, so after dropping the oldest entry the others no longer sit where their keys say; when the cache "
+    "is full, rebuild it from the last block_size tokens (Hint 2 above)": _generation(when_full="slide"),
+    "the window was rebuilt one token short: once the cache is full, the model must read the last block_size "
+    "tokens, exactly what model(idx[:, -block_size:]) reads, not block_size - 1": _generation(when_full="short"),
+    "the token was drawn from the first position's logits: the next token follows the *last* position, "
+    "logits[:, -1]": _generation(position=0),
+    "only the new tokens were returned: return the prompt followed by them, (B, T + max_new_tokens)": _generation(
+        new_only=True
+    ),
+    "temperature, top_k and top_p were not passed on to sample_next_token: every step draws with the caller's "
+    "settings": _generation(pass_options=False),
+}
+
+GENERATE_SHORTCUTS = ["course_lib.gpt.generate"]
+
+
+def positions_fed(generate_fn: Callable, model: GPT, idx: torch.Tensor, max_new_tokens: int) -> int:
+    """How many token positions ``generate_fn`` feeds to ``model`` (summed over its calls, per sequence) while
+    writing ``max_new_tokens`` greedy tokens after ``idx``; counted at the token embedding ``model.wte``."""
+    check_answer_rules(generate_fn)
+    fed: list[int] = []
+    handle = model.wte.register_forward_hook(lambda module, inputs, output: fed.append(inputs[0].shape[-1]))
+    try:
+        with torch.no_grad():
+            generate_fn(model, idx, max_new_tokens, temperature=0, generator=torch.Generator().manual_seed(0))
+    finally:
+        handle.remove()
+    return sum(fed)
+
+
+def check_generate(generate: Callable, namespace: MutableMapping[str, Any], cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 05's synthesis, ``generate``, run with course_lib's ``forward_with_cache`` and
+    ``sample_next_token`` bound in ``namespace`` (the notebook's ``globals()``), so a slip in those exercises is
+    not counted twice. Each case (see :func:`generate_case`) is compared token for token with
+    ``course_lib.gpt.generate`` on the same seed. Without ``cases``: a shortcut check, three tiny GPTs with an
+    8-token window (greedy; sampled past the window; a prompt longer than the window with top-k and top-p), then a
+    count of the positions fed to the model, which shows whether the loop uses its cache."""
+    from ..gpt import forward_with_cache, sample_next_token
+
+    with substitute(namespace, forward_with_cache=forward_with_cache, sample_next_token=sample_next_token):
+        visible = cases is None
+        if visible:
+            example = {"model": tiny_generator_gpt(0), "idx": torch.tensor([[1, 2]]), "max_new_tokens": 2,
+                       "generator": torch.Generator().manual_seed(0)}
+            forbid_reference(generate, GENERATE_SHORTCUTS, example=example)
+            cases = [
+                generate_case(1, 1, 3, 4, temperature=0),
+                generate_case(2, 2, 4, 12, temperature=1.0),
+                generate_case(3, 2, 10, 5, temperature=0.8, top_k=5, top_p=0.9),
+            ]
+
+        def yours(**case):
+            return generated_ids(generate, **case)
+
+        check_function(yours, _reference_generate, cases, name="generate", mistakes=GENERATE_MISTAKES)
+        if visible:
+            T, n = 3, 6
+            fed = positions_fed(generate, tiny_generator_gpt(4, block_size=16), torch.tensor([[1, 5, 2]]), n)
+            if fed > T + n:
+                raise CheckFailed(
+                    f"generate is right, but it fed the model {fed} token positions to write {n} tokens after a "
+                    f"{T}-token prompt inside the window; with the KV cache that takes at most {T + n}.\n"
+                    "  Likely cause: each step re-reads the whole sequence. After the first call, feed only the "
+                    "newest token together with the cache the previous call returned."
+                )
+
 __all__ = [
     "ATTENTION_WITH_PAST_MISTAKES",
     "ATTENTION_WITH_PAST_SHORTCUTS",
@@ -725,6 +866,8 @@ __all__ = [
     "CHAR_TOKENIZER_MISTAKES",
     "FORWARD_WITH_CACHE_MISTAKES",
     "FORWARD_WITH_CACHE_SHORTCUTS",
+    "GENERATE_MISTAKES",
+    "GENERATE_SHORTCUTS",
     "LM_LOSS_MISTAKES",
     "LM_LOSS_SHORTCUTS",
     "MERGE_MISTAKES",
@@ -735,17 +878,22 @@ __all__ = [
     "SAMPLING_SHORTCUTS",
     "block_output",
     "char_tokenizer_round",
+    "generate_case",
+    "generated_ids",
     "check_attention_with_past",
     "check_block",
     "check_char_tokenizer",
     "check_forward_with_cache",
+    "check_generate",
     "check_get_pair_counts",
     "check_lm_loss",
     "check_merge",
     "check_sampling_temperature",
     "check_sampling_top_k_top_p",
+    "positions_fed",
     "random_qkv",
     "sampled_frequencies",
     "slow_bpe_reference",
     "tiny_gpt_and_cache",
+    "tiny_generator_gpt",
 ]

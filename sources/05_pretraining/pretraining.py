@@ -16,10 +16,12 @@
 # **You will build** `get_pair_counts` and `merge` (the two steps of BPE),
 # `CharTokenizer`, the pre-LayerNorm transformer `Block`, the causal language-model
 # loss `lm_loss`, `sample_next_token`, and the two halves of the KV cache:
-# `attention_with_past` and `forward_with_cache`. Then you pre-train a GPT on the
-# docstrings of Python's standard library.
+# `attention_with_past` and `forward_with_cache`; then, with no recipe, `generate`,
+# the loop that writes with your sampler and your cache. You pre-train a GPT on the
+# docstrings of Python's standard library, and predict three results before you
+# see them.
 #
-# **Time:** about 90 minutes (the full training run takes about 4 of them).
+# **Time:** about 100 minutes (the full training run takes about 4 of them).
 # **Prerequisites:** notebook 04 (attention, masks, heads), cross-entropy.
 
 # %% id="setup" nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false}
@@ -80,12 +82,38 @@ print(train_text[:400])
 #
 # Each merge shortens the sequence and adds one token to the vocabulary.
 #
-# **Write `get_pair_counts(ids)`**: a dict mapping each adjacent pair `(a, b)` to
-# how often it occurs. Overlapping occurrences count separately: `[5, 5, 5]` has
-# the pair `(5, 5)` twice. Keep the pairs in the order they first occur, left to
-# right (a dict filled while you scan does): the training loop below takes the
-# most frequent pair with `max`, which breaks ties by that order, so another
-# order can pick other merges than `course_lib`'s loop.
+# **Write `get_pair_counts(ids)`**: `ids` is a list of ints; return a dict that
+# maps each adjacent pair `(a, b)` to its count, the number of positions $i$ with
+# $(\text{ids}_i, \text{ids}_{i+1}) = (a, b)$. A list of $n$ ids has $n - 1$ adjacent
+# positions, so overlapping occurrences count separately: `[5, 5, 5]` has the pair
+# `(5, 5)` twice; a list of 0 or 1 ids has none (`{}`).
+#
+# The order of the dict matters too: pairs in the order they **first occur**, left
+# to right. The training loop below takes the most frequent pair with `max`, which
+# breaks ties by that order, so another order can pick other merges than
+# `course_lib`'s loop. Build it yourself: `course_lib.tokenizer.get_pair_counts` is off limits.
+#
+# <details><summary>Hint 1</summary>
+#
+# A worked example: `[1, 2, 3, 1, 2]` has the adjacent positions 0-1, 1-2, 2-3 and
+# 3-4, i.e. the pairs (1, 2), (2, 3), (3, 1), (1, 2), so the answer is
+# `{(1, 2): 2, (2, 3): 1, (3, 1): 1}`, in that order.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# A Python `dict` remembers the order in which keys were first inserted, so
+# filling one while you scan left to right gives first-occurrence order.
+# `zip(ids, ids[1:])` walks over the adjacent pairs; `counts.get(pair, 0)` reads a
+# count that may not exist yet.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# The body of the loop over `zip(ids, ids[1:])` is one line:
+# `counts[pair] = counts.get(pair, 0) + 1`.
+#
+# </details>
 
 # %% id="get_pair_counts" nbgrader={"grade": false, "grade_id": "get_pair_counts", "locked": false, "schema_version": 3, "solution": true}
 def get_pair_counts(ids):
@@ -112,10 +140,35 @@ check_get_pair_counts(get_pair_counts,
 passed("get_pair_counts counts every adjacent pair.")
 
 # %% [markdown] id="merge-intro"
-# **Write `merge(ids, pair, new_id)`**: a new list in which every occurrence of
-# `pair` is replaced by `new_id`. Scan left to right; after a replacement,
-# continue *after* the pair, so `[7, 7, 7]` merged on `(7, 7)` gives
-# `[new_id, 7]`. Ids that are not part of a match are copied unchanged.
+# **Write `merge(ids, pair, new_id)`**: return a **new** list (leave `ids` as it
+# is) in which every occurrence of the two ids `pair` $= (a, b)$ side by side is
+# replaced by the single id `new_id`. Matches are taken left to right and never
+# overlap, so `[7, 7, 7]` merged on `(7, 7)` gives `[new_id, 7]`. Every id that
+# is not part of a match is copied unchanged, the last one included; an empty list
+# gives an empty list. `course_lib.tokenizer.merge` is off limits.
+#
+# <details><summary>Hint 1</summary>
+#
+# A worked example: `[1, 2, 3, 1, 2]` merged on `(1, 2)` with `new_id` 256. At
+# position 0 the pair matches: write 256 and move on to position 2 (both ids are
+# used up). Position 2 holds 3, no match: copy it, move on by one. At position 3
+# the pair matches again. Result: `[256, 3, 256]`.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# A `for` loop over the positions cannot skip a position; a `while` loop over an
+# index `i` that you advance yourself can: by 2 after a match, by 1 otherwise.
+# Test `i + 1 < len(ids)` before you read `ids[i + 1]`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# The test inside the loop:
+# `if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:`
+# append `new_id` and add 2 to `i`; `else:` append `ids[i]` and add 1.
+#
+# </details>
 
 # %% id="merge" nbgrader={"grade": false, "grade_id": "merge", "locked": false, "schema_version": 3, "solution": true}
 def merge(ids, pair, new_id):
@@ -195,6 +248,35 @@ course_lib.fast_note(f"BPE on the first {len(sample_text):,} characters instead 
 # updates only the counts that a merge changes. 512 merges on the full training
 # text take a few seconds.
 
+# %% [markdown] id="predict-bpe-length-intro"
+# **Predict, then run.** The next cell learns 512 merges from the whole training
+# text, then measures on validation text how many characters one BPE token covers
+# on average (your character tokenizer of Exercise 2 will cover exactly one). What
+# do you expect?
+#
+# - **A.** about 1.2 characters per token
+# - **B.** about 2.4
+# - **C.** about 5, roughly one token per word
+# - **D.** about 10, several words per token
+#
+# Set `predict_bpe_length` to your letter, run the self-check, then the experiment.
+
+# %% id="predict-bpe-length" nbgrader={"grade": false, "grade_id": "predict_bpe_length", "locked": false, "schema_version": 3, "solution": true}
+predict_bpe_length = None  # your letter: "A", "B", "C" or "D"
+### BEGIN SOLUTION
+predict_bpe_length = "B"
+### END SOLUTION
+
+# %% id="test-predict-bpe-length" nbgrader={"grade": true, "grade_id": "test_predict_bpe_length", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_bpe_length, "ABCD", name="predict_bpe_length")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_bpe_length, "ABCD", answer="B", name="predict_bpe_length")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
+
 # %% id="fast-bpe" tags=["experiment"]
 from course_lib.tokenizer import BPETokenizer
 
@@ -213,6 +295,16 @@ print(f"validation: {len(val_sample) / len(val_bpe):.2f} characters per token")
 assert bpe.decode(val_bpe) == val_sample  # byte-level BPE loses nothing
 course_lib.fast_note(f"{num_merges} merges on {len(bpe_text):,} characters instead of 512 on {len(train_text):,}")
 
+# %% [markdown] id="fast-bpe-outro"
+# **What the run shows.** In a full run the 512 merges cover 2.37 characters per
+# token on the validation text (FAST mode's 128 merges on 200,000 characters give about 1.6), so
+# a BPE sequence is well under half as long as a character sequence of the same
+# text. Not a word per token: the training text has about 10,600 distinct words, and
+# 512 merges make single tokens of only the most frequent words and pieces
+# (`Return`, ` the`, ` number`, `en` ...); every rarer word is spelled with several
+# pieces, as ` items` is above. GPT-2's 50,000 merges cover about 4 characters of
+# English per token.
+
 # %% [markdown] id="char-intro"
 # ## Exercise 2 · A character tokenizer
 #
@@ -223,8 +315,30 @@ course_lib.fast_note(f"{num_merges} merges on {len(bpe_text):,} characters inste
 #
 # **Write `CharTokenizer`**: `__init__(chars)` takes any iterable of characters
 # (for example a whole text) and builds `self.chars` (the distinct characters,
-# sorted) and `self.stoi` (character $\to$ id); `vocab_size`; `encode(text)` returns
-# a list of ids; `decode(ids)` returns the text.
+# sorted: `self.chars[i]` is the character with id $i$) and `self.stoi` (character
+# $\to$ id); `vocab_size` (given) is the number of distinct characters;
+# `encode(text)` returns a list of ids; `decode(ids)` returns the text.
+#
+# <details><summary>Hint 1</summary>
+#
+# A worked example: `"banana"` has the distinct characters a, b, n; sorted, they
+# get the ids a = 0, b = 1, n = 2, so `encode("nab")` is `[2, 0, 1]` and
+# `decode([2, 0, 1])` is `"nab"`.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `set` removes duplicates, `sorted` returns a sorted list, `enumerate` numbers a
+# sequence from 0, and `"".join(...)` glues characters back into a string.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# `self.chars = sorted(set(chars))` and
+# `self.stoi = {c: i for i, c in enumerate(self.chars)}`; `encode` looks each
+# character up in `self.stoi`, `decode` each id in `self.chars`.
+#
+# </details>
 
 # %% id="CharTokenizer" nbgrader={"grade": false, "grade_id": "CharTokenizer", "locked": false, "schema_version": 3, "solution": true}
 class CharTokenizer:
@@ -321,10 +435,32 @@ for name, nats in baselines.items():
 # the input to the output, which makes deep stacks train without careful warm-up
 # (Xiong et al. 2020).
 #
-# **Write `Block.forward(x, past=None)`.** The sublayers are given:
-# `self.attn(h, past)` is course_lib's `CausalSelfAttention` and returns a pair
-# `(output (B, T, C), present)`, where `present` is the keys and values the KV
-# cache will need later (return it unchanged); `self.mlp(h)` returns `(B, T, C)`.
+# **Write `Block.forward(x, past=None)`**: `x` $(B, T, C)$ $\to$ `(x, present)`,
+# the new `x` $(B, T, C)$ computed by the two equations above, in that order. The
+# sublayers are given: `self.attn(h, past)` is course_lib's `CausalSelfAttention`
+# and returns a pair `(output (B, T, C), present)`, where `present` is the keys and
+# values the KV cache will need later (pass `past` in, return `present` unchanged);
+# `self.mlp(h)` returns $(B, T, C)$; `self.ln_1` and `self.ln_2` are the two norms.
+#
+# <details><summary>Hint 1</summary>
+#
+# Read the equations as two updates of the same variable. The MLP step reads the
+# $x$ that already contains the attention output. In each step the norm is applied
+# to the sublayer's *input* only; what is added to is the un-normalised $x$.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `self.attn(...)` returns two things: unpack them, e.g. `a, present = ...`, and
+# add only `a` to `x`. The block returns a pair too.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# `a, present = self.attn(self.ln_1(x), past)`, then `x = x + a`, then
+# `x = x + self.mlp(self.ln_2(x))`, and `return x, present`.
+#
+# </details>
 
 # %% id="Block" nbgrader={"grade": false, "grade_id": "Block", "locked": false, "schema_version": 3, "solution": true}
 from course_lib.gpt import MLP, CausalSelfAttention, GPTConfig
@@ -384,9 +520,33 @@ passed("Block is a pre-LN residual block.")
 # has no next token and is dropped.
 #
 # **Write `lm_loss(logits, tokens)`**: `logits` $(B, T, V)$ computed on `tokens`
-# $(B, T)$; return the scalar mean (in nats). Shift, then flatten to
-# `(B * (T - 1), V)` and `(B * (T - 1),)` for `F.cross_entropy`, or use
-# `torch.log_softmax` and `gather`.
+# $(B, T)$ (int64, $T \ge 2$); return $\mathcal{L}$, a scalar tensor in nats (natural
+# log), averaged over all $B(T-1)$ predictions. `course_lib.gpt.lm_loss` is off limits.
+#
+# <details><summary>Hint 1</summary>
+#
+# A worked example with one window of $T = 3$ tokens $[a, b, c]$: the logits at
+# position 0 are scored against $b$, those at position 1 against $c$, and those at
+# position 2 are dropped. So the predictions are the logits at positions
+# $0 \dots T-2$ and the targets the tokens at positions $1 \dots T-1$: two
+# sequences of the same length, one step apart.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Slicing on the time axis (`[:, :-1]`, `[:, 1:]`) makes the shift.
+# `F.cross_entropy(input, target)` takes logits $(N, V)$ (it applies the
+# log-softmax itself) and class ids $(N,)$ and averages; `reshape(-1, V)` merges
+# the batch and time axes. (Or: `torch.log_softmax(..., dim=-1)` and `gather` on the
+# last axis.)
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# `predictions, targets = logits[:, :-1], tokens[:, 1:]`, then
+# `F.cross_entropy(predictions.reshape(-1, predictions.shape[-1]), targets.reshape(-1))`.
+#
+# </details>
 
 # %% id="lm_loss" nbgrader={"grade": false, "grade_id": "lm_loss", "locked": false, "schema_version": 3, "solution": true}
 def lm_loss(logits, tokens):
@@ -427,14 +587,39 @@ passed("lm_loss scores each position against the next token.")
 # In FAST mode (tests and grading) the model is tiny and trains for a few
 # seconds. The full run (4 layers, 4 heads, 192 channels, context 128, 1.8 M
 # parameters, 1200 steps) took 3.3 minutes on an otherwise idle 2-core CPU
-# (and several times longer while other programs competed for the cores). It
-# reached a
-# validation loss of 1.46 nats per character (2.1 bits), against 2.61 for the
-# bigram baseline.
+# (and several times longer while other programs competed for the cores).
+#
+# **Predict, then run.** On the validation text the baselines scored 6.74 bits per
+# character (uniform over the 107 characters), 4.66 (unigram) and 3.77 (bigram).
+# Where does the full run's validation loss end after its 1200 steps?
+#
+# - **A.** about 3.7 bits per character: no better than the bigram counts
+# - **B.** about 3.0
+# - **C.** about 2.1
+# - **D.** about 0.8, inside Shannon's range for English
+#
+# Set `predict_val_loss` to your letter, run the self-check, then train.
+
+# %% id="predict-val-loss" nbgrader={"grade": false, "grade_id": "predict_val_loss", "locked": false, "schema_version": 3, "solution": true}
+predict_val_loss = None  # your letter: "A", "B", "C" or "D"
+### BEGIN SOLUTION
+predict_val_loss = "C"
+### END SOLUTION
+
+# %% id="test-predict-val-loss" nbgrader={"grade": true, "grade_id": "test_predict_val_loss", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_val_loss, "ABCD", name="predict_val_loss")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_val_loss, "ABCD", answer="C", name="predict_val_loss")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
 
 # %% id="train" tags=["experiment"]
 from course_lib.data import random_windows
-from course_lib.gpt import GPT, GPTConfig, generate
+from course_lib.gpt import GPT, GPTConfig
+from course_lib.gpt import generate as course_generate  # your own generate comes in the synthesis
 from course_lib.train import train
 
 if course_lib.FAST:
@@ -457,7 +642,7 @@ def evaluate(model):
 def print_sample(step, history):
     if history.evals and history.evals["val_loss"][-1][0] == step:
         prompt = torch.tensor([tok.encode("Return the ")])
-        out = generate(model, prompt, 80, temperature=0.8, generator=torch.Generator().manual_seed(0))
+        out = course_generate(model, prompt, 80, temperature=0.8, generator=torch.Generator().manual_seed(0))
         print(f"step {step + 1:>5} | val {history.last('val_loss'):.3f} nats/char | "
               f"{tok.decode(out[0].tolist())!r}")
 
@@ -490,6 +675,16 @@ ax.set_title("pre-training on Python docstrings")
 plt.show()
 course_lib.fast_note(f"{STEPS} training steps of a tiny model instead of 1200 steps of 1.8 M parameters")
 
+# %% [markdown] id="train-outro"
+# **What the run shows.** The full run reached a validation loss of 1.46 nats per
+# character (2.1 bits), against 2.61 nats (3.77 bits) for the bigram baseline: a context of up
+# to 128 characters tells the model far more than the previous character does.
+# Not 0.8 bits: Shannon's figures come from people, who bring a lifetime of
+# language to the guess; this model has 1.8 M parameters and read
+# $1200 \times 16 \times 128 \approx 2.5$ M characters of windows, under twice the
+# training text. In FAST mode the tiny model trains for 60 steps and stays far above
+# the full run's figure.
+
 # %% [markdown] id="sampling-intro"
 # ## Exercise 5 · Sampling: temperature, top-k, top-p
 #
@@ -506,12 +701,45 @@ course_lib.fast_note(f"{STEPS} training steps of a tiny model instead of 1200 st
 #   token is kept when the mass of the tokens *before* it is still $< p$ (so the
 #   token that crosses $p$ is kept).
 #
-# Apply them in this order (temperature, top-k, top-p, each on the result of the
-# previous one), then `torch.softmax` and `torch.multinomial(probs, 1, generator=generator)`.
+# They apply in this order, each on the result of the previous one: temperature,
+# top-k, top-p; then one token is drawn per row from the softmax of what is left.
 #
 # **Write `sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None)`**:
-# `logits` $(B, V)$ $\to$ token ids $(B,)$. The checks draw thousands of tokens
-# and compare how often each comes up with the exact distribution.
+# `logits` $(B, V)$ $\to$ token ids $(B,)$, int64, one draw per row. `top_k=None` and
+# `top_p=None` switch a filter off; a `top_k` of $V$ or more keeps everything;
+# `temperature=0` returns the arg-max without drawing. Draw with `generator`, so that
+# a seeded generator gives the same tokens every time. The checks draw thousands
+# of tokens and compare how often each comes up with the exact distribution;
+# `course_lib.gpt.sample_next_token` and `next_token_probs` are off limits.
+#
+# <details><summary>Hint 1</summary>
+#
+# Worked examples. Temperature: logits $(2, 1)$ at $\tau = 0.5$ become $(4, 2)$,
+# a sharper softmax. Top-p with probabilities $(0.5, 0.3, 0.15, 0.05)$ (sorted) and
+# $p = 0.7$: the mass *before* each token is $0, 0.5, 0.8, 0.95$; the first two are
+# $< 0.7$ and stay, the last two go. Filters work on logits: a logit of $-\infty$
+# gets probability 0 after the softmax.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `torch.topk(logits, k, dim=-1).values` is sorted, largest first, so its last
+# column is the $k$-th largest logit of each row; `masked_fill(mask, float("-inf"))`
+# removes tokens. For top-p, `torch.sort(..., descending=True)` also returns the
+# order it used, `cumsum(dim=-1)` gives running mass, and `mask.scatter(1, order, mask)`
+# puts a mask computed in sorted order back in the original order. Then
+# `torch.softmax` and `torch.multinomial(probs, 1, generator=generator)`, which
+# returns $(B, 1)$.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# Top-k: `kth = torch.topk(logits, min(top_k, V), dim=-1).values[:, -1:]` and drop
+# `logits < kth`. Top-p, in sorted order:
+# `drop_sorted = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p` (the mass before
+# the token already reaches $p$).
+#
+# </details>
 
 # %% id="sample_next_token" nbgrader={"grade": false, "grade_id": "sample_next_token", "locked": false, "schema_version": 3, "solution": true}
 def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
@@ -565,6 +793,72 @@ check_sampling_top_k_top_p(sample_next_token,
 ### END HIDDEN TESTS
 passed("top-k and top-p keep exactly the tokens they should.")
 
+# %% [markdown] id="predict-temperature-intro"
+# ### Predict, then run: cold and hot samples
+#
+# The next cell lets the trained model write three 100-character continuations of
+# `"Return the "` (three seeds) at each of the temperatures 0.1, 1 and 1.5, with
+# top-k and top-p off. Which describes what you will see?
+#
+# - **A.** At 0.1 and at 1.5 alike, three different texts that read like
+#   docstrings; only the choice of words differs.
+# - **B.** At 0.1 the three samples agree for long stretches and repeat themselves;
+#   at 1.5 they break into made-up words and stray symbols.
+# - **C.** At 0.1, made-up words and stray symbols; at 1.5 the three samples agree
+#   for long stretches and repeat themselves.
+# - **D.** The same three texts at every temperature: the seeds fix the random
+#   draws, so they fix the text.
+#
+# Set `predict_temperature` to your letter, run the self-check, then the experiment.
+
+# %% id="predict-temperature" nbgrader={"grade": false, "grade_id": "predict_temperature", "locked": false, "schema_version": 3, "solution": true}
+predict_temperature = None  # your letter: "A", "B", "C" or "D"
+### BEGIN SOLUTION
+predict_temperature = "B"
+### END SOLUTION
+
+# %% id="test-predict-temperature" nbgrader={"grade": true, "grade_id": "test_predict_temperature", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_temperature, "ABCD", name="predict_temperature")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_temperature, "ABCD", answer="B", name="predict_temperature")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
+
+# %% id="temperature-samples" tags=["experiment"]
+prompt = torch.tensor([tok.encode("Return the ")])
+T_prompt = prompt.shape[1]
+n_new = min(100, config.block_size - T_prompt)  # the whole text fits in the window, so the model can score it
+model.eval()
+for temperature in (0.1, 1.0, 1.5):
+    outs = [course_generate(model, prompt, n_new, temperature=temperature,
+                            generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
+    with torch.no_grad():  # how surprised the model itself (at temperature 1) is by each new character, in bits
+        surprise = sum(lm_loss(model(out)[:, T_prompt - 1:], out[:, T_prompt - 1:]).item() for out in outs) / 3 / LN2
+    print(f"temperature {temperature}: the model's surprise at its own samples {surprise:.2f} bits/char")
+    for out in outs:
+        print("   ", repr(tok.decode(out[0, T_prompt:].tolist())))
+course_lib.fast_note(f"a tiny model trained for {STEPS} steps instead of 1200 steps of 1.8 M parameters, "
+                     f"{n_new} characters instead of 100")
+
+# %% [markdown] id="temperature-outro"
+# **What the run shows.** At $\tau = 0.1$ the logits are multiplied by 10, so a
+# character other than the arg-max comes up only where its probability was almost as high as
+# the top one's: the samples split only at such near-ties, and like greedy text they
+# fall into loops, because a phrase the model has just written makes the same phrase
+# likely again. Dividing by $\tau > 1$ flattens the distribution instead: the many
+# characters the model rates unlikely together get a sizeable share, one such pick
+# inside a word spells a word the corpus never had, and the model, now reading its
+# own odd text, goes on from there. The surprise line measures it: the average
+# $-\log_2 p$ the model gives to the characters it drew grows with $\tau$ (the
+# cold samples hold few surprises, the hot ones many). And the seeds fix the random
+# numbers, not the text: the same uniform draw lands on another character once the
+# probabilities change. Top-k and top-p, below, cut the unlikely tail off instead of
+# flattening everything. (In FAST mode the barely trained model writes noise at every
+# temperature.)
+
 # %% [markdown] id="explorer-intro"
 # ### Explore the knobs
 #
@@ -598,18 +892,46 @@ sampling_explorer(model, tok.encode, tok.decode, prompt="Return the ", max_new_t
 # With $T_\text{past}$ tokens cached and $T$ new ones (usually 1), new query $i$
 # sits at **absolute position** $T_\text{past} + i$. Two things follow.
 #
-# 1. In attention, it may see keys $0 \dots T_\text{past} + i$: the mask is
-#    $(T, T_\text{past} + T)$, lower-triangular shifted right by $T_\text{past}$,
-#    `torch.ones(T, T_past + T, dtype=torch.bool).tril(diagonal=T_past)`.
+# 1. In attention, it may see keys $0 \dots T_\text{past} + i$ and no later one: the
+#    mask $M$ is $(T, T_\text{past} + T)$ with $M_{ij} = [\, j \le T_\text{past} + i \,]$.
+#    Without a past ($T_\text{past} = 0$) it is the causal mask of notebook 04.
 # 2. Its position embedding is that of position $T_\text{past} + i$, not $i$.
 #
 # **Write `attention_with_past(q, k, v, past=None)`**: `q`, `k`, `v` are
 # $(B, H, T, d)$ for the new tokens, `past` is `None` or a pair
-# `(past_k, past_v)`, each $(B, H, T_\text{past}, d)$. Append the new keys and
-# values after the past ones (time is axis 2), build the mask, and attend with
-# notebook 04's `scaled_dot_product_attention` (imported below). Return
+# `(past_k, past_v)`, each $(B, H, T_\text{past}, d)$. The keys and values of all
+# $T_\text{past} + T$ positions are the past ones followed by the new ones, oldest
+# first, along the time axis (axis 2). Attend with notebook 04's
+# `scaled_dot_product_attention` (imported below; it takes the queries, keys,
+# values and a boolean mask, `True` = may attend, and returns
+# `(output, weights)`), under the mask $M$. Return
 # `(output (B, H, T, d), (keys, values))`, the cache now holding
-# $T_\text{past} + T$ positions.
+# $T_\text{past} + T$ positions. PyTorch's fused `F.scaled_dot_product_attention`
+# and `course_lib.gpt`'s copies are off limits.
+#
+# <details><summary>Hint 1</summary>
+#
+# A worked example with $T_\text{past} = 2$ cached positions and $T = 2$ new
+# queries: query 0 sits at position 2 and sees keys 0, 1, 2; query 1 sits at
+# position 3 and sees keys 0 to 3. The mask is
+# `[[1, 1, 1, 0], [1, 1, 1, 1]]`: a lower triangle moved $T_\text{past}$ columns to
+# the right. $T_\text{past}$ is the number of keys minus the number of queries.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `torch.cat([old, new], dim=2)` appends along time. `torch.tril(m, diagonal=d)`
+# (or `m.tril(diagonal=d)`) keeps the entries with column $\le$ row $+ d$ of a
+# matrix `m`, such as `torch.ones(rows, cols, dtype=torch.bool)`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# `mask = torch.ones(T, T_past + T, dtype=torch.bool).tril(diagonal=T_past)`, then
+# `out, _ = scaled_dot_product_attention(q, k, v, mask)` with the concatenated `k`
+# and `v`, and `return out, (k, v)`.
+#
+# </details>
 
 # %% id="attention_with_past" nbgrader={"grade": false, "grade_id": "attention_with_past", "locked": false, "schema_version": 3, "solution": true}
 from course_lib.attention import scaled_dot_product_attention
@@ -653,15 +975,45 @@ passed("attention_with_past sees exactly the past and the earlier new tokens.")
 
 # %% [markdown] id="forward-intro"
 # **Write `forward_with_cache(model, idx, past=None)`**, a GPT forward pass that
-# continues from a cache. `model` is a `course_lib.gpt.GPT` (its attention layers
-# already use the step above); `idx` $(B, T)$ are the new token ids; `past` is
-# `None` or the list returned by the previous call, one `(keys, values)` pair per
-# block, each $(B, H, T_\text{past}, d)$. Compute
-# `x = model.wte(idx) + model.wpe(positions)` with the **absolute** positions
-# `torch.arange(T_past, T_past + T)`, run `x, present = block(x, past_i)` through
-# `model.blocks` (block $i$ gets `past[i]`), and return
-# `(model.lm_head(model.ln_f(x)), presents)`: logits $(B, T, V)$ and the list of
-# the blocks' new caches.
+# continues from a cache. `model` is a `course_lib.gpt.GPT` with the parts
+# `model.wte` (token embedding $E$), `model.wpe` (position embedding $P$),
+# `model.blocks` (the $L$ blocks; `block(x, past_l)` returns `(x, present_l)`, and
+# its attention already uses the step above), `model.ln_f` and `model.lm_head`.
+# `idx` $(B, T)$ are the new token ids; `past` is `None` or the list returned by
+# the previous call, one `(keys, values)` pair per block, each
+# $(B, H, T_\text{past}, d)$ ($T_\text{past} = 0$ without a past). It computes
+#
+# $$x_i = E[\text{idx}_i] + P[T_\text{past} + i], \qquad
+# (x, \text{present}_l) = \operatorname{block}_l(x, \text{past}_l) \ \text{for } l = 1 \dots L, \qquad
+# \text{logits} = \operatorname{lm\_head}(\operatorname{LN}_f(x))$$
+#
+# and returns `(logits, presents)`: logits $(B, T, V)$ and the list of the $L$
+# blocks' new caches, each $(B, H, T_\text{past} + T, d)$. Calling `model(...)`,
+# `model.hidden` or `course_lib.gpt.forward_with_cache` is off limits.
+#
+# <details><summary>Hint 1</summary>
+#
+# $T_\text{past}$ can be read off any cached tensor: block 0's keys `past[0][0]`
+# are $(B, H, T_\text{past}, d)$. With 5 tokens cached and 2 new ones, the new
+# tokens take positions 5 and 6. Block $l$ must get its own cache, `past[l]`.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `torch.arange(start, end)` gives the positions; the embeddings are modules
+# you call on integer tensors, and a $(T, C)$ position embedding broadcasts over
+# the batch when added to $(B, T, C)$. Loop over `enumerate(model.blocks)` and
+# collect each block's `present` in a list.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# `positions = torch.arange(T_past, T_past + idx.shape[1])`,
+# `x = model.wte(idx) + model.wpe(positions)`; in the loop
+# `x, present = block(x, past[i] if past else None)`; finally
+# `return model.lm_head(model.ln_f(x)), presents`.
+#
+# </details>
 
 # %% id="forward_with_cache" nbgrader={"grade": false, "grade_id": "forward_with_cache", "locked": false, "schema_version": 3, "solution": true}
 def forward_with_cache(model, idx, past=None):
@@ -695,40 +1047,134 @@ check_forward_with_cache(forward_with_cache,
 ### END HIDDEN TESTS
 passed("forward_with_cache continues positions and attention from the cache.")
 
-# %% [markdown] id="kv-speed-intro"
-# ### How much does the cache save?
+# %% [markdown] id="generate-intro"
+# ## Synthesis · Write text with your sampler and your cache
 #
-# Below, the trained model writes with your `forward_with_cache`: one call on the
-# prompt, then one call per new character with only that character. Greedy
-# decoding (temperature 0) must give exactly the characters of the uncached
-# `generate`, which re-reads the whole context each step. Then both paths of
-# `course_lib.gpt.generate` are timed on the same number of new characters, as
-# many as fit in the context window (beyond it, learned position embeddings force
-# the cache to be rebuilt).
+# You now have every piece of a text generator: `sample_next_token` draws one token
+# from logits, and `forward_with_cache` runs the model on new tokens after a cache.
+# Put them together into the loop that every GPT runs to write.
+#
+# **Write `generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None)`.**
+#
+# - `idx` $(B, T)$ int64 is the prompt; return $(B, T + N)$ int64, the prompt
+#   followed by $N$ = `max_new_tokens` new tokens ($N = 0$ returns the prompt).
+# - The model reads at most $W$ = `model.config.block_size` tokens: its learned
+#   position embeddings stop there. Each new token must be drawn from the logits at the
+#   **last** position when the model reads the last $\min(\text{length}, W)$ tokens
+#   written so far (the prompt included): what the plain, uncached
+#   `model(idx[:, -W:])` would give. Prompts longer than $W$ too.
+# - Draw with **one** call of your `sample_next_token` per step, passing on
+#   `temperature`, `top_k`, `top_p` and `generator`; then the same seed gives the same
+#   text as `course_lib.gpt.generate`, token for token.
+# - Use your `forward_with_cache`: after the first call, a step feeds the model only
+#   what it has not read yet. Think about what the cache holds once the text is
+#   longer than $W$.
+#
+# Why it matters: without the cache, writing $N$ tokens re-reads the context $N$
+# times; with it, a step costs one token, until the window is full.
+#
+# The self-check runs your loop with course_lib's `sample_next_token` and
+# `forward_with_cache` in place of yours (so a slip in an earlier exercise is not
+# counted twice) on tiny GPTs with a window of 8, compares the tokens with
+# `course_lib.gpt.generate`, then counts the token positions your loop feeds to the
+# model. `course_lib.gpt.generate` itself is off limits.
+#
+# <details><summary>Hint 1</summary>
+#
+# A worked example with $W = 4$ and the prompt `a b c`. Step 1: the model reads
+# `a b c` (positions 0 to 2) and returns the cache; draw `d`. Step 2: feed only `d`
+# with the cache (position 3); draw `e`. Step 3: the cache now holds positions 0 to 3,
+# and `e` would need position 4, which the model does not have: it must read
+# `b c d e`, at positions 0 to 3.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Every cached key was computed from a token *plus its position embedding*. When the
+# window slides by one, every token moves to a new position, so the cached keys
+# are stale: dropping the oldest one does not fix the others. Once the cache holds
+# $W$ positions, rebuild it with one `forward_with_cache` call on the last $W$
+# tokens, with no past (from then on, every step does that: the price of learned
+# positions).
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# Per step: if `past` is not `None` and `past[0][0].shape[2] < W`, then
+# `logits, past = forward_with_cache(model, idx[:, -1:], past)`; otherwise (first
+# step, or a full cache) `logits, past = forward_with_cache(model, idx[:, -W:])`. Then
+# `next_id = sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)`
+# and `idx = torch.cat([idx, next_id[:, None]], dim=1)`.
+#
+# </details>
+
+# %% id="generate" nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true}
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """idx (B, T) int64 prompt -> (B, T + max_new_tokens): the prompt, then one sampled token per step.
+
+    Each token is drawn by sample_next_token from the last position's logits of the model reading the last
+    model.config.block_size tokens at most; forward_with_cache spares re-reading what the cache holds.
+    """
+    ### BEGIN SOLUTION
+    W = model.config.block_size
+    past = None
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            if past is not None and past[0][0].shape[2] < W:
+                logits, past = forward_with_cache(model, idx[:, -1:], past)  # only the newest token
+            else:  # the first step, or a full window: (re)build the cache from the last W tokens
+                logits, past = forward_with_cache(model, idx[:, -W:])
+            next_id = sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)  # (B,)
+            idx = torch.cat([idx, next_id[:, None]], dim=1)
+    return idx
+    ### END SOLUTION
+
+# %% id="test_generate" nbgrader={"grade": true, "grade_id": "test_generate", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# Self-check: your generate against course_lib.gpt.generate, token for token, and its use of the cache (3 points)
+from course_lib.checks.pretraining import check_generate
+from course_lib.grading import passed
+
+check_generate(generate, globals())
+### BEGIN HIDDEN TESTS
+from course_lib.checks.pretraining import generate_case
+
+check_generate(generate, globals(),
+    cases=[generate_case(4, 1, 3, 0), generate_case(5, 3, 1, 20, temperature=1.5),
+           generate_case(6, 1, 8, 6, top_p=0.8), generate_case(7, 2, 5, 9, block_size=6, temperature=0.7, top_k=4)],
+)
+### END HIDDEN TESTS
+passed("generate writes with the cache, token for token as course_lib's loop.")
+
+# %% [markdown] id="kv-speed-intro"
+# ### Your generate at work, and what the cache saves
+#
+# Below, the trained model writes greedily (temperature 0) with your `generate`,
+# which runs on your `sample_next_token` and your `forward_with_cache`, for as many
+# new characters as its window holds, so the text outgrows the window. It must give
+# exactly the characters of course_lib's uncached loop, which re-reads the whole
+# context (up to the window) at every step. Then both are timed on as many new
+# characters as fit in the window, where the cache saves the most.
 
 # %% id="kv-speed" tags=["experiment"]
 model.eval()
 prompt = torch.tensor([tok.encode("Return the ")])
-n_new = config.block_size - prompt.shape[1]
-with torch.no_grad():
-    logits, cache = forward_with_cache(model, prompt)
-    ids = prompt
-    for _ in range(n_new):
-        next_id = logits[:, -1].argmax(-1, keepdim=True)  # greedy
-        ids = torch.cat([ids, next_id], dim=1)
-        logits, cache = forward_with_cache(model, next_id, cache)
-plain = generate(model, prompt, n_new, temperature=0, use_cache=False)
-print("your cached decoding == uncached generate:", torch.equal(ids, plain))
-print(repr(tok.decode(ids[0].tolist())))
+yours = generate(model, prompt, config.block_size, temperature=0)
+plain = course_generate(model, prompt, config.block_size, temperature=0, use_cache=False)
+print("your generate == uncached generate, past the window too:", torch.equal(yours, plain))
+print(repr(tok.decode(yours[0].tolist())))
 
+n_new = config.block_size - prompt.shape[1]
 seconds = {}
 for cached in (False, True):
     start = time.perf_counter()
     for _ in range(3):
-        generate(model, prompt, n_new, temperature=0, use_cache=cached)
+        if cached:
+            generate(model, prompt, n_new, temperature=0)
+        else:
+            course_generate(model, prompt, n_new, temperature=0, use_cache=False)
     seconds[cached] = (time.perf_counter() - start) / 3
-print(f"{n_new} new tokens: {seconds[False] * 1000:.0f} ms without the cache, {seconds[True] * 1000:.0f} ms with it "
-      f"({seconds[False] / seconds[True]:.1f}x faster)")
+print(f"{n_new} new tokens: {seconds[False] * 1000:.0f} ms without the cache, {seconds[True] * 1000:.0f} ms with "
+      f"your generate ({seconds[False] / seconds[True]:.1f}x faster)")
 course_lib.fast_note(f"a {config.n_layer}-layer, {config.n_embd}-channel model with context {config.block_size} "
                      "instead of 4 layers, 192 channels, context 128")
 
@@ -763,7 +1209,8 @@ def try_gpt2(prompt="The meaning of life is", new_tokens=30):
     except Exception as exc:  # a failed or partial download must not stop the notebook
         return print(f"could not load GPT-2 ({type(exc).__name__}: {exc}): skipping.")
     ids = torch.tensor([hf_tok.encode(prompt)])
-    out = generate(gpt2, ids, new_tokens, temperature=0.8, top_p=0.9, generator=torch.Generator().manual_seed(0))
+    out = course_generate(gpt2, ids, new_tokens, temperature=0.8, top_p=0.9,
+                          generator=torch.Generator().manual_seed(0))
     print(f"GPT-2 ({gpt2.num_parameters() / 1e6:.0f} M parameters):", hf_tok.decode(out[0].tolist()))
 
 
@@ -785,10 +1232,13 @@ try_gpt2()
 #   keeps the smallest set reaching mass $p$, boundary token included.
 # - **The KV cache** stores keys and values; new tokens take positions
 #   $T_\text{past} + i$ and a mask shifted by $T_\text{past}$.
+# - **Generation** feeds one token per step with the cache; learned positions
+#   force a rebuild from the last `block_size` tokens once the window is full.
 #
 # **Common pitfalls:** unshifted targets (the model learns to copy); post-LN
 # residuals; temperature applied to probabilities; top-p dropping the token that
-# crosses $p$; restarting positions at 0 with a cache.
+# crosses $p$; restarting positions at 0 with a cache; sliding a full cache instead
+# of rebuilding it.
 #
 # **Next:** notebook 06 fine-tunes a pre-trained GPT on a new domain, fully and
 # with LoRA.

@@ -89,6 +89,28 @@ def forward_with_cache(model, idx, past=None):
 
 _SAMPLING = {"test_sampling_top_k_top_p"}
 
+_GENERATE = '''
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+    W = model.config.block_size
+    with torch.no_grad():
+        logits, past = forward_with_cache(model, idx[:, -W:])
+        for _ in range(max_new_tokens):
+            next_id = sample_next_token(logits[:, {position}], temperature, top_k, top_p, generator)
+            idx = torch.cat([idx, next_id[:, None]], dim=1)
+            if past[0][0].shape[2] == W:
+{when_full}
+            logits, past = forward_with_cache(model, idx[:, -1:], past)
+    return idx
+'''
+
+_REBUILD = """                logits, past = forward_with_cache(model, idx[:, -W:])
+                continue"""
+
+
+def _generate(position="-1", when_full=_REBUILD):
+    return _GENERATE.format(position=position, when_full=when_full)
+
+
 MISTAKES = [
     # ---- BPE ----------------------------------------------------------------------
     Mistake(
@@ -337,5 +359,60 @@ def lm_loss(logits, tokens):
         why="calls the blocks without their cache",
         code=_FORWARD.format(positions="torch.arange(T_past, T_past + idx.shape[1])", past="None"),
         fails={"test_forward_with_cache"},
+    ),
+    # ---- synthesis: generate ------------------------------------------------------------
+    Mistake(
+        name="generate-slides-cache",
+        cause="the cache slid when the window",
+        cell="generate",
+        why="when the window is full, drops the oldest cached keys instead of rebuilding: stale positions",
+        code=_generate(when_full="                past = [(k[:, :, 1:], v[:, :, 1:]) for k, v in past]"),
+        fails={"test_generate"},
+    ),
+    Mistake(
+        name="generate-first-position",
+        cause="the token was drawn from the first position",
+        cell="generate",
+        why="samples from logits[:, 0]: right after a one-token step, wrong after the prompt",
+        code=_generate(position="0"),
+        fails={"test_generate"},
+    ),
+    Mistake(
+        name="generate-without-cache",
+        cell="generate",
+        why="re-reads the whole window at every step: right tokens, but the cache is never used",
+        code='''
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+    W = model.config.block_size
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits, _ = forward_with_cache(model, idx[:, -W:])
+            next_id = sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)
+            idx = torch.cat([idx, next_id[:, None]], dim=1)
+    return idx
+''',
+        fails={"test_generate"},
+    ),
+    # ---- predictions ----------------------------------------------------------------------
+    Mistake(
+        name="predict-bpe-one-word-per-token",
+        cell="predict_bpe_length",
+        why="expects a word per token from 512 merges",
+        code='predict_bpe_length = "C"\n',
+        fails={"test_predict_bpe_length"},
+    ),
+    Mistake(
+        name="predict-loss-no-better-than-bigram",
+        cell="predict_val_loss",
+        why="expects the small model not to beat the bigram counts",
+        code='predict_val_loss = "A"\n',
+        fails={"test_predict_val_loss"},
+    ),
+    Mistake(
+        name="predict-temperature-reversed",
+        cell="predict_temperature",
+        why="swaps the two ends: expects cold samples to be garbled and hot ones to repeat",
+        code='predict_temperature = "C"\n',
+        fails={"test_predict_temperature"},
     ),
 ]
