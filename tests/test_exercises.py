@@ -1,0 +1,149 @@
+"""Exercises make a student think: the idea in the text, the recipe in collapsed hints (design.md, Exercises).
+
+Read from the notebooks themselves, so that a new exercise is held to the same rules:
+
+* no line of a solution is visible in the student's notebook: solution code may appear only inside a
+  collapsed ``<details>`` hint;
+* every graded answer cell has at least two hint levels (``<summary>Hint 1</summary>``, ...) in the
+  markdown between the previous graded cell and it (prediction cells excepted: they are the question);
+* every notebook after the welcome has a synthesis exercise (a ``## Synthesis · `` section with an
+  answer cell) and at least two predict-then-run questions (answer cells ``predict_*``, each graded by a
+  one-point ``test_predict_*`` cell).
+"""
+
+from __future__ import annotations
+
+import re
+
+import harness
+import pytest
+
+NOTEBOOKS = [(a, n) for a in harness.assignments() for n in harness.notebook_names(a)]
+IDS = [f"{a}/{n}" for a, n in NOTEBOOKS]
+MIN_LINE = 16  # characters (spaces ignored) of a solution line worth looking for: shorter ones are idioms
+HINT = re.compile(r"<summary>\s*Hint\s+(\d+)\s*</summary>")
+DETAILS = re.compile(r"<details>.*?</details>", re.S)
+INLINE_CODE = re.compile(r"`([^`\n]+)`")
+# A name is not a recipe: `torch.tril`, `loss.backward()`, `schedule.alpha_bars` may be named in the text.
+NAME = re.compile(r"\.?[A-Za-z_][\w.]*(\(\))?")
+MIN_SPAN = 14  # characters (spaces ignored) of an inline-code fragment of a solution line that give it away
+
+
+def _solutions(assignment: str, name: str):
+    return harness.read(harness.ROOT / "solutions" / assignment / name)
+
+
+def _release(assignment: str, name: str):
+    return harness.read(harness.ROOT / "notebooks" / assignment / name)
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def _solution_lines(nb) -> list[str]:
+    """Solution code lines (comments dropped), as a student would have to write them."""
+    lines = []
+    for cell in harness.answer_cells(nb).values():
+        for line in harness.marked_regions(cell.source, harness.SOLUTION_BEGIN, harness.SOLUTION_END):
+            code = line.split("  #")[0].strip()
+            if code and not code.startswith("#") and len(_squeeze(code)) >= MIN_LINE:
+                lines.append(code)
+    return lines
+
+
+def _visible_text(nb) -> str:
+    """What a student reads without opening a hint: markdown with the <details> blocks removed."""
+    return "\n".join(DETAILS.sub("", cell.source) for cell in nb.cells if cell.cell_type == "markdown")
+
+
+@pytest.mark.parametrize(("assignment", "name"), NOTEBOOKS, ids=IDS)
+def test_no_solution_line_is_visible_outside_a_hint(assignment, name):
+    visible = _squeeze(_visible_text(_release(assignment, name)))
+    lines = _solution_lines(_solutions(assignment, name))
+    shown = [line for line in lines if _squeeze(line) in visible]
+    assert not shown, f"solution lines in the visible text (move them into a <details> hint): {shown}"
+    # A fragment quoted as inline code that is most of a solution line gives it away just as well.
+    spans = {_squeeze(span) for span in INLINE_CODE.findall(_visible_text(_release(assignment, name)))}
+    squeezed = [_squeeze(line) for line in lines]
+    quoted = sorted(
+        span for span in spans
+        if len(span) >= MIN_SPAN and not NAME.fullmatch(span) and any(span in line for line in squeezed)
+    )
+    assert not quoted, f"inline code in the visible text that is part of a solution line: {quoted}"
+
+
+def _hint_levels_before_each_answer(nb) -> dict[str, list[int]]:
+    levels, text = {}, []
+    for cell in nb.cells:
+        meta = harness.nbgrader_meta(cell)
+        if cell.cell_type == "markdown":
+            text.append(cell.source)
+        elif meta.get("solution") and not meta.get("grade"):
+            levels[meta["grade_id"]] = sorted(int(n) for n in HINT.findall("\n".join(text)))
+            text = []
+        elif meta.get("grade"):
+            text = []
+    return levels
+
+
+@pytest.mark.parametrize(("assignment", "name"), NOTEBOOKS, ids=IDS)
+def test_every_graded_exercise_has_at_least_two_hint_levels(assignment, name):
+    levels = _hint_levels_before_each_answer(_release(assignment, name))
+    few = {gid: found for gid, found in levels.items() if not gid.startswith("predict_") and len(found) < 2}
+    assert not few, f"answer cells with fewer than two hints (Hint 1, Hint 2, ... in <details>) above them: {few}"
+    unordered = {gid: found for gid, found in levels.items() if found and found != list(range(1, len(found) + 1))}
+    assert not unordered, f"hints must be numbered 1, 2, 3 ... in order: {unordered}"
+
+
+def test_hints_are_collapsed_details_blocks():
+    """Every hint sits in its own <details> block, so it starts collapsed (JupyterLab, Colab, nbconvert)."""
+    loose = []
+    for assignment, name in NOTEBOOKS:
+        for cell in _release(assignment, name).cells:
+            if cell.cell_type == "markdown":
+                inside = "".join(DETAILS.findall(cell.source))
+                if len(HINT.findall(cell.source)) != len(HINT.findall(inside)):
+                    loose.append(f"{assignment}/{name}: {cell.get('id')}")
+    assert not loose, f"hint summaries outside a <details> block: {loose}"
+
+
+COURSE = [a for a in harness.assignments() if a != "00_welcome"]
+
+
+def _cells(assignment: str):
+    for name in harness.notebook_names(assignment):
+        yield from _solutions(assignment, name).cells
+
+
+@pytest.mark.parametrize("assignment", COURSE)
+def test_each_notebook_has_a_graded_synthesis_exercise(assignment):
+    in_synthesis, answers = False, []
+    for cell in _cells(assignment):
+        if cell.cell_type == "markdown" and re.search(r"^## ", cell.source, re.M):
+            in_synthesis = bool(re.search(r"^## Synthesis · ", cell.source, re.M))
+        meta = harness.nbgrader_meta(cell)
+        if in_synthesis and meta.get("solution") and not meta.get("grade"):
+            answers.append(meta["grade_id"])
+    assert answers, f"{assignment} has no answer cell under a '## Synthesis · ' heading"
+    mistakes = {m.cell for m in harness.load_mistakes(assignment)}
+    assert set(answers) <= mistakes, f"synthesis answers without a mistake submission: {set(answers) - mistakes}"
+
+
+@pytest.mark.parametrize("assignment", COURSE)
+def test_each_notebook_has_two_predict_then_run_questions_worth_a_point(assignment):
+    answers, tests = set(), {}
+    for cell in _cells(assignment):
+        meta = harness.nbgrader_meta(cell)
+        if meta.get("solution") and not meta.get("grade") and meta["grade_id"].startswith("predict_"):
+            answers.add(meta["grade_id"])
+        if meta.get("grade") and meta["grade_id"].startswith("test_predict_"):
+            tests[meta["grade_id"]] = (meta["points"], cell.source)
+    assert len(answers) >= 2, f"{assignment}: predictions {sorted(answers)}"
+    for gid in answers:
+        points, source = tests.get(f"test_{gid}", (None, ""))
+        assert points == 1, f"{gid} needs a one-point test_{gid} cell"
+        hidden = "\n".join(harness.marked_regions(source, harness.HIDDEN_BEGIN, harness.HIDDEN_END))
+        assert "answer=" in hidden, f"test_{gid} must grade the answer in its hidden region"
+    wrong = {m.cell for m in harness.load_mistakes(assignment) if m.cell in answers}
+    assert wrong == answers, f"predictions without a wrong-answer submission: {answers - wrong}"
