@@ -403,12 +403,38 @@ def _call(fn: Callable, case: Mapping[str, Any], name: str, errors: Mapping[str,
     except CheckFailed:
         raise
     except Exception as exc:
-        raised = f"{type(exc).__name__}: {exc}"
-        message = f"{name}({_describe_case(case)}) raised {raised}"
-        cause = next((cause for pattern, cause in (errors or {}).items() if re.search(pattern, raised)), None)
+        message = f"{name}({_describe_case(case)}) raised {type(exc).__name__}: {exc}"
+        cause = error_cause(errors or {}, exc)
         if cause:
             message += f"\n  Likely cause: {cause}"
         raise CheckFailed(message) from exc
+
+
+# --------------------------------------------------------------------------
+# Naming a likely cause from a catalogue
+# --------------------------------------------------------------------------
+# A check names a likely cause in its catalogue's words, never in a string of its own: a ``*_MISTAKES``
+# mapping (description -> a mistaken function, or a predicate the check tests itself) or an ``*_ERRORS``
+# mapping (a regular expression searched in "ExceptionType: message" -> description).
+
+
+def error_cause(errors: Mapping[str, str], exc: BaseException) -> str | None:
+    """The description of the first pattern of ``errors`` found in "ExceptionType: message" of ``exc``, or None."""
+    raised = f"{type(exc).__name__}: {exc}"
+    return next((cause for pattern, cause in errors.items() if re.search(pattern, raised)), None)
+
+
+def matching_cause(catalogue: Mapping[str, Callable[..., bool]], *args: Any) -> str | None:
+    """The first description of ``catalogue`` (description -> predicate) whose predicate holds for ``args``."""
+    return next((description for description, holds in catalogue.items() if holds(*args)), None)
+
+
+def catalogued(catalogue: Mapping[str, Any], entry: Any) -> str:
+    """The description under which ``catalogue`` lists ``entry`` (a mistaken function a check recognises itself)."""
+    for description, value in catalogue.items():
+        if value is entry:
+            return description
+    raise KeyError(f"{entry!r} is not in the catalogue")
 
 
 def check_function(
@@ -722,6 +748,7 @@ def substitute(namespace: MutableMapping[str, Any], **names: Any) -> Iterator[No
 
 __all__ = [
     "CheckFailed",
+    "catalogued",
     "check_answer_rules",
     "check_close",
     "check_function",
@@ -729,7 +756,9 @@ __all__ = [
     "check_shape",
     "check_untampered",
     "describe",
+    "error_cause",
     "forbid_reference",
+    "matching_cause",
     "passed",
     "substitute",
 ]

@@ -1,4 +1,4 @@
-"""Helpers for tests that start servers or build throw-away Python environments."""
+"""Helpers for tests that start servers or build throw-away Python environments, and shared assertions."""
 
 from __future__ import annotations
 
@@ -52,3 +52,16 @@ def oracle(module: str):
         if os.environ.get("CI"):
             pytest.fail(message + " (CI is set: the oracle tests must run)")
         pytest.skip(message)
+
+
+def assert_each_mistake_is_caught_and_named(mistakes: dict, reference, cases: list[dict], name: str) -> None:
+    """``check_function`` passes ``reference`` and names each catalogued mistake (or reports its NaN) on ``cases``."""
+    import pytest
+
+    from course_lib.grading import CheckFailed, check_function
+
+    check_function(reference, reference, cases)  # the reference passes its own check
+    for description, wrong in mistakes.items():
+        with pytest.raises(CheckFailed) as failure:
+            check_function(wrong, reference, cases, mistakes=mistakes, name=name)
+        assert description in str(failure.value) or "NaN" in str(failure.value), (name, description)

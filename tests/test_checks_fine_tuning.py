@@ -78,6 +78,10 @@ def _variant(forward=None, b_init=None, freeze=True, zero_a=False, scale=None):
     return Variant
 
 
+def _cause(catalogue, entry):
+    return "Likely cause: " + next(d for d, value in catalogue.items() if value is entry)
+
+
 def test_lora_init_catches_random_b_and_zero_a():
     random_b = _variant(b_init=lambda base, r: torch.randn(base.out_features, r))
     _named(lambda: ft.check_lora_init(random_b, 0, SHAPES), "initialise `lora_B` with zeros")
@@ -86,8 +90,18 @@ def test_lora_init_catches_random_b_and_zero_a():
     _named(lambda: ft.check_lora_init(wrong_shape, 0, SHAPES), "expected (4, 2)")
 
 
+def test_lora_init_names_each_cause_from_its_catalogue():
+    random_b = _variant(b_init=lambda base, r: torch.randn(base.out_features, r))
+    update_only = _variant(forward=lambda self, x: self.scale * (x @ self.lora_A.T @ self.lora_B.T))
+    for variant, entry in [(random_b, ft._starts_with_random_b), (update_only, ft._update_replaces_the_base),
+                           (_variant(zero_a=True), ft._starts_with_zero_a)]:
+        _named(lambda variant=variant: ft.check_lora_init(variant, 0, SHAPES), _cause(ft.LORA_INIT_MISTAKES, entry))
+
+
 def test_lora_trainable_catches_an_unfrozen_base():
     _named(lambda: ft.check_lora_trainable(_variant(freeze=False), 0), "base.weight and base.bias still require")
+    _named(lambda: ft.check_lora_trainable(_variant(freeze=False), 0),
+           _cause(ft.LORA_TRAINABLE_MISTAKES, ft._base_trainable))
 
 
 @pytest.mark.parametrize("description", list(ft.LORA_MISTAKES))
@@ -133,6 +147,9 @@ def test_each_apply_mistake_is_named(description):
 
 def test_apply_without_a_typo_check_is_caught():
     _named(lambda: ft.check_apply_lora_rejects_typos(ft._apply_last_part_only), "did not raise")
+    for accepts_typos in (ft._apply_last_part_only, ft._apply_accepts_typos):
+        _named(lambda fn=accepts_typos: ft.check_apply_lora_rejects_typos(fn),
+               _cause(ft.APPLY_TYPO_MISTAKES, ft._apply_accepts_typos))
 
 
 # -- merge_lora -------------------------------------------------------------------------
@@ -223,7 +240,16 @@ def test_budget_check_refuses_the_shortcut_and_a_changed_model():
         model.requires_grad_(False)
         return finetune.lora_for_budget(model, budget, r_choices, target_choices)
 
-    _named(lambda: ft.check_lora_for_budget_rejects(freezes_first), "had already frozen parameters")
+    _named(lambda: ft.check_lora_for_budget_rejects(freezes_first), "had already changed the model")
+    _named(lambda: ft.check_lora_for_budget_rejects(freezes_first),
+           _cause(ft.BUDGET_REFUSAL_MISTAKES, ft._froze_before_refusing))
+
+    def wraps_first(model, budget, r_choices, target_choices):
+        finetune.apply_lora(model, ["fc"], r=1, alpha=2.0)
+        return finetune.lora_for_budget(model, budget, r_choices, target_choices)
+
+    _named(lambda: ft.check_lora_for_budget_rejects(wraps_first),
+           _cause(ft.BUDGET_REFUSAL_MISTAKES, ft._wrapped_before_refusing))
 
     def never_refuses(model, budget, r_choices, target_choices):
         try:

@@ -1,4 +1,4 @@
-"""Notebook 02's synthesis: course_lib's q_chain against independent arithmetic, and its self-check.
+"""Notebook 02's checks (course_lib.checks.forward_diffusion), and course_lib's q_chain behind its synthesis.
 
 q_chain is compared with the chain unrolled by hand in NumPy float64 (each state is
 sqrt(alpha_bar_t) x0 plus a weighted sum of all noises so far) and, statistically, with
@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from envtools import assert_each_mistake_is_caught_and_named
 
 from course_lib import diffusion as D
 from course_lib.checks import forward_diffusion as FD
-from course_lib.checks.diffusion import bare_schedule
+from course_lib.checks.forward_diffusion import bare_schedule
 from course_lib.grading import CheckFailed, _mismatch, _resolve, check_function
 
 # -- the reference, against independent arithmetic ---------------------------------------
@@ -150,16 +151,14 @@ def test_a_loop_over_the_whole_schedule_fails_with_the_error_and_its_likely_caus
 
 def test_q_sample_that_does_not_broadcast_names_the_likely_cause():
     """The most common q_sample slip: (B,) coefficients against (B, C, H, W) raise instead of broadcasting."""
-    from course_lib.checks.diffusion import Q_SAMPLE_ERRORS, check_q_sample_images, check_q_sample_points
-
     def q_sample_one_axis(x0, t, schedule, noise=None):
         ab = schedule.alpha_bars[t][:, None]  # (B, 1): right for points, wrong for images
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
-    check_q_sample_points(q_sample_one_axis)
+    FD.check_q_sample_points(q_sample_one_axis)
     with pytest.raises(CheckFailed, match="raised RuntimeError") as caught:
-        check_q_sample_images(q_sample_one_axis)
-    assert f"Likely cause: {next(iter(Q_SAMPLE_ERRORS.values()))}" in str(caught.value)
+        FD.check_q_sample_images(q_sample_one_axis)
+    assert f"Likely cause: {next(iter(FD.Q_SAMPLE_ERRORS.values()))}" in str(caught.value)
 
 
 def test_a_chain_that_changes_x0_in_place_is_reported():
@@ -196,3 +195,40 @@ def test_a_bare_schedule_is_enough_for_the_chain():
     case = FD.q_chain_cases()[1]
     assert torch.isnan(case["schedule"].sqrt_alpha_bars).all()
     assert torch.isfinite(D.q_chain(**case)).all()
+
+
+# -- the catalogues of notebook 02's other exercises: fixtures are sound, and every mistake is catchable ---
+
+
+def _schedule(T=20):
+    return bare_schedule(D.linear_beta_schedule(T, 1e-3, 0.2))
+
+
+def test_bare_schedule_hides_derived_terms_only():
+    bare = _schedule()
+    assert torch.isnan(bare.sqrt_alpha_bars).all() and torch.isnan(bare.posterior_variance).all()
+    assert torch.isfinite(bare.alpha_bars).all() and torch.equal(FD.full(bare).alpha_bars, bare.alpha_bars)
+
+
+def _catalogue_cases():
+    g = torch.Generator().manual_seed(0)
+    s = _schedule()
+    x2 = torch.randn(6, 2, generator=g)
+    t6 = torch.tensor([0, 1, 5, 10, 18, 19])
+    return {
+        "linear": (
+            FD.LINEAR_MISTAKES, D.linear_beta_schedule, [{"T": 10}, {"T": 7, "beta_start": 0.01, "beta_end": 0.3}]
+        ),
+        "cosine": (FD.COSINE_MISTAKES, D.cosine_beta_schedule, [{"T": 10}, {"T": 50, "s": 0.02}]),
+        "alpha_bars": (FD.ALPHA_BAR_MISTAKES, FD.reference_alpha_bars, [{"betas": s.betas}]),
+        "q_sample": (
+            FD.Q_SAMPLE_MISTAKES,
+            FD.reference_q_sample,
+            [{"x0": x2, "t": t6, "schedule": s, "noise": torch.randn(6, 2, generator=g)}],
+        ),
+    }
+
+
+@pytest.mark.parametrize("exercise", list(_catalogue_cases()))
+def test_every_catalogued_mistake_is_caught_and_named(exercise):
+    assert_each_mistake_is_caught_and_named(*_catalogue_cases()[exercise], name=exercise)

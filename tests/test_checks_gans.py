@@ -1,5 +1,9 @@
-"""Notebook 01's synthesis check (``check_fit_gan``): it passes right loops, names each catalogued mistake,
-and cannot be fooled by the shortcut or by a broken step from earlier in the notebook."""
+"""Notebook 01's checks (course_lib.checks.gans).
+
+The synthesis check (``check_fit_gan``): it passes right loops, names each catalogued mistake, and cannot be
+fooled by the shortcut or by a broken step from earlier in the notebook. The training-step checks name each
+mistake they were built for.
+"""
 
 from __future__ import annotations
 
@@ -87,8 +91,9 @@ def test_the_step_is_the_reference_during_the_check_and_the_students_afterwards(
 def test_dividing_by_steps_minus_one_fails_only_the_one_step_case():
     namespace = _notebook(SCHEDULER_LOOP.replace("max(1, steps - 1)", "(steps - 1)"))
     gans.check_fit_gan(namespace["fit_gan"], namespace)
-    with pytest.raises(CheckFailed, match="ZeroDivisionError"):
+    with pytest.raises(CheckFailed, match="ZeroDivisionError") as failure:
         gans.check_fit_gan(namespace["fit_gan"], namespace, cases=HIDDEN_LIKE)
+    assert f"Likely cause: {gans.FIT_GAN_ERRORS[r'^ZeroDivisionError']}" in str(failure.value)
 
 
 def test_the_shortcut_through_train_gan_is_refused():
@@ -130,3 +135,57 @@ def test_extra_data_batches_are_reported():
     namespace = _notebook(SCHEDULER_LOOP.replace("        z = torch.randn(", extra))
     with pytest.raises(CheckFailed, match="sample_real was called 12 times"):
         gans.check_fit_gan(namespace["fit_gan"], namespace)
+
+
+# --------------------------------------------------------------------------
+# The training-step checks name each mistake they were built for
+# --------------------------------------------------------------------------
+
+GAN_CASES = [  # the flag matters only with non_saturating=False: both kinds of case
+    {"seed": 0, "latent_dim": 3, "data_dim": 2, "batch": 8, "lr": 0.1, "non_saturating": True},
+    {"seed": 1, "latent_dim": 2, "data_dim": 2, "batch": 6, "lr": 0.5, "non_saturating": False},
+]
+WGAN_CASES = [{"seed": 0, "latent_dim": 3, "data_dim": 2, "batch": 6, "lr": 0.05, "n_critic": 3, "gp_weight": 10.0}]
+
+
+def test_step_checks_pass_the_reference_steps():
+    gans.check_train_step(gan.gan_train_step, GAN_CASES)
+    gans.check_wgan_step(gan.wgan_gp_train_step, WGAN_CASES)
+
+
+@pytest.mark.parametrize("kind", ["gan", "wgan"])
+def test_step_checks_name_each_mistake(kind):
+    if kind == "gan":
+        catalogue, check, cases = gans.TRAIN_STEP_MISTAKES, gans.check_train_step, GAN_CASES
+    else:
+        catalogue, check, cases = gans.WGAN_STEP_MISTAKES, gans.check_wgan_step, WGAN_CASES
+    for description, mistaken in catalogue.items():
+        with pytest.raises(CheckFailed) as failure:
+            check(mistaken, cases)
+        assert f"Likely cause: {description}" in str(failure.value), description
+
+
+# --------------------------------------------------------------------------
+# The gradient penalty must keep its graph: named from its catalogue
+# --------------------------------------------------------------------------
+
+
+def _penalty_without_graph(critic, real, fake, alpha=None):
+    """The right value, but torch.autograd.grad without create_graph=True: nothing reaches the critic."""
+    alpha = (torch.rand(len(real), dtype=real.dtype) if alpha is None else alpha).reshape(
+        (len(real),) + (1,) * (real.dim() - 1))
+    x_hat = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def test_the_backprop_check_passes_the_reference_and_names_a_penalty_without_its_graph():
+    gans.check_gradient_penalty_backprop(gan.gradient_penalty)
+    gans.check_gradient_penalty(_penalty_without_graph)  # its values are right
+    (description,) = gans.GRADIENT_PENALTY_GRAPH_MISTAKES
+    with pytest.raises(CheckFailed, match="cannot train the critic") as failure:
+        gans.check_gradient_penalty_backprop(_penalty_without_graph)
+    assert f"Likely cause: {description}" in str(failure.value)
+    for detached in (torch.tensor(0.5), 0.5):
+        assert gans.GRADIENT_PENALTY_GRAPH_MISTAKES[description](detached)
+    assert not gans.GRADIENT_PENALTY_GRAPH_MISTAKES[description](torch.tensor(0.5, requires_grad=True) * 2)

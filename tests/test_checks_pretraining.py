@@ -272,8 +272,10 @@ def test_check_generate_fails_a_loop_that_never_uses_its_cache():
     def no_cache(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
         return _plain_generate(model, idx, max_new_tokens, temperature, top_k, top_p, generator)
 
-    with pytest.raises(CheckFailed, match="re-reads the whole sequence"):
+    with pytest.raises(CheckFailed, match="re-reads the whole sequence") as failure:
         checks.check_generate(no_cache, {})
+    (description,) = checks.GENERATE_CACHE_MISTAKES
+    assert f"Likely cause: {description}" in str(failure.value)
     assert checks.positions_fed(no_cache, checks.tiny_generator_gpt(0, 16), torch.tensor([[1, 2, 3]]), 6) == 33
 
 

@@ -1,14 +1,18 @@
-"""Notebook 03's synthesis check (train_denoiser): course_lib passes it, every catalogued mistake fails with
-its own name, and what cannot be compared value by value (eval mode, tensors for losses, a loop that skips
-diffusion_loss, a shortcut) fails with a message that says so."""
+"""Notebook 03's checks (course_lib.checks.reverse_diffusion).
+
+The synthesis check (train_denoiser): course_lib passes it, every catalogued mistake fails with its own name,
+and what cannot be compared value by value (eval mode, tensors for losses, a loop that skips diffusion_loss,
+a shortcut) fails with a message that says so. Every other exercise's catalogue: each mistake is caught and named.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from envtools import assert_each_mistake_is_caught_and_named
 
 from course_lib import diffusion as D
-from course_lib.checks import diffusion as C
+from course_lib.checks import reverse_diffusion as C
 from course_lib.grading import CheckFailed
 
 STUDENT = '''
@@ -108,3 +112,91 @@ def test_a_wrong_dropout_rate_is_reported_with_the_rate():
     fn, namespace = _student(STUDENT.replace("< p_uncond", "< p_uncond / 2"))
     with pytest.raises(CheckFailed, match="dropped 1"):
         C.check_train_denoiser(fn, namespace)
+
+
+# -- the catalogues of notebook 03's other exercises: every mistake is catchable ----------------------------
+
+
+def _schedule(T=20):
+    return C.bare_schedule(D.linear_beta_schedule(T, 1e-3, 0.2))
+
+
+def _catalogue_cases():
+    g = torch.Generator().manual_seed(0)
+    s = _schedule()
+    x2, x4 = torch.randn(6, 2, generator=g), torch.randn(3, 1, 4, 4, generator=g)
+    t6 = torch.tensor([0, 1, 5, 10, 18, 19])
+    torch.randn(6, 2, generator=g)  # skipped: notebook 02's q_sample noise, drawn here when one test held both
+    return {
+        "posterior": (
+            C.POSTERIOR_MISTAKES,
+            C.reference_posterior,
+            [{"x0": x2, "xt": torch.randn(6, 2, generator=g), "t": t6, "schedule": s}],
+        ),
+        "loss": (
+            C.LOSS_MISTAKES,
+            C.reference_diffusion_loss,
+            [{"model": C.toy_model, "x0": x2, "schedule": s, "labels": torch.arange(6), "t": t6,
+              "noise": torch.randn(6, 2, generator=g)}],
+        ),
+        "p_sample": (
+            C.P_SAMPLE_MISTAKES,
+            C.reference_p_sample,
+            [{"model": C.toy_model, "xt": x4, "t": t, "schedule": s, "noise": torch.randn(3, 1, 4, 4, generator=g)}
+             for t in (0, 7)],
+        ),
+        "ddpm": (
+            C.DDPM_MISTAKES,
+            C.seeded(C.reference_ddpm_sample),
+            [{"model": C.toy_model, "shape": (4, 2), "schedule": s, "seed": 5}],
+        ),
+        "ddim_step": (
+            C.DDIM_STEP_MISTAKES,
+            C.reference_ddim_step,
+            [{"eps": x2, "xt": x2.flip(0), "t": t, "t_prev": tp, "schedule": s} for t, tp in ((15, 10), (4, -1))],
+        ),
+        "ddim_sample": (
+            C.DDIM_SAMPLE_MISTAKES,
+            C.reference_ddim_sample,
+            [{"model": C.toy_model, "x_T": x2, "schedule": s, "steps": 4}],
+        ),
+        "guidance": (
+            C.GUIDANCE_MISTAKES,
+            C.reference_guided_noise,
+            [{"model": C.toy_model, "xt": x2, "t": t6, "labels": torch.arange(6), "guidance_scale": 3.0}],
+        ),
+    }
+
+
+@pytest.mark.parametrize("exercise", list(_catalogue_cases()))
+def test_every_catalogued_mistake_is_caught_and_named(exercise):
+    assert_each_mistake_is_caught_and_named(*_catalogue_cases()[exercise], name=exercise)
+
+
+def test_ddim_sample_reference_uses_the_given_x_T():
+    s = _schedule()
+    x_T = torch.randn(4, 2)
+    out = C.reference_ddim_sample(C.toy_model, x_T, s, 20)
+    assert torch.equal(out, D.ddim_sample(C.toy_model, (4, 2), C.full(s), 20, x_T=x_T))
+
+
+# -- diffusion_loss drawing its own t and noise -------------------------------------------------------------
+
+
+def _loss_drawing(low: int, high_offset: int):
+    """diffusion_loss that draws t from low .. T - 1 + high_offset, and noise, then uses course_lib's loss."""
+
+    def diffusion_loss(model, x0, schedule, labels=None, t=None, noise=None):
+        t = torch.randint(low, schedule.T + high_offset, (x0.shape[0],))
+        return D.diffusion_loss(model, x0, schedule, labels, t, torch.randn_like(x0))
+
+    return diffusion_loss
+
+
+def test_the_random_draw_check_passes_the_reference_and_names_one_based_timesteps():
+    C.check_diffusion_loss_random(D.diffusion_loss)
+    C.check_diffusion_loss_random(_loss_drawing(0, 0))
+    (description,) = C.LOSS_DRAW_ERRORS.values()
+    with pytest.raises(CheckFailed, match="when it drew its own timesteps") as failure:
+        C.check_diffusion_loss_random(_loss_drawing(1, 1))
+    assert f"Likely cause: {description}" in str(failure.value), str(failure.value)

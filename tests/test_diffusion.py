@@ -1,4 +1,4 @@
-"""course_lib.diffusion against independent facts, and the notebook 02/03 check catalogue.
+"""course_lib.diffusion against independent facts.
 
 Every reference is compared with something it does not compute itself: Python
 products, the cosine closed form, Monte-Carlo moments, Gaussian conditioning
@@ -14,8 +14,7 @@ import torch
 from envtools import oracle
 
 from course_lib import diffusion as D
-from course_lib.checks import diffusion as C
-from course_lib.grading import CheckFailed, check_function
+from course_lib.checks.reverse_diffusion import RecordingModel, toy_model
 
 # --------------------------------------------------------------------------
 # Schedules
@@ -77,7 +76,7 @@ def test_cosine_destroys_information_more_evenly():
         (lambda: D.q_sample(torch.zeros(3, 2), 0, D.NoiseSchedule.linear(10), torch.zeros(3)), ValueError),
         (lambda: D.ddim_step(torch.zeros(1), torch.zeros(1), 3, 3, D.NoiseSchedule.linear(10)), ValueError),
         (lambda: D.ddim_timesteps(10, 11), ValueError),
-        (lambda: D.p_sample(C.toy_model, torch.zeros(2, 2), 1, D.NoiseSchedule.linear(4), variance="x"), ValueError),
+        (lambda: D.p_sample(toy_model, torch.zeros(2, 2), 1, D.NoiseSchedule.linear(4), variance="x"), ValueError),
     ],
 )
 def test_bad_input_is_rejected(call, error):
@@ -178,11 +177,11 @@ def test_reverse_step_with_true_noise_gives_the_posterior_mean():
 def test_no_noise_at_the_last_step():
     schedule = D.NoiseSchedule.linear(10)
     xt = torch.randn(4, 2)
-    a = D.p_sample(C.toy_model, xt, 0, schedule, noise=torch.randn(4, 2))
-    b = D.p_sample(C.toy_model, xt, 0, schedule, noise=torch.randn(4, 2))
+    a = D.p_sample(toy_model, xt, 0, schedule, noise=torch.randn(4, 2))
+    b = D.p_sample(toy_model, xt, 0, schedule, noise=torch.randn(4, 2))
     assert torch.equal(a, b)
-    c = D.p_sample(C.toy_model, xt, 1, schedule, noise=torch.ones(4, 2))
-    d = D.p_sample(C.toy_model, xt, 1, schedule, noise=torch.zeros(4, 2))
+    c = D.p_sample(toy_model, xt, 1, schedule, noise=torch.ones(4, 2))
+    d = D.p_sample(toy_model, xt, 1, schedule, noise=torch.zeros(4, 2))
     assert torch.allclose(c - d, schedule.betas[1].sqrt() * torch.ones(4, 2))
 
 
@@ -225,8 +224,8 @@ def test_ddim_timesteps():
 def test_ddim_with_all_steps_and_eta_0_is_deterministic():
     schedule = D.NoiseSchedule.linear(100)
     x_T = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
-    a = D.ddim_sample(C.toy_model, (8, 2), schedule, 100, x_T=x_T, generator=torch.Generator().manual_seed(1))
-    b = D.ddim_sample(C.toy_model, (8, 2), schedule, 100, x_T=x_T, generator=torch.Generator().manual_seed(2))
+    a = D.ddim_sample(toy_model, (8, 2), schedule, 100, x_T=x_T, generator=torch.Generator().manual_seed(1))
+    b = D.ddim_sample(toy_model, (8, 2), schedule, 100, x_T=x_T, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b)
 
 
@@ -235,9 +234,9 @@ def test_ddim_with_eta_1_has_ddpm_posterior_variance():
     g = torch.Generator().manual_seed(0)
     xt, noise = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
     for t in (1, 10, 99):
-        eps = C.toy_model(xt, t)
+        eps = toy_model(xt, t)
         ddim = D.ddim_step(eps, xt, t, t - 1, schedule, eta=1.0, noise=noise)
-        ddpm = D.p_sample(C.toy_model, xt, t, schedule, noise=noise, variance="posterior")
+        ddpm = D.p_sample(toy_model, xt, t, schedule, noise=noise, variance="posterior")
         assert torch.allclose(ddim, ddpm, atol=1e-4), t
         # and the noise enters with exactly the posterior standard deviation
         quiet = D.ddim_step(eps, xt, t, t - 1, schedule, 1.0, 0 * noise)
@@ -262,7 +261,7 @@ def test_loss_is_zero_for_the_oracle_and_mean_noise_square_for_zero():
 
 
 def test_loss_draws_every_timestep_uniformly():
-    rec = C.RecordingModel()
+    rec = RecordingModel()
     D.diffusion_loss(rec, torch.zeros(5000, 2), D.NoiseSchedule.linear(10), generator=torch.Generator().manual_seed(0))
     t = rec.calls[0][1]
     counts = torch.bincount(t, minlength=10)
@@ -271,32 +270,32 @@ def test_loss_draws_every_timestep_uniformly():
 
 def test_guidance_interpolates_and_extrapolates():
     x, t, y = torch.randn(4, 2), torch.tensor([1, 2, 3, 4]), torch.tensor([0, 1, 2, 3])
-    cond, uncond = C.toy_model(x, t, y), C.toy_model(x, t)
-    assert torch.allclose(D.guided_noise(C.toy_model, x, t, y, 1.0), cond)
-    assert torch.allclose(D.guided_noise(C.toy_model, x, t, y, 0.0), uncond)
-    assert torch.allclose(D.guided_noise(C.toy_model, x, t, y, 3.0), uncond + 3 * (cond - uncond))
+    cond, uncond = toy_model(x, t, y), toy_model(x, t)
+    assert torch.allclose(D.guided_noise(toy_model, x, t, y, 1.0), cond)
+    assert torch.allclose(D.guided_noise(toy_model, x, t, y, 0.0), uncond)
+    assert torch.allclose(D.guided_noise(toy_model, x, t, y, 3.0), uncond + 3 * (cond - uncond))
 
 
 def test_guided_model_is_guided_noise_with_labels_and_the_model_without():
     x, t, y = torch.randn(4, 2), torch.tensor([1, 2, 3, 4]), torch.tensor([0, 1, 2, 3])
-    model = D.guided(C.toy_model, 3.0)
-    assert torch.equal(model(x, t, y), D.guided_noise(C.toy_model, x, t, y, 3.0))
-    assert torch.equal(model(x, t), C.toy_model(x, t))
-    assert D.guided(C.toy_model, None) is C.toy_model and D.guided(C.toy_model, 1.0) is C.toy_model
+    model = D.guided(toy_model, 3.0)
+    assert torch.equal(model(x, t, y), D.guided_noise(toy_model, x, t, y, 3.0))
+    assert torch.equal(model(x, t), toy_model(x, t))
+    assert D.guided(toy_model, None) is toy_model and D.guided(toy_model, 1.0) is toy_model
 
 
 def test_ddpm_chain_yields_every_step_before_it_runs_and_ends_at_the_sample():
     """x_T first, one state per step (the input of p_sample at t), the sample last, equal to ddpm_sample's."""
     schedule = D.NoiseSchedule.linear(6)
-    states = list(D.ddpm_chain(C.toy_model, (3, 2), schedule, generator=torch.Generator().manual_seed(0)))
+    states = list(D.ddpm_chain(toy_model, (3, 2), schedule, generator=torch.Generator().manual_seed(0)))
     assert [t for t, _ in states] == [5, 4, 3, 2, 1, 0, -1]
     assert torch.equal(states[0][1], torch.randn((3, 2), generator=torch.Generator().manual_seed(0)))
     g = torch.Generator().manual_seed(0)
     torch.randn((3, 2), generator=g)  # x_T
     for (t, x), (_, after) in zip(states, states[1:]):
         noise = torch.randn((3, 2), generator=g) if t > 0 else None
-        assert torch.equal(after, D.p_sample(C.toy_model, x, t, schedule, noise)), t
-    sample = D.ddpm_sample(C.toy_model, (3, 2), schedule, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(after, D.p_sample(toy_model, x, t, schedule, noise)), t
+    sample = D.ddpm_sample(toy_model, (3, 2), schedule, generator=torch.Generator().manual_seed(0))
     assert torch.equal(sample, states[-1][1])
 
 
@@ -412,94 +411,6 @@ def test_agrees_with_diffusers(kind, name):
         assert torch.allclose(out.prev_sample.float(), expected, atol=1e-4), ti
         if ti > 0:
             assert float(ref._get_variance(ti)) == pytest.approx(float(var.squeeze()), abs=1e-5)
-
-
-# --------------------------------------------------------------------------
-# The check catalogue: fixtures are sound, and every mistake is catchable
-# --------------------------------------------------------------------------
-
-
-def _schedule(T=20):
-    return C.bare_schedule(D.linear_beta_schedule(T, 1e-3, 0.2))
-
-
-def test_bare_schedule_hides_derived_terms_only():
-    bare = _schedule()
-    assert torch.isnan(bare.sqrt_alpha_bars).all() and torch.isnan(bare.posterior_variance).all()
-    assert torch.isfinite(bare.alpha_bars).all() and torch.equal(C.full(bare).alpha_bars, bare.alpha_bars)
-
-
-def _cases():
-    g = torch.Generator().manual_seed(0)
-    s = _schedule()
-    x2, x4 = torch.randn(6, 2, generator=g), torch.randn(3, 1, 4, 4, generator=g)
-    t6 = torch.tensor([0, 1, 5, 10, 18, 19])
-    return {
-        "linear": (
-            C.LINEAR_MISTAKES, D.linear_beta_schedule, [{"T": 10}, {"T": 7, "beta_start": 0.01, "beta_end": 0.3}]
-        ),
-        "cosine": (C.COSINE_MISTAKES, D.cosine_beta_schedule, [{"T": 10}, {"T": 50, "s": 0.02}]),
-        "alpha_bars": (C.ALPHA_BAR_MISTAKES, C.reference_alpha_bars, [{"betas": s.betas}]),
-        "q_sample": (
-            C.Q_SAMPLE_MISTAKES,
-            C.reference_q_sample,
-            [{"x0": x2, "t": t6, "schedule": s, "noise": torch.randn(6, 2, generator=g)}],
-        ),
-        "posterior": (
-            C.POSTERIOR_MISTAKES,
-            C.reference_posterior,
-            [{"x0": x2, "xt": torch.randn(6, 2, generator=g), "t": t6, "schedule": s}],
-        ),
-        "loss": (
-            C.LOSS_MISTAKES,
-            C.reference_diffusion_loss,
-            [{"model": C.toy_model, "x0": x2, "schedule": s, "labels": torch.arange(6), "t": t6,
-              "noise": torch.randn(6, 2, generator=g)}],
-        ),
-        "p_sample": (
-            C.P_SAMPLE_MISTAKES,
-            C.reference_p_sample,
-            [{"model": C.toy_model, "xt": x4, "t": t, "schedule": s, "noise": torch.randn(3, 1, 4, 4, generator=g)}
-             for t in (0, 7)],
-        ),
-        "ddpm": (
-            C.DDPM_MISTAKES,
-            C.seeded(C.reference_ddpm_sample),
-            [{"model": C.toy_model, "shape": (4, 2), "schedule": s, "seed": 5}],
-        ),
-        "ddim_step": (
-            C.DDIM_STEP_MISTAKES,
-            C.reference_ddim_step,
-            [{"eps": x2, "xt": x2.flip(0), "t": t, "t_prev": tp, "schedule": s} for t, tp in ((15, 10), (4, -1))],
-        ),
-        "ddim_sample": (
-            C.DDIM_SAMPLE_MISTAKES,
-            C.reference_ddim_sample,
-            [{"model": C.toy_model, "x_T": x2, "schedule": s, "steps": 4}],
-        ),
-        "guidance": (
-            C.GUIDANCE_MISTAKES,
-            C.reference_guided_noise,
-            [{"model": C.toy_model, "xt": x2, "t": t6, "labels": torch.arange(6), "guidance_scale": 3.0}],
-        ),
-    }
-
-
-@pytest.mark.parametrize("exercise", list(_cases()))
-def test_every_catalogued_mistake_is_caught_and_named(exercise):
-    mistakes, reference, cases = _cases()[exercise]
-    check_function(reference, reference, cases)  # the reference passes its own check
-    for description, wrong in mistakes.items():
-        with pytest.raises(CheckFailed) as failure:
-            check_function(wrong, reference, cases, mistakes=mistakes, name=exercise)
-        assert description in str(failure.value) or "NaN" in str(failure.value), (exercise, description)
-
-
-def test_ddim_sample_reference_uses_the_given_x_T():
-    s = _schedule()
-    x_T = torch.randn(4, 2)
-    out = C.reference_ddim_sample(C.toy_model, x_T, s, 20)
-    assert torch.equal(out, D.ddim_sample(C.toy_model, (4, 2), C.full(s), 20, x_T=x_T))
 
 
 # --------------------------------------------------------------------------

@@ -147,3 +147,19 @@ def test_each_notebook_has_two_predict_then_run_questions_worth_a_point(assignme
         assert "answer=" in hidden, f"test_{gid} must grade the answer in its hidden region"
     wrong = {m.cell for m in harness.load_mistakes(assignment) if m.cell in answers}
     assert wrong == answers, f"predictions without a wrong-answer submission: {answers - wrong}"
+
+
+def test_each_mistake_cause_names_exactly_one_catalogue_entry():
+    """A ``cause`` resolves to one ``*_MISTAKES`` or ``*_ERRORS`` description (the round trip then asserts that a
+    failing check prints it); checked here on its own, without grading."""
+    entries = harness.catalogue_entries()
+    assert "forward_diffusion.Q_SAMPLE_ERRORS" in entries.values()  # an *_ERRORS mapping gives its values
+    unresolved = {}
+    for assignment in harness.assignments():
+        for mistake in harness.load_mistakes(assignment):
+            if mistake.cause:
+                try:
+                    harness.catalogue_entry(mistake.cause)
+                except ValueError as exc:
+                    unresolved[mistake.name] = str(exc)
+    assert not unresolved, unresolved

@@ -10,13 +10,16 @@ from course_lib import basics
 from course_lib.checks import welcome
 from course_lib.grading import (
     CheckFailed,
+    catalogued,
     check_close,
     check_function,
     check_prediction,
     check_shape,
     check_untampered,
     describe,
+    error_cause,
     forbid_reference,
+    matching_cause,
 )
 
 
@@ -285,3 +288,25 @@ def test_check_function_names_the_likely_cause_of_an_exception():
     with pytest.raises(CheckFailed) as caught:  # no pattern matches: the error alone
         check_function(crashes, lambda x: x, cases, errors={"KeyError": "not this one"})
     assert "Likely cause" not in str(caught.value)
+
+
+def test_a_cause_is_read_from_its_catalogue():
+    """Checks that test a property name the cause in their catalogue's words: by predicate, by entry, by error."""
+
+    def negative(x):
+        return x < 0
+
+    def big(x):
+        return abs(x) > 10
+
+    catalogue = {"went negative": negative, "grew too big": big}
+    assert matching_cause(catalogue, -20) == "went negative"  # the first that holds
+    assert matching_cause(catalogue, 20) == "grew too big"
+    assert matching_cause(catalogue, 5) is None
+    assert catalogued(catalogue, big) == "grew too big"
+    with pytest.raises(KeyError):
+        catalogued(catalogue, abs)
+    errors = {r"^ZeroDivisionError": "divided by zero", r"IndexError: index \d+": "indexed past the end"}
+    assert error_cause(errors, ZeroDivisionError("division by zero")) == "divided by zero"
+    assert error_cause(errors, IndexError("index 3 is out of bounds")) == "indexed past the end"
+    assert error_cause(errors, KeyError("x")) is None

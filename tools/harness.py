@@ -43,8 +43,8 @@ class Mistake:
     ``flagged`` marks a submission that tampers with the grader (e.g. rebinding
     ``torch.allclose``): the grader must not run that cell and must flag it.
     ``cause`` is a few words of the mistake catalogue entry (a ``*_MISTAKES``
-    description in ``course_lib.checks``) that a failing check must name as
-    the likely cause, for mistakes the catalogue knows.
+    or ``*_ERRORS`` description in ``course_lib.checks``) that a failing check
+    must name as the likely cause, for mistakes the catalogue knows.
     """
 
     name: str
@@ -197,7 +197,11 @@ def _only_notebook(assignment: str, root: Path = ROOT) -> str:
 
 
 def catalogue_entries() -> dict[str, str]:
-    """Every mistake catalogue entry of course_lib.checks: description -> ``module.CATALOGUE``."""
+    """Every mistake catalogue entry of course_lib.checks: description -> ``module.CATALOGUE``.
+
+    A ``*_MISTAKES`` mapping's keys are descriptions (its values are mistaken functions or predicates); an
+    ``*_ERRORS`` mapping's values are (its keys are patterns searched in the exception an answer raised).
+    """
     import importlib
     import pkgutil
 
@@ -207,8 +211,12 @@ def catalogue_entries() -> dict[str, str]:
     for info in pkgutil.iter_modules(course_lib.checks.__path__):
         module = importlib.import_module(f"course_lib.checks.{info.name}")
         for name, value in vars(module).items():
-            if name.endswith("_MISTAKES") and isinstance(value, Mapping):
+            if not isinstance(value, Mapping):
+                continue
+            if name.endswith("_MISTAKES"):
                 entries.update({description: f"{info.name}.{name}" for description in value})
+            elif name.endswith("_ERRORS"):
+                entries.update({description: f"{info.name}.{name}" for description in value.values()})
     return entries
 
 

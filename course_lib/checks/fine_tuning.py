@@ -6,7 +6,9 @@ tensors and lists (``lora_output``, ``apply_lora_summary``,
 ``merge_lora_summary``). ``grading.check_function`` then compares the
 student's version with course_lib's, and each mistaken function below is what
 that summary looks like when a student makes that mistake, so the failing
-check can name it.
+check can name it. What a check tests as a property (a fresh layer's A and B, a
+frozen base, a model left as it was) has its catalogue too: description -> the
+predicate the check applies, so its message names the cause in the catalogue's words.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from ..finetune import count_trainable_parameters as reference_count
 from ..gpt import GPT, GPTConfig
 from ..grading import (
     CheckFailed,
+    catalogued,
     check_answer_rules,
     check_function,
     check_untampered,
     forbid_reference,
+    matching_cause,
     substitute,
 )
 
@@ -206,6 +210,34 @@ LORA_MISTAKES = {
 }
 
 
+def _is_zero(p: torch.Tensor) -> bool:
+    return float(p.detach().abs().max()) == 0.0
+
+
+def _starts_with_random_b(layer: nn.Module, changes_output: bool) -> bool:
+    return changes_output and not _is_zero(layer.lora_B)
+
+
+def _update_replaces_the_base(layer: nn.Module, changes_output: bool) -> bool:
+    return changes_output and _is_zero(layer.lora_B)
+
+
+def _starts_with_zero_a(layer: nn.Module, changes_output: bool) -> bool:
+    return _is_zero(layer.lora_A)
+
+
+# Checked on a freshly wrapped layer: predicates of (layer, whether it changes its base layer's output).
+LORA_INIT_MISTAKES = {
+    "B is not zero at the start: a fresh LoRA layer must compute exactly what the pre-trained layer did, so "
+    "initialise `lora_B` with zeros (and only A randomly)": _starts_with_random_b,
+    "the output differs from the base layer's although B is zero: return base(x) + the update": (
+        _update_replaces_the_base
+    ),
+    "`lora_A` starts at zero: with A = 0 and B = 0 both gradients are zero and LoRA never learns; initialise A "
+    "randomly (e.g. nn.init.kaiming_uniform_) and B with zeros": _starts_with_zero_a,
+}
+
+
 def check_lora_init(cls: type, seed: int, shapes: Sequence[tuple[int, int, int, bool]]) -> None:
     """A freshly wrapped layer must compute exactly what its base did (B = 0) and be able to learn (A != 0)."""
     check_answer_rules(cls)
@@ -218,23 +250,19 @@ def check_lora_init(cls: type, seed: int, shapes: Sequence[tuple[int, int, int, 
         with torch.no_grad():
             expected = base(x)
         layer = cls(base, r=r, alpha=2.0 * r)
-        a = _parameter(layer, "lora_A", (r, n_in), "A is (r, in_features)")
-        b = _parameter(layer, "lora_B", (n_out, r), "B is (out_features, r)")
+        _parameter(layer, "lora_A", (r, n_in), "A is (r, in_features)")
+        _parameter(layer, "lora_B", (n_out, r), "B is (out_features, r)")
         with torch.no_grad():
             got = layer(x)
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(expected.shape):
             raise CheckFailed(f"LoRALinear({n_in} -> {n_out}) returned {type(got).__name__} "
                               f"{tuple(getattr(got, 'shape', ()))}; expected a tensor {tuple(expected.shape)}.")
-        if not torch.allclose(got, expected, atol=1e-6):
-            cause = ("B is not zero at the start: a fresh LoRA layer must compute exactly what the pre-trained "
-                     "layer did, so initialise `lora_B` with zeros (and only A randomly)")
-            if float(b.detach().abs().max()) == 0.0:
-                cause = "the output differs from the base layer's although B is zero: return base(x) + the update"
-            raise CheckFailed(f"a freshly wrapped LoRALinear({n_in} -> {n_out}, r={r}) changes the layer's output.\n"
-                              f"  Likely cause: {cause}.")
-        if float(a.detach().abs().max()) == 0.0:
-            raise CheckFailed("`lora_A` starts at zero: with A = 0 and B = 0 both gradients are zero and LoRA "
-                              "never learns. Initialise A randomly (e.g. nn.init.kaiming_uniform_) and B with zeros.")
+        changes_output = not torch.allclose(got, expected, atol=1e-6)
+        cause = matching_cause(LORA_INIT_MISTAKES, layer, changes_output)
+        if cause:
+            what = "changes the layer's output" if changes_output else "can never learn"
+            raise CheckFailed(f"a freshly wrapped LoRALinear({n_in} -> {n_out}, r={r}) {what}.\n"
+                              f"  Likely cause: {cause}")
 
 
 def check_lora_forward(cls: type, cases: list[dict] | None = None) -> None:
@@ -255,6 +283,17 @@ def check_lora_forward(cls: type, cases: list[dict] | None = None) -> None:
     )
 
 
+def _base_trainable(base: nn.Linear) -> bool:
+    return any(p.requires_grad for p in base.parameters())
+
+
+# Checked on the layer a fresh LoRALinear wraps: predicates of that base layer.
+LORA_TRAINABLE_MISTAKES = {
+    "the wrapped layer was not frozen: the pre-trained layer must stay as it is (`base.requires_grad_(False)`, "
+    "or set `requires_grad = False` on its parameters)": _base_trainable,
+}
+
+
 def check_lora_trainable(cls: type, seed: int = 0) -> None:
     """Only A and B train: the base weight and bias are frozen, and a backward pass reaches B."""
     check_answer_rules(cls)
@@ -262,12 +301,10 @@ def check_lora_trainable(cls: type, seed: int = 0) -> None:
     torch.manual_seed(seed)
     base = nn.Linear(5, 3)
     layer = cls(base, r=2, alpha=4.0)
-    frozen = [n for n, p in (("base.weight", base.weight), ("base.bias", base.bias)) if p.requires_grad]
-    if frozen:
-        raise CheckFailed(
-            f"{' and '.join(frozen)} still require gradients: the pre-trained layer must stay frozen "
-            "(`base.requires_grad_(False)`, or set `requires_grad = False` on its parameters)."
-        )
+    cause = matching_cause(LORA_TRAINABLE_MISTAKES, base)
+    if cause:
+        trainable = [n for n, p in (("base.weight", base.weight), ("base.bias", base.bias)) if p.requires_grad]
+        raise CheckFailed(f"{' and '.join(trainable)} still require gradients.\n  Likely cause: {cause}")
     names = sorted(n for n, p in layer.named_parameters() if p.requires_grad)
     if names != ["lora_A", "lora_B"]:
         raise CheckFailed(f"the trainable parameters should be exactly lora_A and lora_B, got {names}.")
@@ -361,6 +398,18 @@ APPLY_MISTAKES = {
 }
 
 
+def _apply_accepts_typos(model, target_modules, r=8, alpha=16.0):
+    model.requires_grad_(False)
+    return _wrap_where(model, lambda n: _matches(n, target_modules), r, alpha)  # [] when nothing matches
+
+
+# Checked by calling apply_lora with a target that matches no layer: description -> the mistaken apply_lora.
+APPLY_TYPO_MISTAKES = {
+    "a target list that matches no layer was accepted silently: raise a ValueError naming it, otherwise a typo "
+    "trains nothing": _apply_accepts_typos,
+}
+
+
 def check_apply_lora_rejects_typos(apply_fn: Callable) -> None:
     """apply_lora must raise ValueError when no layer matches (a typo would otherwise train nothing)."""
     check_answer_rules(apply_fn)
@@ -372,8 +421,8 @@ def check_apply_lora_rejects_typos(apply_fn: Callable) -> None:
     except Exception as exc:  # noqa: BLE001 - any other error is the wrong kind
         raise CheckFailed(f"apply_lora with a target that matches nothing raised {type(exc).__name__}; "
                           "expected a ValueError naming the target") from exc
-    raise CheckFailed("apply_lora(model, ['attn.qvk']) matched no layer but did not raise: raise a ValueError, "
-                      "otherwise a typo silently trains nothing.")
+    raise CheckFailed("apply_lora(model, ['attn.qvk']) matched no layer but did not raise.\n"
+                      f"  Likely cause: {catalogued(APPLY_TYPO_MISTAKES, _apply_accepts_typos)}")
 
 
 def check_apply_lora(apply_fn: Callable, cases: list[dict] | None = None) -> None:
@@ -618,12 +667,21 @@ BUDGET_CASES = [  # each catalogued mistake shows, and is told apart from the ot
 ]
 
 
-def _untouched(model: nn.Module) -> str | None:
-    if any(_is_lora(m) for m in model.modules()):
-        return "wrapped layers"
-    if not all(p.requires_grad for p in model.parameters()):
-        return "frozen parameters"
-    return None
+def _wrapped_before_refusing(model: nn.Module) -> bool:
+    return any(_is_lora(m) for m in model.modules())
+
+
+def _froze_before_refusing(model: nn.Module) -> bool:
+    return not all(p.requires_grad for p in model.parameters())
+
+
+# Checked on the model after lora_for_budget refused (raised ValueError): predicates of that model.
+BUDGET_REFUSAL_MISTAKES = {
+    "wrapped layers before deciding that nothing fits: decide first, then change the model, so a refused call "
+    "leaves it as it was": _wrapped_before_refusing,
+    "froze the model before deciding that nothing fits: decide first, then change the model, so a refused call "
+    "leaves it as it was": _froze_before_refusing,
+}
 
 
 def check_lora_for_budget_rejects(budget_fn: Callable) -> None:
@@ -638,10 +696,10 @@ def check_lora_for_budget_rejects(budget_fn: Callable) -> None:
         try:
             budget_fn(model, budget, [1, 2], targets)
         except ValueError:
-            changed = _untouched(model)
-            if changed:
-                raise CheckFailed(f"lora_for_budget raised ValueError ({why}) but had already {changed}: decide "
-                                  "first, then change the model, so a refused call leaves it as it was.") from None
+            cause = matching_cause(BUDGET_REFUSAL_MISTAKES, model)
+            if cause:
+                raise CheckFailed(f"lora_for_budget raised ValueError ({why}) but had already changed the model.\n"
+                                  f"  Likely cause: {cause}") from None
             continue
         except CheckFailed:
             raise

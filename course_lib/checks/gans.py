@@ -33,6 +33,7 @@ from ..grading import (
     check_untampered,
     describe,
     forbid_reference,
+    matching_cause,
     substitute,
 )
 
@@ -547,6 +548,14 @@ FIT_GAN_MISTAKES = {
     ),
 }
 
+# What fit_gan raises on a run of one step when its schedule divides by steps - 1.
+FIT_GAN_ERRORS = {
+    r"^ZeroDivisionError": (
+        "divided by steps - 1 to spread the decay over the run: a run of one step then divides by zero; divide "
+        "by max(1, steps - 1), so a one-step run simply runs at the base rate"
+    ),
+}
+
 
 def _fit_case(case: Mapping) -> tuple[nn.Module, nn.Module, Callable[[int], torch.Tensor], list[int]]:
     """Tiny float32 players for one case, and a reproducible data stream that records each batch size asked."""
@@ -650,7 +659,7 @@ def check_fit_gan(
                  "d_lr": 0.1, "betas": (0.3, 0.9), "non_saturating": False},
             ]
         for number, case in enumerate(cases, start=1):
-            got = _call(_run_fit, {"fit": student_fit, "case": case}, "fit_gan")
+            got = _call(_run_fit, {"fit": student_fit, "case": case}, "fit_gan", FIT_GAN_ERRORS)
             want = _run_fit(fit_gan, case)
             reason = _fit_difference(got, want)
             if reason is None:
@@ -732,6 +741,19 @@ GRADIENT_PENALTY_MISTAKES = {
 }
 
 
+def _penalty_detached(penalty: Any) -> bool:
+    """The penalty is no longer a function of the critic's parameters (no graph to backpropagate through)."""
+    return not isinstance(penalty, torch.Tensor) or not penalty.requires_grad
+
+
+# Checked as a property of the returned penalty (its value is right), not by comparing values.
+GRADIENT_PENALTY_GRAPH_MISTAKES = {
+    "computed the gradient without `create_graph=True` (or detached the result, or took `.item()`): "
+    "`torch.autograd.grad(..., create_graph=True)` keeps the penalty a function of the critic's parameters, "
+    "so that it can train the critic": _penalty_detached,
+}
+
+
 def small_critic(seed: int, in_features: int, scale: float = 1.0) -> nn.Module:
     """A small double-precision critic (flatten, Linear(in_features, 8), tanh, Linear(8, 1)), weights times ``scale``.
 
@@ -794,11 +816,11 @@ def penalty_parameter_gradients(gp_fn: Callable, seed: int = 0) -> torch.Tensor:
     fake = torch.randn(6, 3, generator=gen, dtype=torch.float64)
     alpha = torch.rand(6, generator=gen, dtype=torch.float64)
     penalty = gp_fn(critic, real, fake, alpha)
-    if not isinstance(penalty, torch.Tensor) or not penalty.requires_grad:
+    cause = matching_cause(GRADIENT_PENALTY_GRAPH_MISTAKES, penalty)
+    if cause:
         raise CheckFailed(
-            "the penalty does not depend on the critic's parameters, so it cannot train the critic. "
-            "Likely cause: `torch.autograd.grad(...)` needs `create_graph=True` (and no `.detach()` "
-            "or `.item()` on the result)."
+            "the penalty does not depend on the critic's parameters, so it cannot train the critic.\n"
+            f"  Likely cause: {cause}"
         )
     grads = torch.autograd.grad(penalty, list(critic.parameters()), allow_unused=True)
     params = list(critic.parameters())
@@ -923,9 +945,11 @@ def check_wgan_gp_train_step(
 __all__ = [
     "BCE_SHORTCUTS",
     "DISCRIMINATOR_LOSS_MISTAKES",
+    "FIT_GAN_ERRORS",
     "FIT_GAN_MISTAKES",
     "FIT_GAN_SHORTCUTS",
     "GENERATOR_LOSS_MISTAKES",
+    "GRADIENT_PENALTY_GRAPH_MISTAKES",
     "GRADIENT_PENALTY_MISTAKES",
     "GRADIENT_PENALTY_SHORTCUTS",
     "TRAIN_STEP_MISTAKES",

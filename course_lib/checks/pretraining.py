@@ -19,7 +19,7 @@ from torch import nn
 
 from ..attention import scaled_dot_product_attention
 from ..gpt import GPT, MLP, CausalSelfAttention, GPTConfig, next_token_probs
-from ..grading import CheckFailed, check_answer_rules, check_function, forbid_reference, substitute
+from ..grading import CheckFailed, check_answer_rules, check_function, forbid_reference, matching_cause, substitute
 
 # ---------------------------------------------------------------------------
 # BPE: pair counts and merges
@@ -809,6 +809,18 @@ GENERATE_MISTAKES = {
 GENERATE_SHORTCUTS = ["course_lib.gpt.generate"]
 
 
+def _rereads_the_sequence(fed: int, prompt: int, new: int) -> bool:
+    """More positions fed to the model than the prompt plus one per new token: the cache went unused."""
+    return fed > prompt + new
+
+
+# Checked on the positions a right answer feeds to the model (see :func:`positions_fed`), not by comparing values.
+GENERATE_CACHE_MISTAKES = {
+    "each step re-reads the whole sequence: after the first call, feed only the newest token together with the "
+    "cache the previous call returned": _rereads_the_sequence,
+}
+
+
 def positions_fed(generate_fn: Callable, model: GPT, idx: torch.Tensor, max_new_tokens: int) -> int:
     """How many token positions ``generate_fn`` feeds to ``model`` (summed over its calls, per sequence) while
     writing ``max_new_tokens`` greedy tokens after ``idx``; counted at the token embedding ``model.wte``."""
@@ -851,12 +863,12 @@ def check_generate(generate: Callable, namespace: MutableMapping[str, Any], case
         if visible:
             T, n = 3, 6
             fed = positions_fed(generate, tiny_generator_gpt(4, block_size=16), torch.tensor([[1, 5, 2]]), n)
-            if fed > T + n:
+            cause = matching_cause(GENERATE_CACHE_MISTAKES, fed, T, n)
+            if cause:
                 raise CheckFailed(
                     f"generate is right, but it fed the model {fed} token positions to write {n} tokens after a "
                     f"{T}-token prompt inside the window; with the KV cache that takes at most {T + n}.\n"
-                    "  Likely cause: each step re-reads the whole sequence. After the first call, feed only the "
-                    "newest token together with the cache the previous call returned."
+                    f"  Likely cause: {cause}"
                 )
 
 __all__ = [
@@ -866,6 +878,7 @@ __all__ = [
     "CHAR_TOKENIZER_MISTAKES",
     "FORWARD_WITH_CACHE_MISTAKES",
     "FORWARD_WITH_CACHE_SHORTCUTS",
+    "GENERATE_CACHE_MISTAKES",
     "GENERATE_MISTAKES",
     "GENERATE_SHORTCUTS",
     "LM_LOSS_MISTAKES",

@@ -103,7 +103,7 @@ def linear_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.0
 
 # %% id="test_linear_beta_schedule" nbgrader={"grade": true, "grade_id": "test_linear_beta_schedule", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: the linear schedule (1 point)
-from course_lib.checks.diffusion import check_linear_beta_schedule
+from course_lib.checks.forward_diffusion import check_linear_beta_schedule
 from course_lib.grading import passed
 
 check_linear_beta_schedule(linear_beta_schedule)
@@ -177,7 +177,7 @@ def cosine_beta_schedule(T: int, s: float = 0.008) -> torch.Tensor:
 
 # %% id="test_cosine_beta_schedule" nbgrader={"grade": true, "grade_id": "test_cosine_beta_schedule", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: the cosine schedule (2 points)
-from course_lib.checks.diffusion import check_cosine_beta_schedule
+from course_lib.checks.forward_diffusion import check_cosine_beta_schedule
 from course_lib.grading import passed
 
 check_cosine_beta_schedule(cosine_beta_schedule)
@@ -229,7 +229,7 @@ def compute_alpha_bars(betas: torch.Tensor) -> torch.Tensor:
 
 # %% id="test_alpha_bars" nbgrader={"grade": true, "grade_id": "test_alpha_bars", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: alpha_bar is the cumulative product of the alphas (1 point)
-from course_lib.checks.diffusion import check_alpha_bars
+from course_lib.checks.forward_diffusion import check_alpha_bars
 from course_lib.grading import passed
 
 check_alpha_bars(compute_alpha_bars)
@@ -332,14 +332,14 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, schedule, noise: torch.Tensor | 
 
 # %% id="test_q_sample_points" nbgrader={"grade": true, "grade_id": "test_q_sample_points", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: q_sample on 2-D points, a different t per example (2 points)
-from course_lib.checks.diffusion import check_q_sample_points
+from course_lib.checks.forward_diffusion import check_q_sample_points
 from course_lib.grading import passed
 
 check_q_sample_points(q_sample)
 ### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import bare_schedule
+from course_lib.checks.forward_diffusion import bare_schedule
 
 g_hidden = torch.Generator().manual_seed(99)
 hidden_schedule = bare_schedule(torch.linspace(1e-4, 0.05, 50))
@@ -352,14 +352,14 @@ passed("q_sample matches the closed form on 2-D points.")
 
 # %% id="test_q_sample_images" nbgrader={"grade": true, "grade_id": "test_q_sample_images", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: q_sample on images, (B, 1, 8, 8) (1 point)
-from course_lib.checks.diffusion import check_q_sample_images
+from course_lib.checks.forward_diffusion import check_q_sample_images
 from course_lib.grading import passed
 
 check_q_sample_images(q_sample)
 ### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import bare_schedule
+from course_lib.checks.forward_diffusion import bare_schedule
 
 g_hidden = torch.Generator().manual_seed(5)
 image_schedule_hidden = bare_schedule(torch.linspace(1e-3, 0.2, 20))
@@ -445,7 +445,7 @@ check_q_chain(q_chain)
 ### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import bare_schedule
+from course_lib.checks.forward_diffusion import bare_schedule
 from course_lib.diffusion import cosine_beta_schedule as cosine_betas_hidden
 
 g_hidden = torch.Generator().manual_seed(2024)

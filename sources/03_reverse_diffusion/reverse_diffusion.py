@@ -135,14 +135,14 @@ def q_posterior_mean_variance(x0: torch.Tensor, xt: torch.Tensor, t: torch.Tenso
 
 # %% id="test_posterior" nbgrader={"grade": true, "grade_id": "test_posterior", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: the posterior mean and variance (2 points)
-from course_lib.checks.diffusion import check_posterior
+from course_lib.checks.reverse_diffusion import check_posterior
 from course_lib.grading import passed
 
 check_posterior(q_posterior_mean_variance)
 ### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import bare_schedule
+from course_lib.checks.reverse_diffusion import bare_schedule
 
 g_hidden = torch.Generator().manual_seed(42)
 hidden_schedule = bare_schedule(torch.linspace(1e-3, 0.05, 60))
@@ -228,14 +228,14 @@ def diffusion_loss(model, x0: torch.Tensor, schedule, labels=None, t=None, noise
 
 # %% id="test_diffusion_loss" nbgrader={"grade": true, "grade_id": "test_diffusion_loss", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: the loss for given t and noise (2 points)
-from course_lib.checks.diffusion import check_diffusion_loss
+from course_lib.checks.reverse_diffusion import check_diffusion_loss
 from course_lib.grading import passed
 
 check_diffusion_loss(diffusion_loss)
 ### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import toy_model
+from course_lib.checks.reverse_diffusion import toy_model
 from course_lib.diffusion import NoiseSchedule as _Schedule
 
 g_hidden = torch.Generator().manual_seed(11)
@@ -250,7 +250,7 @@ passed("diffusion_loss is Ho et al.'s simplified objective.")
 
 # %% id="test_diffusion_loss_random" nbgrader={"grade": true, "grade_id": "test_diffusion_loss_random", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: the loss draws t uniformly from 0..T-1 and standard normal noise (1 point)
-from course_lib.checks.diffusion import check_diffusion_loss_random
+from course_lib.checks.reverse_diffusion import check_diffusion_loss_random
 from course_lib.grading import passed
 
 check_diffusion_loss_random(diffusion_loss)
@@ -327,14 +327,14 @@ def p_sample(model, xt: torch.Tensor, t: int, schedule, noise=None) -> torch.Ten
 
 # %% id="test_p_sample" nbgrader={"grade": true, "grade_id": "test_p_sample", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: one reverse step for t > 0 (2 points)
-from course_lib.checks.diffusion import check_p_sample
+from course_lib.checks.reverse_diffusion import check_p_sample
 from course_lib.grading import passed
 
 check_p_sample(p_sample)
 ### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import bare_schedule, toy_model
+from course_lib.checks.reverse_diffusion import bare_schedule, toy_model
 
 g_hidden = torch.Generator().manual_seed(8)
 step_schedule_hidden = bare_schedule(torch.linspace(1e-3, 0.2, 20))
@@ -347,14 +347,14 @@ passed("p_sample takes Ho et al.'s reverse step.")
 
 # %% id="test_p_sample_last_step" nbgrader={"grade": true, "grade_id": "test_p_sample_last_step", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: no noise at the last step, t = 0 (1 point)
-from course_lib.checks.diffusion import check_p_sample_last_step
+from course_lib.checks.reverse_diffusion import check_p_sample_last_step
 from course_lib.grading import passed
 
 check_p_sample_last_step(p_sample)
 ### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import bare_schedule, toy_model
+from course_lib.checks.reverse_diffusion import bare_schedule, toy_model
 
 g_hidden = torch.Generator().manual_seed(1)
 visible_draws = [torch.randn(5, 2, generator=g_hidden) for _ in range(2)]  # the visible case's xt and noise come first
@@ -417,14 +417,14 @@ def ddpm_sample(model, shape, schedule, generator: torch.Generator) -> torch.Ten
 
 # %% id="test_ddpm_sample" nbgrader={"grade": true, "grade_id": "test_ddpm_sample", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: the sampling loop (1 point)
-from course_lib.checks.diffusion import check_ddpm_sample
+from course_lib.checks.reverse_diffusion import check_ddpm_sample
 from course_lib.grading import passed
 
 check_ddpm_sample(ddpm_sample, globals())
 ### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import bare_schedule, toy_model
+from course_lib.checks.reverse_diffusion import bare_schedule, toy_model
 
 check_ddpm_sample(ddpm_sample, globals(),
     cases=[{"model": toy_model, "shape": (3, 1, 4, 4), "schedule": bare_schedule(torch.linspace(1e-2, 0.1, 5)),
@@ -544,7 +544,7 @@ def train_denoiser(model, batches, schedule, optimizer, steps: int, p_uncond: fl
 
 # %% id="test_train_denoiser" nbgrader={"grade": true, "grade_id": "test_train_denoiser", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # Self-check: your training loop against course_lib's, then its label dropout (3 points)
-from course_lib.checks.diffusion import check_train_denoiser
+from course_lib.checks.reverse_diffusion import check_train_denoiser
 from course_lib.grading import passed
 
 check_train_denoiser(train_denoiser, globals())
@@ -713,14 +713,14 @@ def ddim_step(eps: torch.Tensor, xt: torch.Tensor, t: int, t_prev: int, schedule
 
 # %% id="test_ddim_step" nbgrader={"grade": true, "grade_id": "test_ddim_step", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: one DDIM step, including skips and the last jump to t_prev = -1 (2 points)
-from course_lib.checks.diffusion import check_ddim_step
+from course_lib.checks.reverse_diffusion import check_ddim_step
 from course_lib.grading import passed
 
 check_ddim_step(ddim_step)
 ### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import bare_schedule
+from course_lib.checks.reverse_diffusion import bare_schedule
 
 g_hidden = torch.Generator().manual_seed(21)
 ddim_schedule_hidden = bare_schedule(torch.linspace(1e-3, 0.2, 20))
@@ -786,14 +786,14 @@ def ddim_sample(model, x_T: torch.Tensor, schedule, steps: int) -> torch.Tensor:
 
 # %% id="test_ddim_sample" nbgrader={"grade": true, "grade_id": "test_ddim_sample", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Self-check: the DDIM loop over a subsequence of timesteps (1 point)
-from course_lib.checks.diffusion import check_ddim_sample
+from course_lib.checks.reverse_diffusion import check_ddim_sample
 from course_lib.grading import passed
 
 check_ddim_sample(ddim_sample, globals())
 ### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import bare_schedule, toy_model
+from course_lib.checks.reverse_diffusion import bare_schedule, toy_model
 
 g_hidden = torch.Generator().manual_seed(0)
 visible_draws = [torch.randn(4, 2, generator=g_hidden) for _ in range(2)]  # the visible cases' x_T come first
@@ -920,14 +920,14 @@ def guided_noise(model, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
 
 # %% id="test_guided_noise" nbgrader={"grade": true, "grade_id": "test_guided_noise", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Self-check: classifier-free guidance (2 points)
-from course_lib.checks.diffusion import check_guided_noise
+from course_lib.checks.reverse_diffusion import check_guided_noise
 from course_lib.grading import passed
 
 check_guided_noise(guided_noise)
 ### BEGIN HIDDEN TESTS
 import torch
 
-from course_lib.checks.diffusion import toy_model
+from course_lib.checks.reverse_diffusion import toy_model
 
 g_hidden = torch.Generator().manual_seed(4)
 check_guided_noise(guided_noise,

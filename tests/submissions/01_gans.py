@@ -259,6 +259,7 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
     ),
     Mistake(
         name="fit-one-step-run-crashes",
+        cause="a run of one step then divides by zero",
         cell="fit_gan",
         why="divides by steps - 1: right on the visible cases, ZeroDivisionError on the hidden one-step run",
         code='''
@@ -338,6 +339,7 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
     # ---- gradient_penalty ---------------------------------------------------
     Mistake(
         name="gp-no-create-graph",
+        cause="computed the gradient without `create_graph=True`",
         cell="gradient_penalty",
         why="right value, but without create_graph=True the penalty cannot train the critic",
         code='''

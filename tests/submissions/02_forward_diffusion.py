@@ -125,6 +125,7 @@ def q_sample(x0, t, schedule, noise=None):
     ),
     Mistake(
         name="q-sample-points-only",
+        cause="coefficients did not broadcast against x0",
         cell="q_sample",
         why="[:, None] broadcasts against (B, 2) but not against images",
         code='''
@@ -225,6 +226,7 @@ def q_chain(x0, schedule, noise):
     ),
     Mistake(
         name="q-chain-whole-schedule",
+        cause="the chain ran more steps than there are noise draws",
         cell="q_chain",
         why="loops over schedule.T instead of len(noise): fails on a partial chain",
         code='''

@@ -168,6 +168,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
     ),
     Mistake(
         name="loss-t-from-one",
+        cause="draw it with torch.randint(T, ...)",
         cell="diffusion_loss",
         why="1-based timesteps: draws t from 1..T (off by one between t and the schedule index)",
         code=_loss(draw_t="torch.randint(1, schedule.T + 1, (x0.shape[0],))"),

@@ -379,6 +379,7 @@ def lm_loss(logits, tokens):
     ),
     Mistake(
         name="generate-without-cache",
+        cause="each step re-reads the whole sequence",
         cell="generate",
         why="re-reads the whole window at every step: right tokens, but the cache is never used",
         code='''

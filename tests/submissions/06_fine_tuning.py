@@ -148,6 +148,7 @@ def count_trainable_parameters(model):
     # -- LoRALinear -------------------------------------------------------------------------
     Mistake(
         name="lora-random-b",
+        cause="B is not zero at the start",
         cell="LoRALinear",
         why="initialises B randomly like A: the wrapped model no longer starts as the pre-trained one",
         code=lora_class(init_B="torch.randn(out_features, r) / math.sqrt(r)"),
@@ -171,6 +172,7 @@ def count_trainable_parameters(model):
     ),
     Mistake(
         name="lora-base-trainable",
+        cause="the wrapped layer was not frozen",
         cell="LoRALinear",
         why="never freezes the wrapped layer: its weight and bias would train too",
         code=lora_class(freeze="pass"),
@@ -178,6 +180,7 @@ def count_trainable_parameters(model):
     ),
     Mistake(
         name="lora-both-zero",
+        cause="`lora_A` starts at zero",
         cell="LoRALinear",
         why="initialises A to zero as well: the output is right, but no gradient ever reaches A or B",
         code=lora_class(init_A="torch.zeros(r, in_features)"),
@@ -218,6 +221,7 @@ def count_trainable_parameters(model):
     ),
     Mistake(
         name="apply-no-typo-error",
+        cause="a target list that matches no layer was accepted silently",
         cell="apply_lora",
         why="returns an empty list when nothing matches, so a typo silently trains nothing",
         code=apply_code().replace('raise ValueError(f"no nn.Linear matches {list(target_modules)}")', "return []"),
@@ -291,6 +295,7 @@ def count_trainable_parameters(model):
     ),
     Mistake(
         name="budget-freezes-before-refusing",
+        cause="froze the model before deciding that nothing fits",
         cell="lora_for_budget",
         why="freezes the model before searching, so a budget that nothing fits leaves it frozen",
         code=budget_code(start="model.requires_grad_(False)"),

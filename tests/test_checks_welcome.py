@@ -1,4 +1,4 @@
-"""The mistake catalogues: every listed mistake really is wrong, and recognisably so.
+"""Notebook 00's checks (course_lib.checks.welcome): every listed mistake really is wrong, and recognisably so.
 
 A 'mistake' that agrees with the reference on every input could never be
 named as a likely cause; one that crashes could never match a student's output.
@@ -43,37 +43,3 @@ def test_every_mistake_differs_from_the_reference_somewhere(mistakes, reference,
 def test_every_shortcut_resolves_to_a_callable(target):
     owner, attr, fn = _resolve(target)
     assert callable(fn) and getattr(owner, attr) is fn
-
-
-# --------------------------------------------------------------------------
-# Notebook 01: the training-step checks name each mistake they were built for
-# --------------------------------------------------------------------------
-
-GAN_CASES = [  # the flag matters only with non_saturating=False: both kinds of case
-    {"seed": 0, "latent_dim": 3, "data_dim": 2, "batch": 8, "lr": 0.1, "non_saturating": True},
-    {"seed": 1, "latent_dim": 2, "data_dim": 2, "batch": 6, "lr": 0.5, "non_saturating": False},
-]
-WGAN_CASES = [{"seed": 0, "latent_dim": 3, "data_dim": 2, "batch": 6, "lr": 0.05, "n_critic": 3, "gp_weight": 10.0}]
-
-
-def test_step_checks_pass_the_reference_steps():
-    from course_lib import gan
-    from course_lib.checks import gans
-
-    gans.check_train_step(gan.gan_train_step, GAN_CASES)
-    gans.check_wgan_step(gan.wgan_gp_train_step, WGAN_CASES)
-
-
-@pytest.mark.parametrize("kind", ["gan", "wgan"])
-def test_step_checks_name_each_mistake(kind):
-    from course_lib.checks import gans
-    from course_lib.grading import CheckFailed
-
-    if kind == "gan":
-        catalogue, check, cases = gans.TRAIN_STEP_MISTAKES, gans.check_train_step, GAN_CASES
-    else:
-        catalogue, check, cases = gans.WGAN_STEP_MISTAKES, gans.check_wgan_step, WGAN_CASES
-    for description, mistaken in catalogue.items():
-        with pytest.raises(CheckFailed) as failure:
-            check(mistaken, cases)
-        assert f"Likely cause: {description}" in str(failure.value), description
