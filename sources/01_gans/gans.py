@@ -365,6 +365,8 @@ ax.legend()
 plt.show()
 
 # %% [markdown] id="saturation-explained"
+# <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
+#
 # **What the plot shows: A.** With $\ell$ the fake's logit,
 #
 # $$\frac{\partial}{\partial \ell} \log\bigl(1 - \sigma(\ell)\bigr) = -\sigma(\ell), \qquad \frac{\partial}{\partial \ell} \bigl(-\log \sigma(\ell)\bigr) = -\bigl(1 - \sigma(\ell)\bigr) .$$
@@ -375,6 +377,8 @@ plt.show()
 # curves are mirror images that cross at $D(G(z)) = 1/2$. Same fixed point,
 # very different training signal: that is why $G$ is trained with the
 # non-saturating loss.
+#
+# </details>
 
 # %% [markdown] id="step-intro"
 # ## 3 · One training step
@@ -796,6 +800,8 @@ print(f"too-weak discriminator: {collapse_result['modes']}/8 modes, "
 course_lib.fast_note(f"{RING_STEPS} training steps instead of 8,000")
 
 # %% [markdown] id="collapse-explained"
+# <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
+#
 # **What a full run shows: B.** On this ring the damage shows in the *quality*
 # more than in the mode count: in a full run (2 cores) the too-weak D still
 # ended with 8/8 modes covered, but only 58.5 % of its samples were high
@@ -805,6 +811,8 @@ course_lib.fast_note(f"{RING_STEPS} training steps instead of 8,000")
 # show it.) Then try other ways to break it: the saturating loss
 # (`loss="saturating"`) with several D updates per G update (`d_steps=3`),
 # `latent_dim=1`, or a larger learning rate.
+#
+# </details>
 
 # %% [markdown] id="wgan-intro"
 # ## 5 · WGAN-GP

@@ -534,6 +534,8 @@ plt.legend(loc="lower left")
 plt.show()
 
 # %% [markdown] id="predict-variance-answer"
+# <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
+#
 # **The answer is B.** The table's last row shows a variance of about 1 for the
 # chain, for the jump and for the formula $1 - \bar\alpha_{999}$, not the 10 that
 # adding up the betas suggests. Each step first shrinks everything already there, old noise
@@ -551,6 +553,8 @@ plt.show()
 # the paths in the plot wander, mostly inside the band that the closed form
 # draws. The chain cost 1,000 steps; `q_sample` reaches $t = 999$ as cheaply as
 # $t = 0$, and that is why a diffusion model is trained on `q_sample`'s jumps.
+#
+# </details>
 
 # %% [markdown] id="snr-intro"
 # ## Signal-to-noise ratio, and why the cosine schedule is gentler
@@ -621,6 +625,8 @@ for name, sched in schedules.items():
           f"{nearly_noise:.0%} of the steps have SNR < 0.01 (almost pure noise)")
 
 # %% [markdown] id="snr-answer"
+# <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
+#
 # **The answer is C.** $\mathrm{SNR} = 1$ exactly when $\bar\alpha_t = 1/2$: the
 # linear schedule's $\bar\alpha$ was 0.52 at $t = 250$ and the cosine's 0.49 at
 # $t = 500$, and the printout puts the crossings at $t = 259$ and $t = 496$. Both
@@ -636,6 +642,8 @@ for name, sched in schedules.items():
 # are steep: the first hundred steps fall from about 10, and the last fifty
 # plunge from about $-5$ to $-20$ (the final step alone drops by 6.9, where
 # $\beta_t$ is clipped at 0.999), as the plot shows.
+#
+# </details>
 
 # %% [markdown] id="strips-intro"
 # Here is what that means for data: digits and the Swiss roll at the same

@@ -858,6 +858,8 @@ scatter_2d(roll_ddim[:n_roll], ax=axes[1], reference=held_out[0], lim=2.0, s=1, 
 plt.show()
 
 # %% [markdown] id="roll-ddim-discussion"
+# <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
+#
 # **What a full run shows: C.** The ratio rose from 0.84 (DDPM, 1000 steps) to
 # 1.92 (DDIM, 50 steps), for a fraction of the time (the cell prints how much).
 # The DDIM samples are visibly less sharp, with some points between the arms. Each
@@ -866,6 +868,8 @@ plt.show()
 # trained for a few minutes makes errors that 1000 small stochastic steps average
 # out better. Not a failure (D): the spiral is there. For the guided digits below,
 # the same trade costs nothing measurable.
+#
+# </details>
 
 # %% [markdown] id="cfg-intro"
 # ## Exercise 5 · Classifier-free guidance
@@ -1079,6 +1083,8 @@ for s, (a, c, d) in zip(scales, sweep):
 course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {n_eval} samples per scale instead of 500")
 
 # %% [markdown] id="guidance-sweep-discussion"
+# <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
+#
 # **What a full run shows: A.** At $s = 0$ the label is ignored, so agreement is
 # what an unconditional model scores by chance (not D); it climbs with $s$, and at
 # $s = 3$ the classifier reads every sample as its class, while the within-class
@@ -1086,6 +1092,8 @@ course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {n_eval} s
 # $\epsilon_u$ pushes every sample towards what is most typical of its class: more
 # recognisable, less varied. Ho & Salimans (2022) found the same trade-off on
 # ImageNet, between sample quality (Inception score) and diversity (FID).
+#
+# </details>
 
 # %% [markdown] id="closing-note"
 # ### Closing note: what full mode reaches

@@ -313,6 +313,8 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown] id="scale-experiment-explained"
+# <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
+#
 # **What happened (answer B).** With the scale, the largest weight stays near
 # 0.24 and the entropy near 2.37 nats for every $d$: the scores keep unit
 # variance. Without it, the scores have standard deviation $\sqrt{d}$ (32 at
@@ -322,6 +324,8 @@ plt.show()
 # falls towards 0. A saturated softmax also stops learning: its Jacobian
 # $\operatorname{diag}(a) - a a^\top$ is close to zero when $a$ is one-hot, so
 # almost no gradient reaches the queries and keys.
+#
+# </details>
 
 # %% [markdown] id="masks-intro"
 # ## Exercise 2 · Masks: causal and padding
@@ -932,6 +936,8 @@ print(f"without positions: sequence accuracy {blind_history.last('sequence_accur
 course_lib.fast_note(f"{STEPS // 2} training steps on length-{LENGTH} sequences instead of 500 on length 12")
 
 # %% [markdown] id="no-positions-explained"
+# <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
+#
 # **What happened (answer C).** Without positions the model cannot learn the
 # task, and no amount of training would help. Every layer is
 # permutation-equivariant (the test of Exercise 4), so the output at position
@@ -942,6 +948,8 @@ course_lib.fast_note(f"{STEPS // 2} training steps on length-{LENGTH} sequences 
 # blind guessing (the digits present in the input are good guesses), but
 # getting all 8 or 12 digits of a sequence right by such guessing almost never
 # happens. Attention finds *what*; positions are needed to find *where*.
+#
+# </details>
 
 # %% [markdown] id="explorer-intro"
 # ### The attention maps

@@ -296,6 +296,8 @@ assert bpe.decode(val_bpe) == val_sample  # byte-level BPE loses nothing
 course_lib.fast_note(f"{num_merges} merges on {len(bpe_text):,} characters instead of 512 on {len(train_text):,}")
 
 # %% [markdown] id="fast-bpe-outro"
+# <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
+#
 # **What the run shows.** In a full run the 512 merges cover 2.37 characters per
 # token on the validation text (FAST mode's 128 merges on 200,000 characters give about 1.6), so
 # a BPE sequence is well under half as long as a character sequence of the same
@@ -304,6 +306,8 @@ course_lib.fast_note(f"{num_merges} merges on {len(bpe_text):,} characters inste
 # (`Return`, ` the`, ` number`, `en` ...); every rarer word is spelled with several
 # pieces, as ` items` is above. GPT-2's 50,000 merges cover about 4 characters of
 # English per token.
+#
+# </details>
 
 # %% [markdown] id="char-intro"
 # ## Exercise 2 · A character tokenizer
@@ -676,6 +680,8 @@ plt.show()
 course_lib.fast_note(f"{STEPS} training steps of a tiny model instead of 1200 steps of 1.8 M parameters")
 
 # %% [markdown] id="train-outro"
+# <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
+#
 # **What the run shows.** The full run reached a validation loss of 1.46 nats per
 # character (2.1 bits), against 2.61 nats (3.77 bits) for the bigram baseline: a context of up
 # to 128 characters tells the model far more than the previous character does.
@@ -684,6 +690,8 @@ course_lib.fast_note(f"{STEPS} training steps of a tiny model instead of 1200 st
 # $1200 \times 16 \times 128 \approx 2.5$ M characters of windows, under twice the
 # training text. In FAST mode the tiny model trains for 60 steps and stays far above
 # the full run's figure.
+#
+# </details>
 
 # %% [markdown] id="sampling-intro"
 # ## Exercise 5 · Sampling: temperature, top-k, top-p
@@ -844,6 +852,8 @@ course_lib.fast_note(f"a tiny model trained for {STEPS} steps instead of 1200 st
                      f"{n_new} characters instead of 100")
 
 # %% [markdown] id="temperature-outro"
+# <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
+#
 # **What the run shows.** At $\tau = 0.1$ the logits are multiplied by 10, so a
 # character other than the arg-max comes up only where its probability was almost as high as
 # the top one's: the samples split only at such near-ties, and like greedy text they
@@ -858,6 +868,8 @@ course_lib.fast_note(f"a tiny model trained for {STEPS} steps instead of 1200 st
 # probabilities change. Top-k and top-p, below, cut the unlikely tail off instead of
 # flattening everything. (In FAST mode the barely trained model writes noise at every
 # temperature.)
+#
+# </details>
 
 # %% [markdown] id="explorer-intro"
 # ### Explore the knobs
