@@ -528,3 +528,38 @@ def sampling_explorer(model, encode, decode, prompt: str = "Return the ", max_ne
         top_p=widgets.FloatSlider(value=0.9, min=0.05, max=1.0, step=0.05, description="top_p"),
         seed=widgets.IntSlider(value=0, min=0, max=20, description="seed"),
     )
+
+
+# --------------------------------------------------------------------------
+# Instruction tuning (notebook 07): the assistant explorer
+# --------------------------------------------------------------------------
+
+
+def instruction_explorer(models: dict, tokenizer, respond, instruction: str = "Reverse the letters of python",
+                         max_new_tokens: int = 20):
+    """An ipywidgets explorer: type an instruction, read each model's answer side by side (ipywidgets 7.7 and 8).
+
+    ``models`` maps a name to a model; ``respond(model, tokenizer, instruction, max_new_tokens=..., temperature=...,
+    generator=...)`` returns the response text (notebook 07's ``generate_response``). ``temperature`` 0 is greedy;
+    ``seed`` picks the sampling generator's seed for temperatures above 0.
+    """
+    import ipywidgets as widgets
+
+    def show(instruction: str = instruction, temperature: float = 0.0, seed: int = 0) -> None:
+        width = max(len(name) for name in models)
+        print(f"instruction: {instruction!r}")
+        for name, model in models.items():
+            g = torch.Generator().manual_seed(seed)
+            try:
+                text = respond(model, tokenizer, instruction, max_new_tokens=max_new_tokens,
+                               temperature=temperature, generator=g)
+            except ValueError as exc:  # e.g. a character the tokenizer does not know
+                text = f"<cannot answer: {exc}>"
+            print(f"  {name:{width}s}  {text!r}")
+
+    return widgets.interactive(
+        show,
+        instruction=widgets.Text(value=instruction, description="instruction", continuous_update=False),
+        temperature=widgets.FloatSlider(value=0.0, min=0.0, max=1.5, step=0.1, description="temperature"),
+        seed=widgets.IntSlider(value=0, min=0, max=20, description="seed"),
+    )

@@ -1111,3 +1111,9 @@ course_lib.fast_note(f"{CLS_STEPS} steps on {PER_CLASS} paragraphs per package w
 # Learns Less and Forgets Less"; Radford et al. (2018), "Improving Language
 # Understanding by Generative Pre-Training" (GPT-1, a pre-trained body with a
 # task head).
+#
+# **Next:** a model that continues text is not yet an assistant. Notebook 07
+# fine-tunes this same pre-trained GPT on instructions and their answers, with
+# the loss on the answers only, and then on preferences between two answers
+# (DPO): the two steps that turn a text predictor into something that follows
+# instructions.
