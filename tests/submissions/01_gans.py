@@ -330,10 +330,10 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
     ),
     # ---- predict_collapse ---------------------------------------------------
     Mistake(
-        name="predict-collapse-total",
+        name="predict-collapse-harmless",
         cell="predict_collapse",
-        why="predicts the textbook picture, total collapse onto one or two modes",
-        code='predict_collapse = "D"\n',
+        why="predicts that a slower discriminator only slows the game down",
+        code='predict_collapse = "C"\n',
         fails={"test_predict_collapse"},
     ),
     # ---- gradient_penalty ---------------------------------------------------
