@@ -217,7 +217,7 @@ ALLOWED_MODULES: dict[str, frozenset[str] | None] = {
     "course_lib": _EVERY,
     **{f"course_lib.{sub}": _EVERY for sub in (
         "basics", "data", "diffusion", "gan", "gpt", "attention", "tokenizer", "train", "metrics", "viz",
-        "pretrained", "finetune", "env",
+        "pretrained", "finetune", "env", "instruct", "preference",
     )},
     "course_lib.checks": _SUBMODULES_ONLY,
     # Honest course cells need these three (see the module docstring of tests/test_answer_rules.py):
@@ -316,6 +316,7 @@ _TENSOR_DATA_ATTRS = {"shape", "dtype", "ndim", "T", "mT", "layout"}
 #: answer cell uses them without importing them. ``tests/test_answer_rules.py`` keeps this in step.
 NOTEBOOK_IMPORTS = """
 import copy, functools, math, subprocess, sys, time
+from collections.abc import Callable
 import numpy as np
 import matplotlib.pyplot as plt
 import torch

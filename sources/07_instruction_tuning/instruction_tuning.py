@@ -541,6 +541,9 @@ def training_batches(seed=1):
         step += 1
 
 
+scores = dict(scores)  # this cell's own copy: the runs below add their scores to it
+
+
 def instruction_tune(name, model, loss_fn):
     '''SFT_STEPS steps of `loss_fn(logits, ids, mask)` on the same batches for every run; then exact match.'''
     history = train(model, training_batches(), lambda m, batch: loss_fn(m(batch[0]), *batch), SFT_STEPS,
@@ -949,7 +952,7 @@ DPO_STEPS = 6 if course_lib.FAST else 90
 DPO_BATCH = 8 if course_lib.FAST else 16
 DPO_LR = 3e-4
 BETAS = [0.1, 0.01, 1.0]  # the main run first
-reference = frozen_reference(sft)
+ref_model = frozen_reference(sft)
 kl_prompts = [e.instruction for e in EVAL]
 dpo_models, dpo_histories = {}, {}
 
@@ -957,13 +960,14 @@ dpo_models, dpo_histories = {}, {}
 def dpo_eval(policy):
     def evaluate():
         score = exact_match(policy, tokenizer, EVAL)
-        return {"exact_match": score["all"], "kl": kl_to_reference(policy, reference, tokenizer, kl_prompts)}
+        return {"exact_match": score["all"], "kl": kl_to_reference(policy, ref_model, tokenizer, kl_prompts)}
     return evaluate
 
 
+scores = dict(scores)  # this cell's own copy: each DPO run adds its score
 for beta in BETAS:
     policy = copy.deepcopy(sft)
-    history = train_dpo(policy, reference, pair_stream(tokenizer, pairs, DPO_BATCH, seed=0), DPO_STEPS, beta=beta,
+    history = train_dpo(policy, ref_model, pair_stream(tokenizer, pairs, DPO_BATCH, seed=0), DPO_STEPS, beta=beta,
                         lr=DPO_LR, step_fn=dpo_step, evaluate=dpo_eval(policy), eval_every=max(1, DPO_STEPS // 4),
                         desc=f"DPO beta={beta}")
     dpo_models[beta], dpo_histories[beta] = policy, history
@@ -1003,7 +1007,7 @@ from course_lib.preference import pair_batch
 
 pair_ids = pair_batch(tokenizer, pairs)  # every pair at once: chosen ids, mask, rejected ids, mask
 with torch.no_grad():
-    for name, model in [("reference (SFT)", reference), *[(f"DPO beta={b}", m) for b, m in dpo_models.items()]]:
+    for name, model in [("reference (SFT)", ref_model), *[(f"DPO beta={b}", m) for b, m in dpo_models.items()]]:
         chosen_logp = sequence_logprob(model, pair_ids[0], pair_ids[1]).mean().item()
         rejected_logp = sequence_logprob(model, pair_ids[2], pair_ids[3]).mean().item()
         print(f"{name:16s} log pi(chosen) {chosen_logp:7.2f}   log pi(rejected) {rejected_logp:7.2f}   "
