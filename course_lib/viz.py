@@ -547,7 +547,8 @@ def instruction_explorer(models: dict, tokenizer, respond, instruction: str = "R
 
     def show(instruction: str = instruction, temperature: float = 0.0, seed: int = 0) -> None:
         width = max(len(name) for name in models)
-        print(f"instruction: {instruction!r}")
+        setting = "greedy" if temperature == 0 else f"temperature {temperature:.1f}, seed {seed}"
+        print(f"instruction: {instruction!r} ({setting})")
         for name, model in models.items():
             g = torch.Generator().manual_seed(seed)
             try:

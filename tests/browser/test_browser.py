@@ -186,19 +186,31 @@ def test_solutions_notebook_runs_clean_in_the_browser(lab, browser, notebook):
     page.close()
 
 
+def _explorer_output(widget) -> str:
+    """What an explorer shows: its figure (the image's data URL) and its printed text."""
+    images = widget.locator("img")
+    src = images.first.get_attribute("src") if images.count() else ""
+    return (src or "") + widget.locator(".widget-output, .jupyter-widgets-output-area").first.inner_text()
+
+
 def _move_a_slider_and_see_the_output_change(page, slider) -> None:
     widget = slider.locator("xpath=ancestor::div[contains(@class, 'widget-interact') or "
                             "contains(@class, 'jp-OutputArea-output')][1]")
     slider.scroll_into_view_if_needed()
-    before = widget.locator("img").first.get_attribute("src", timeout=30_000)
+    deadline = time.time() + 30
+    before = _explorer_output(widget)
+    while not before.strip() and time.time() < deadline:  # the explorer's first output may still be coming
+        time.sleep(0.5)
+        before = _explorer_output(widget)
+    assert before.strip(), "the explorer showed nothing before its slider moved"
     handle = slider.locator(".noUi-handle, .ui-slider-handle").first
     handle.focus()
     for _ in range(5):
         page.keyboard.press("ArrowRight")
     deadline = time.time() + 30
     while time.time() < deadline:
-        after = widget.locator("img").first.get_attribute("src")
-        if after and after != before:
+        after = _explorer_output(widget)
+        if after.strip() and after != before:
             return
         time.sleep(0.5)
     raise AssertionError("moving the slider did not change the explorer's output")
