@@ -93,7 +93,8 @@ def main() -> None:
         nano = nanogpt_module(args.nanogpt.expanduser())
         torch.manual_seed(1337)
         models["nanoGPT"] = nano.GPT(nano.GPTConfig(**config, bias=True))
-        losses["nanoGPT"] = lambda model, window: model(window[:, :BLOCK], window[:, 1:])[1]
+        # nanoGPT views its targets flat, so they must be contiguous (its own get_batch stacks fresh rows).
+        losses["nanoGPT"] = lambda model, window: model(window[:, :BLOCK], window[:, 1:].contiguous())[1]
 
     # Each with its own optimizer: the course's adamw then and now, nanoGPT's configure_optimizers.
     optimizers = {name: adamw(model, 1e-3, weight_decay=0.1) for name, model in models.items()}

@@ -203,26 +203,6 @@ class MultiHeadAttention(nn.Module):
         out, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, H, T_q, dh), (B, H, T_q, T_k)
         return self.out_proj(merge_heads(out)), weights
 
-    @torch.no_grad()
-    def load_from_torch(self, mha: nn.MultiheadAttention) -> MultiHeadAttention:
-        """Copy the weights of a ``torch.nn.MultiheadAttention(D, H, batch_first=True)``."""
-        if mha.embed_dim != self.d_model or mha.num_heads != self.num_heads:
-            raise ValueError(
-                f"expected MultiheadAttention({self.d_model}, {self.num_heads}), "
-                f"got ({mha.embed_dim}, {mha.num_heads})"
-            )
-        if mha.in_proj_weight is None:
-            raise ValueError("only MultiheadAttention with equal q/k/v dimensions (one in_proj_weight) is supported")
-        D = self.d_model
-        for i, proj in enumerate((self.q_proj, self.k_proj, self.v_proj)):
-            proj.weight.copy_(mha.in_proj_weight[i * D : (i + 1) * D])
-            if proj.bias is not None:
-                proj.bias.copy_(mha.in_proj_bias[i * D : (i + 1) * D])
-        self.out_proj.weight.copy_(mha.out_proj.weight)
-        if self.out_proj.bias is not None:
-            self.out_proj.bias.copy_(mha.out_proj.bias)
-        return self
-
 
 def self_attention(
     x: torch.Tensor,

@@ -169,7 +169,7 @@ def test_split_and_merge_heads_are_inverse_and_use_contiguous_slices():
 def test_multi_head_attention_matches_torch(D, H, Tq, Tk):
     torch.manual_seed(0)
     ref = torch.nn.MultiheadAttention(D, H, batch_first=True)
-    mha = A.MultiHeadAttention(D, H).load_from_torch(ref)
+    mha = C.attention_from_torch(ref)
     g = torch.Generator().manual_seed(5)
     query, memory = torch.randn(2, Tq, D, generator=g), torch.randn(2, Tk, D, generator=g)
     # cross-attention
@@ -195,7 +195,7 @@ def test_multi_head_attention_matches_torch(D, H, Tq, Tk):
 def test_self_attention_matches_torch_with_causal_and_padding_masks(D, H, lengths, causal):
     torch.manual_seed(2)
     ref = torch.nn.MultiheadAttention(D, H, batch_first=True)
-    mha = A.MultiHeadAttention(D, H).load_from_torch(ref)
+    mha = C.attention_from_torch(ref)
     B, T = (1 if lengths is None else len(lengths)), 6
     x = torch.randn(B, T, D, generator=torch.Generator().manual_seed(3))
     lengths = None if lengths is None else torch.tensor(lengths)

@@ -13,6 +13,7 @@ solution, or a mistake), every other cell is left as released.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import os
 import re
@@ -45,6 +46,11 @@ class Mistake:
     ``cause`` is a few words of the mistake catalogue entry (a ``*_MISTAKES``
     or ``*_ERRORS`` description in ``course_lib.checks``) that a failing check
     must name as the likely cause, for mistakes the catalogue knows.
+
+    ``code=FROM_CATALOGUE`` writes the mistake once, in its catalogue: the
+    answer cell is generated from the catalogue's mistaken function (see
+    :func:`catalogue_source`), renamed to ``function`` (default: the cell's id).
+    ``catalogue`` names the ``*_MISTAKES`` mapping when one description is in several.
     """
 
     name: str
@@ -55,11 +61,102 @@ class Mistake:
     why: str = ""
     flagged: bool = False
     cause: str = ""
+    function: str = ""
+    catalogue: str = ""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9-]+", self.name):
             raise ValueError(f"mistake names become student ids: use a-z, 0-9 and '-', got {self.name!r}")
         object.__setattr__(self, "fails", frozenset(self.fails))
+        if self.code == FROM_CATALOGUE and not self.cause:
+            raise ValueError(f"{self.name}: code=FROM_CATALOGUE needs the cause it is catalogued under")
+
+    def generated(self, defined: Iterable[str] = ()) -> Mistake:
+        """This mistake with ``code=FROM_CATALOGUE`` replaced by the source generated from its catalogue entry."""
+        if self.code != FROM_CATALOGUE:
+            return self
+        fn = catalogue_function(self.cause, self.catalogue)
+        return dataclasses.replace(self, code=catalogue_source(fn, self.function or self.cell, defined))
+
+
+FROM_CATALOGUE: str = "<generated from the mistake catalogue>"
+
+
+
+def catalogue_function(cause: str, catalogue: str = ""):
+    """The mistaken function a ``*_MISTAKES`` catalogue keeps under the description ``cause`` names."""
+    import importlib
+    import pkgutil
+
+    import course_lib.checks
+
+    entry = catalogue_entry(cause)
+    found = []
+    for info in pkgutil.iter_modules(course_lib.checks.__path__):
+        module = importlib.import_module(f"course_lib.checks.{info.name}")
+        for name, value in vars(module).items():
+            if name.endswith("_MISTAKES") and isinstance(value, Mapping) and entry in value:
+                if not catalogue or catalogue in (name, f"{info.name}.{name}"):
+                    found.append((f"{info.name}.{name}", value[entry]))
+    if len(found) != 1:
+        names = [n for n, _ in found]
+        raise ValueError(f"{cause!r}: {len(found)} catalogues hold it ({names}); name one in catalogue=")
+    return found[0][1]
+
+
+def catalogue_source(fn, function: str, defined: Iterable[str] = ()) -> str:
+    """Answer-cell source for a catalogue's mistaken function ``fn``, renamed to ``function``.
+
+    The private helpers of ``course_lib.checks`` it calls (``_q``, ``_timesteps``, ...) come first,
+    annotations are dropped (the notebook has no ``from __future__ import annotations``), and every
+    other global it reads must be a name the notebook ``defined`` (see :func:`answer_names`: its
+    imports such as ``torch`` and ``F``, a student's own ``discriminator_loss`` called from the
+    training step), never ``function`` itself: a ValueError names any other, so a catalogue entry
+    that cannot stand in for a student's answer is refused, not half-copied.
+    """
+    import ast
+    import inspect
+    import textwrap
+    import types
+
+    def global_names(code: types.CodeType) -> set[str]:
+        names = set(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                names |= global_names(const)
+        return names
+
+    if not inspect.isfunction(fn) or fn.__qualname__ != fn.__name__ or fn.__name__ == "<lambda>":
+        raise ValueError(f"{fn!r} is not a module-level function: write this mistake's code out")
+    order: list = []
+    allowed = set(defined)
+
+    def visit(f) -> None:
+        if f in order:
+            return
+        for name in sorted(global_names(f.__code__)):
+            value = f.__globals__.get(name)
+            if value is None or (name in allowed and name != function):
+                continue
+            if inspect.isfunction(value) and value.__module__.startswith("course_lib.checks") and name.startswith("_"):
+                visit(value)
+            else:
+                raise ValueError(f"{fn.__name__} reads {name!r}, which its answer cell may not use")
+        order.append(f)
+
+    visit(fn)
+    parts = []
+    for f in order:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(f)))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.arg):
+                node.annotation = None
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                node.returns = None
+                if node is tree.body[0] and f is fn:
+                    node.name = function
+        parts.append(ast.unparse(tree))
+    return "\n" + "\n\n\n".join(parts) + "\n"
 
 
 # --------------------------------------------------------------------------
@@ -240,7 +337,36 @@ def load_mistakes(assignment: str) -> list[Mistake]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    return list(module.MISTAKES)
+    defined = answer_names(assignment, root=SUBMISSIONS.parent.parent)
+    return [mistake.generated(defined) for mistake in module.MISTAKES]
+
+
+def answer_names(assignment: str, root: Path = ROOT) -> set[str]:
+    """Names an answer cell of an assignment may use: what its solutions notebooks import (from anything
+    but course_lib, whose references an answer may not call) and the functions and classes their answer
+    cells define."""
+    import ast
+
+    names = set()
+    for name in notebook_names(assignment, root):
+        nb = read(root / "solutions" / assignment / name)
+        answers = answer_cells(nb)
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            try:
+                tree = ast.parse(strip_markers(cell.source))
+            except SyntaxError:  # IPython magics
+                continue
+            for node in tree.body:
+                if isinstance(node, ast.Import):
+                    modules = [a for a in node.names if not a.name.startswith("course_lib")]
+                    names |= {a.asname or a.name.split(".")[0] for a in modules}
+                elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith("course_lib"):
+                    names |= {a.asname or a.name for a in node.names}
+                elif cell in answers.values() and isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    names.add(node.name)
+    return names
 
 
 # --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from .. import attention as A
 from ..grading import CheckFailed, check_close, check_function, forbid_reference, substitute
@@ -323,12 +324,32 @@ def check_merge_heads(merge_heads: Callable, cases: Cases | None = None) -> None
     check_function(merge_heads, A.merge_heads, cases, name="merge_heads", mistakes=MERGE_HEADS_MISTAKES)
 
 
+@torch.no_grad()
+def attention_from_torch(mha: nn.MultiheadAttention) -> A.MultiHeadAttention:
+    """A :class:`MultiHeadAttention` with the weights of a ``torch.nn.MultiheadAttention(D, H, batch_first=True)``.
+
+    torch keeps the q, k and v projections stacked in ``in_proj_weight`` (3D, D); ours are three Linears.
+    """
+    if mha.in_proj_weight is None:
+        raise ValueError("only MultiheadAttention with equal q/k/v dimensions (one in_proj_weight) is supported")
+    D, H = mha.embed_dim, mha.num_heads
+    ours = A.MultiHeadAttention(D, H, bias=mha.in_proj_bias is not None)
+    for i, proj in enumerate((ours.q_proj, ours.k_proj, ours.v_proj)):
+        proj.weight.copy_(mha.in_proj_weight[i * D : (i + 1) * D])
+        if proj.bias is not None:
+            proj.bias.copy_(mha.in_proj_bias[i * D : (i + 1) * D])
+    ours.out_proj.weight.copy_(mha.out_proj.weight)
+    if ours.out_proj.bias is not None:
+        ours.out_proj.bias.copy_(mha.out_proj.bias)
+    return ours
+
+
 def _compare_with_torch(
     split_heads: Callable, merge_heads: Callable, D: int, H: int, T_q: int, T_k: int, seed: int
 ) -> None:
     torch.manual_seed(seed)
     theirs = torch.nn.MultiheadAttention(D, H, batch_first=True)
-    projections = A.MultiHeadAttention(D, H).load_from_torch(theirs)
+    projections = attention_from_torch(theirs)
     query, memory = torch.randn(2, T_q, D), torch.randn(2, T_k, D)
     hint = "your split_heads / merge_heads pass the shape checks but put features in the wrong heads or order"
 
@@ -593,6 +614,7 @@ __all__ = [
     "SELF_ATTENTION_MISTAKES",
     "SELF_ATTENTION_SHORTCUTS",
     "SPLIT_HEADS_MISTAKES",
+    "attention_from_torch",
     "check_causal_mask",
     "check_merge_heads",
     "check_multi_head_attention",

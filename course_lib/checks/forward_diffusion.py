@@ -243,6 +243,8 @@ Q_SAMPLE_SHORTCUTS = ["course_lib.diffusion.q_sample", "course_lib.checks.forwar
 
 
 def _q(x0, t, schedule, noise, signal, noise_var):
+    if noise is None:
+        noise = torch.randn_like(x0)
     t = _timesteps(t, x0)
     return _shape_like(signal, t, x0) * x0 + _shape_like(noise_var, t, x0).sqrt() * noise
 

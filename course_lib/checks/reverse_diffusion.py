@@ -184,30 +184,34 @@ LOSS_SHORTCUTS = ["course_lib.diffusion.diffusion_loss", "course_lib.checks.reve
 
 
 def _loss_parts(model, x0, schedule, labels, t, noise, use_alpha=False):
+    if t is None:
+        t = torch.randint(len(schedule.betas), (x0.shape[0],))
+    if noise is None:
+        noise = torch.randn_like(x0)
     ab = schedule.alphas if use_alpha else schedule.alpha_bars
     tt = _timesteps(t, x0)
     xt = _shape_like(ab, tt, x0).sqrt() * x0 + _shape_like(1 - ab, tt, x0).sqrt() * noise
     eps = model(xt, tt) if labels is None else model(xt, tt, labels)
-    return xt, eps
+    return noise, eps  # the noise drawn when none was given
 
 
 def _loss_predicts_x0(model, x0, schedule, labels=None, t=None, noise=None):
-    _, eps = _loss_parts(model, x0, schedule, labels, t, noise)
+    noise, eps = _loss_parts(model, x0, schedule, labels, t, noise)
     return ((eps - x0) ** 2).mean()
 
 
 def _loss_alpha(model, x0, schedule, labels=None, t=None, noise=None):
-    _, eps = _loss_parts(model, x0, schedule, labels, t, noise, use_alpha=True)
+    noise, eps = _loss_parts(model, x0, schedule, labels, t, noise, use_alpha=True)
     return ((eps - noise) ** 2).mean()
 
 
 def _loss_sum(model, x0, schedule, labels=None, t=None, noise=None):
-    _, eps = _loss_parts(model, x0, schedule, labels, t, noise)
+    noise, eps = _loss_parts(model, x0, schedule, labels, t, noise)
     return ((eps - noise) ** 2).sum()
 
 
 def _loss_ignores_labels(model, x0, schedule, labels=None, t=None, noise=None):
-    _, eps = _loss_parts(model, x0, schedule, None, t, noise)
+    noise, eps = _loss_parts(model, x0, schedule, None, t, noise)
     return ((eps - noise) ** 2).mean()
 
 
@@ -266,6 +270,8 @@ def _p(model, xt, t, schedule, noise, alpha_for_mean=None, sqrt_ab=True, noise_a
     mean = (xt - _shape_like(s.betas / denom, tt, xt) * eps) / _shape_like(alpha.sqrt(), tt, xt)
     if int(t) == 0 and not noise_at_zero:
         return mean
+    if noise is None:
+        noise = torch.randn_like(xt)
     return mean + _shape_like(s.betas if var is None else var, tt, xt).sqrt() * noise
 
 
@@ -398,8 +404,8 @@ DDIM_SHORTCUTS = [
 
 
 def _ddim(eps, xt, ab_t, ab_prev):
-    x0_hat = (xt - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)
-    return math.sqrt(ab_prev) * x0_hat + math.sqrt(1 - ab_prev) * eps
+    x0_hat = (xt - (1 - ab_t) ** 0.5 * eps) / ab_t**0.5
+    return ab_prev**0.5 * x0_hat + (1 - ab_prev) ** 0.5 * eps
 
 
 def _ddim_t_minus_1(eps, xt, t, t_prev, schedule):

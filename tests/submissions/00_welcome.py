@@ -4,7 +4,7 @@ Read by tools/harness.py. Every answer cell must be the target of at least
 one mistake; each mistake names exactly the test cells that must score 0.
 """
 
-from harness import Mistake
+from harness import FROM_CATALOGUE, Mistake
 
 MISTAKES = [
     Mistake(
@@ -24,11 +24,7 @@ def softmax(x, dim=-1):
         cause="exp overflowed to inf and",
         cell="softmax",
         why="the textbook formula: right for small scores, NaN for large ones",
-        code='''
-def softmax(x, dim=-1):
-    e = torch.exp(x)
-    return e / e.sum(dim=dim, keepdim=True)
-''',
+        code=FROM_CATALOGUE,
         fails={"test_softmax_stable"},
     ),
     Mistake(
@@ -73,11 +69,7 @@ def cross_entropy(logits, targets):
                "Compute log-softmax directly: x - m - log(sum(exp(x - m)))"),
         cell="cross_entropy",
         why="log(softmax(x)) in two steps: right for small logits, inf for confident ones",
-        code='''
-def cross_entropy(logits, targets):
-    probs = softmax(logits, dim=1)
-    return -torch.log(probs[torch.arange(len(targets)), targets]).mean()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_cross_entropy_stable"},
     ),
     Mistake(

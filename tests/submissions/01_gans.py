@@ -4,7 +4,7 @@ Read by tools/harness.py. Every answer cell must be the target of at least
 one mistake; each mistake names exactly the test cells that must score 0.
 """
 
-from harness import Mistake
+from harness import FROM_CATALOGUE, Mistake
 
 _D_TESTS = {"test_discriminator_loss", "test_discriminator_loss_stable"}
 _G_TESTS = {"test_generator_loss", "test_generator_loss_stable"}
@@ -17,10 +17,7 @@ MISTAKES = [
         cause="swapped the labels: real samples",
         cell="discriminator_loss",
         why="real labelled 0 and fake labelled 1",
-        code='''
-def discriminator_loss(real_logits, fake_logits):
-    return F.softplus(real_logits).mean() + F.softplus(-fake_logits).mean()
-''',
+        code=FROM_CATALOGUE,
         fails=_D_TESTS,
     ),
     Mistake(
@@ -28,10 +25,7 @@ def discriminator_loss(real_logits, fake_logits):
         cause="took log(sigmoid(x)) in two",
         cell="discriminator_loss",
         why="log(sigmoid(x)) in two steps: right for moderate logits, inf for confident ones",
-        code='''
-def discriminator_loss(real_logits, fake_logits):
-    return -torch.log(torch.sigmoid(real_logits)).mean() - torch.log(1 - torch.sigmoid(fake_logits)).mean()
-''',
+        code=FROM_CATALOGUE, catalogue='DISCRIMINATOR_LOSS_MISTAKES',
         fails={"test_discriminator_loss_stable"},
     ),
     Mistake(
@@ -63,12 +57,7 @@ def discriminator_loss(real_logits, fake_logits):
         cause="used the wrong target: the",
         cell="generator_loss",
         why="the non-saturating loss with label 0: G helps D instead of fooling it",
-        code='''
-def generator_loss(fake_logits, non_saturating=True):
-    if non_saturating:
-        return F.softplus(fake_logits).mean()
-    return -F.softplus(fake_logits).mean()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_generator_loss", "test_generator_loss_stable"},
     ),
     Mistake(
@@ -76,13 +65,7 @@ def generator_loss(fake_logits, non_saturating=True):
         cause="took log(sigmoid(x)) in two",
         cell="generator_loss",
         why="log(sigmoid(x)) in two steps",
-        code='''
-def generator_loss(fake_logits, non_saturating=True):
-    p = torch.sigmoid(fake_logits)
-    if non_saturating:
-        return -torch.log(p).mean()
-    return torch.log(1 - p).mean()
-''',
+        code=FROM_CATALOGUE, catalogue='GENERATOR_LOSS_MISTAKES',
         fails={"test_generator_loss_stable"},
     ),
     Mistake(
@@ -90,10 +73,7 @@ def generator_loss(fake_logits, non_saturating=True):
         cause="ignored `non_saturating=False`:",
         cell="generator_loss",
         why="always the non-saturating form",
-        code='''
-def generator_loss(fake_logits, non_saturating=True):
-    return F.softplus(-fake_logits).mean()
-''',
+        code=FROM_CATALOGUE,
         fails=_G_TESTS,
     ),
     # ---- gan_train_step -----------------------------------------------------
@@ -102,19 +82,7 @@ def generator_loss(fake_logits, non_saturating=True):
         cause="the discriminator's loss backpropagated into G:",
         cell="gan_train_step",
         why="D's loss backpropagates into G (parameters still right: caught by the backward-pass count)",
-        code='''
-def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
-    fake = G(z)
-    d_loss = discriminator_loss(D(real), D(fake))
-    opt_D.zero_grad()
-    d_loss.backward(retain_graph=True)
-    opt_D.step()
-    g_loss = generator_loss(D(fake), non_saturating)
-    opt_G.zero_grad()
-    g_loss.backward()
-    opt_G.step()
-    return d_loss.item(), g_loss.item()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_gan_train_step"},
     ),
     Mistake(
@@ -122,19 +90,7 @@ def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
         cause="updated G before D: the order",
         cell="gan_train_step",
         why="updates G first, against the old D",
-        code='''
-def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
-    fake = G(z)
-    g_loss = generator_loss(D(fake), non_saturating)
-    opt_G.zero_grad()
-    g_loss.backward()
-    opt_G.step()
-    d_loss = discriminator_loss(D(real), D(fake.detach()))
-    opt_D.zero_grad()
-    d_loss.backward()
-    opt_D.step()
-    return d_loss.item(), g_loss.item()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_gan_train_step"},
     ),
     Mistake(
@@ -142,19 +98,7 @@ def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
         cause="G used label 0 for its samples:",
         cell="gan_train_step",
         why="the generator's loss uses label 0 for its own samples",
-        code='''
-def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
-    fake = G(z)
-    d_loss = discriminator_loss(D(real), D(fake.detach()))
-    opt_D.zero_grad()
-    d_loss.backward()
-    opt_D.step()
-    g_loss = F.softplus(D(fake)).mean()  # label 0
-    opt_G.zero_grad()
-    g_loss.backward()
-    opt_G.step()
-    return d_loss.item(), g_loss.item()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_gan_train_step"},
     ),
     Mistake(
@@ -162,18 +106,7 @@ def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
         cause="G's loss reached D's update:",
         cell="gan_train_step",
         why="both losses backpropagated before either optimiser steps: G's gradient lands in D's update",
-        code='''
-def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
-    opt_D.zero_grad()
-    opt_G.zero_grad()
-    fake = G(z)
-    d_loss = discriminator_loss(D(real), D(fake.detach()))
-    g_loss = generator_loss(D(fake), non_saturating)
-    (d_loss + g_loss).backward()
-    opt_D.step()
-    opt_G.step()
-    return d_loss.item(), g_loss.item()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_gan_train_step"},
     ),
     Mistake(
@@ -181,17 +114,7 @@ def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
         cause="gradients from an earlier",
         cell="gan_train_step",
         why="never zeroes gradients: the previous step's gradients are added in",
-        code='''
-def gan_train_step(G, D, opt_G, opt_D, real, z, non_saturating=True):
-    fake = G(z)
-    d_loss = discriminator_loss(D(real), D(fake.detach()))
-    d_loss.backward()
-    opt_D.step()
-    g_loss = generator_loss(D(fake), non_saturating)
-    g_loss.backward()
-    opt_G.step()
-    return d_loss.item(), g_loss.item()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_gan_train_step"},
     ),
     # ---- predict_saturation -------------------------------------------------
@@ -359,16 +282,7 @@ def gradient_penalty(critic, real, fake, alpha=None):
         cause="took one norm over the whole",
         cell="gradient_penalty",
         why="one gradient norm for the whole batch instead of one per sample",
-        code='''
-def gradient_penalty(critic, real, fake, alpha=None):
-    B = real.shape[0]
-    if alpha is None:
-        alpha = torch.rand(B)
-    alpha = alpha.reshape((B,) + (1,) * (real.dim() - 1))
-    x_hat = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return (grad.norm() - 1) ** 2
-''',
+        code=FROM_CATALOGUE,
         fails=_GP_TESTS,
     ),
     Mistake(
@@ -376,16 +290,7 @@ def gradient_penalty(critic, real, fake, alpha=None):
         cause="took the norm over the last",
         cell="gradient_penalty",
         why="norm over the last axis only: right for 2-D points, wrong for images",
-        code='''
-def gradient_penalty(critic, real, fake, alpha=None):
-    B = real.shape[0]
-    if alpha is None:
-        alpha = torch.rand(B)
-    alpha = alpha.reshape((B,) + (1,) * (real.dim() - 1))
-    x_hat = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return ((grad.norm(dim=-1) - 1) ** 2).mean()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_gradient_penalty"},
     ),
     Mistake(
@@ -393,16 +298,7 @@ def gradient_penalty(critic, real, fake, alpha=None):
         cause="penalised the squared norm:",
         cell="gradient_penalty",
         why="penalises (|grad|^2 - 1)^2",
-        code='''
-def gradient_penalty(critic, real, fake, alpha=None):
-    B = real.shape[0]
-    if alpha is None:
-        alpha = torch.rand(B)
-    alpha = alpha.reshape((B,) + (1,) * (real.dim() - 1))
-    x_hat = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).pow(2).sum(dim=1) - 1) ** 2).mean()
-''',
+        code=FROM_CATALOGUE,
         fails=_GP_TESTS,
     ),
     Mistake(

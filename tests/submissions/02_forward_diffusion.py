@@ -4,7 +4,7 @@ Read by tools/harness.py. Every answer cell is the target of at least one
 mistake; each mistake names exactly the test cells that must score 0.
 """
 
-from harness import Mistake
+from harness import FROM_CATALOGUE, Mistake
 
 MISTAKES = [
     Mistake(
@@ -12,10 +12,7 @@ MISTAKES = [
         cause="the last beta falls short",
         cell="linear_beta_schedule",
         why="arange(T) / T never reaches beta_end",
-        code='''
-def linear_beta_schedule(T, beta_start=1e-4, beta_end=0.02):
-    return beta_start + (beta_end - beta_start) * torch.arange(T) / T
-''',
+        code=FROM_CATALOGUE,
         fails={"test_linear_beta_schedule"},
     ),
     Mistake(
@@ -50,13 +47,7 @@ def cosine_beta_schedule(T, s=0.008):
         cause="forgot to square the cosine:",
         cell="cosine_beta_schedule",
         why="cos instead of cos squared",
-        code='''
-def cosine_beta_schedule(T, s=0.008):
-    u = torch.arange(T + 1, dtype=torch.float64) / T
-    f = torch.cos((u + s) / (1 + s) * math.pi / 2)
-    alpha_bar = f / f[0]
-    return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999).float()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_cosine_beta_schedule"},
     ),
     Mistake(
@@ -64,10 +55,7 @@ def cosine_beta_schedule(T, s=0.008):
         cause="returned alpha_t = 1 - beta_t",
         cell="compute_alpha_bars",
         why="alpha used where alpha_bar belongs",
-        code='''
-def compute_alpha_bars(betas):
-    return 1 - betas
-''',
+        code=FROM_CATALOGUE,
         fails={"test_alpha_bars"},
     ),
     Mistake(
@@ -75,10 +63,7 @@ def compute_alpha_bars(betas):
         cause="summed the alphas: alpha_bar",
         cell="compute_alpha_bars",
         why="a running sum instead of a product",
-        code='''
-def compute_alpha_bars(betas):
-    return torch.cumsum(1 - betas, dim=0)
-''',
+        code=FROM_CATALOGUE,
         fails={"test_alpha_bars"},
     ),
     Mistake(
@@ -86,13 +71,7 @@ def compute_alpha_bars(betas):
         cause="used alpha_t where alpha_bar_t belongs: one",
         cell="q_sample",
         why="one step's alpha where the cumulative alpha_bar belongs",
-        code='''
-def q_sample(x0, t, schedule, noise=None):
-    if noise is None:
-        noise = torch.randn_like(x0)
-    a = schedule.alphas[t].reshape(-1, *([1] * (x0.dim() - 1)))
-    return a.sqrt() * x0 + (1 - a).sqrt() * noise
-''',
+        code=FROM_CATALOGUE,
         fails={"test_q_sample_points", "test_q_sample_images"},
     ),
     Mistake(
@@ -100,13 +79,7 @@ def q_sample(x0, t, schedule, noise=None):
         cause="forgot the square roots: x_t",
         cell="q_sample",
         why="variances used as standard deviations",
-        code='''
-def q_sample(x0, t, schedule, noise=None):
-    if noise is None:
-        noise = torch.randn_like(x0)
-    ab = schedule.alpha_bars[t].reshape(-1, *([1] * (x0.dim() - 1)))
-    return ab * x0 + (1 - ab) * noise
-''',
+        code=FROM_CATALOGUE,
         fails={"test_q_sample_points", "test_q_sample_images"},
     ),
     Mistake(
@@ -114,13 +87,7 @@ def q_sample(x0, t, schedule, noise=None):
         cause="off by one between t and the schedule index: timesteps",
         cell="q_sample",
         why="1-based habit: alpha_bars[t - 1]",
-        code='''
-def q_sample(x0, t, schedule, noise=None):
-    if noise is None:
-        noise = torch.randn_like(x0)
-    ab = schedule.alpha_bars[t - 1].reshape(-1, *([1] * (x0.dim() - 1)))
-    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-''',
+        code=FROM_CATALOGUE,
         fails={"test_q_sample_points", "test_q_sample_images"},
     ),
     Mistake(
@@ -142,14 +109,7 @@ def q_sample(x0, t, schedule, noise=None):
         cause="read a precomputed term of",
         cell="q_sample",
         why="reads the schedule's precomputed square roots instead of computing them",
-        code='''
-def q_sample(x0, t, schedule, noise=None):
-    if noise is None:
-        noise = torch.randn_like(x0)
-    shape = (-1, *([1] * (x0.dim() - 1)))
-    return (schedule.sqrt_alpha_bars[t].reshape(shape) * x0
-            + schedule.sqrt_one_minus_alpha_bars[t].reshape(shape) * noise)
-''',
+        code=FROM_CATALOGUE, catalogue='Q_SAMPLE_MISTAKES',
         fails={"test_q_sample_points", "test_q_sample_images"},
     ),
     Mistake(
@@ -170,14 +130,7 @@ def q_sample(x0, t, schedule, noise=None):
         cause="one chain step scales by sqrt(alpha_t), not sqrt(alpha_bar_t)",
         cell="q_chain",
         why="the cumulative alpha_bar in a single step: the signal shrinks far too fast",
-        code='''
-def q_chain(x0, schedule, noise):
-    states, x = [], x0
-    for t in range(len(noise)):
-        x = schedule.alpha_bars[t].sqrt() * x + schedule.betas[t].sqrt() * noise[t]
-        states.append(x)
-    return torch.stack(states)
-''',
+        code=FROM_CATALOGUE,
         fails={"test_q_chain"},
     ),
     Mistake(
@@ -185,13 +138,7 @@ def q_chain(x0, schedule, noise):
         cause="every step starts again from the clean x0",
         cell="q_chain",
         why="never updates the running state: each step noises the clean data afresh",
-        code='''
-def q_chain(x0, schedule, noise):
-    states = []
-    for t in range(len(noise)):
-        states.append(schedule.alphas[t].sqrt() * x0 + schedule.betas[t].sqrt() * noise[t])
-    return torch.stack(states)
-''',
+        code=FROM_CATALOGUE,
         fails={"test_q_chain"},
     ),
     Mistake(
@@ -199,14 +146,7 @@ def q_chain(x0, schedule, noise):
         cause="the previous state is not scaled down by sqrt(alpha_t)",
         cell="q_chain",
         why="adds the noise without shrinking the state: variance exploding",
-        code='''
-def q_chain(x0, schedule, noise):
-    states, x = [], x0
-    for t in range(len(noise)):
-        x = x + schedule.betas[t].sqrt() * noise[t]
-        states.append(x)
-    return torch.stack(states)
-''',
+        code=FROM_CATALOGUE,
         fails={"test_q_chain"},
     ),
     Mistake(
@@ -214,14 +154,7 @@ def q_chain(x0, schedule, noise):
         cause="the chain's first state is the clean x0",
         cell="q_chain",
         why="stores the state before each step instead of after it",
-        code='''
-def q_chain(x0, schedule, noise):
-    states, x = [], x0
-    for t in range(len(noise)):
-        states.append(x)
-        x = schedule.alphas[t].sqrt() * x + schedule.betas[t].sqrt() * noise[t]
-    return torch.stack(states)
-''',
+        code=FROM_CATALOGUE,
         fails={"test_q_chain"},
     ),
     Mistake(

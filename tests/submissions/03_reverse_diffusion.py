@@ -4,7 +4,7 @@ Read by tools/harness.py. Every answer cell is the target of at least one
 mistake; each mistake names exactly the test cells that must score 0.
 """
 
-from harness import Mistake
+from harness import FROM_CATALOGUE, Mistake
 
 _SHAPE = "shape = (-1, *([1] * (xt.dim() - 1)))"
 
@@ -117,7 +117,7 @@ MISTAKES = [
         cause="used alpha_bar_t where alpha_bar_{t-1}",
         cell="q_posterior_mean_variance",
         why="alpha_bar_t where alpha_bar_{t-1} belongs (off by one)",
-        code=_posterior(ab_prev="schedule.alpha_bars[t]"),
+        code=FROM_CATALOGUE,
         fails={"test_posterior"},
     ),
     Mistake(
@@ -125,7 +125,7 @@ MISTAKES = [
         cause="used alpha_t where alpha_bar_t belongs: x_0",
         cell="q_posterior_mean_variance",
         why="alpha used where alpha_bar belongs",
-        code=_posterior(ab_prev="torch.cat([torch.ones(1), schedule.alphas[:-1]])[t]", ab="schedule.alphas[t]"),
+        code=FROM_CATALOGUE,
         fails={"test_posterior"},
     ),
     Mistake(
@@ -133,13 +133,7 @@ MISTAKES = [
         cause="read a precomputed term of",
         cell="q_posterior_mean_variance",
         why="reads the schedule's precomputed posterior terms",
-        code='''
-def q_posterior_mean_variance(x0, xt, t, schedule):
-    shape = (-1, *([1] * (xt.dim() - 1)))
-    mean = (schedule.posterior_mean_coef_x0[t].reshape(shape) * x0
-            + schedule.posterior_mean_coef_xt[t].reshape(shape) * xt)
-    return mean, schedule.posterior_variance[t].reshape(shape)
-''',
+        code=FROM_CATALOGUE, catalogue='POSTERIOR_MISTAKES',
         fails={"test_posterior"},
     ),
     Mistake(
@@ -147,7 +141,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
         cause="compared the prediction with",
         cell="diffusion_loss",
         why="regresses onto x0 instead of the noise",
-        code=_loss(target="x0"),
+        code=FROM_CATALOGUE,
         fails={"test_diffusion_loss"},
     ),
     Mistake(
@@ -155,7 +149,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
         cause="did not pass the labels to",
         cell="diffusion_loss",
         why="never passes the labels to the model",
-        code=_loss(call="model(xt, t)"),
+        code=FROM_CATALOGUE,
         fails={"test_diffusion_loss"},
     ),
     Mistake(
@@ -163,7 +157,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
         cause="summed the squared errors:",
         cell="diffusion_loss",
         why="sums instead of averaging",
-        code=_loss(reduce="sum"),
+        code=FROM_CATALOGUE,
         fails={"test_diffusion_loss"},
     ),
     Mistake(
@@ -179,7 +173,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
         cause="divided by sqrt(alpha_bar_t)",
         cell="p_sample",
         why="divides by sqrt(alpha_bar_t) where sqrt(alpha_t) belongs (same value at t = 0)",
-        code=_p_sample(mean_alpha="ab"),
+        code=FROM_CATALOGUE,
         fails={"test_p_sample"},
     ),
     Mistake(
@@ -187,7 +181,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
         cause="added noise at the last step",
         cell="p_sample",
         why="adds noise at t = 0 too",
-        code=_p_sample(last="False"),
+        code=FROM_CATALOGUE,
         fails={"test_p_sample_last_step"},
     ),
     Mistake(
@@ -195,7 +189,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
         cause="forgot the square root: the",
         cell="p_sample",
         why="beta_t / (1 - alpha_bar_t): the square root forgotten",
-        code=_p_sample(denom="(1 - ab)"),
+        code=FROM_CATALOGUE,
         fails={"test_p_sample", "test_p_sample_last_step"},
     ),
     Mistake(
@@ -203,7 +197,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
         cause="multiplied the noise by beta_t:",
         cell="p_sample",
         why="uses the variance beta_t as the standard deviation",
-        code=_p_sample(noise_coef="beta"),
+        code=FROM_CATALOGUE,
         fails={"test_p_sample"},
     ),
     Mistake(
@@ -227,7 +221,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
         cause="used alpha_bar_{t-1} where",
         cell="ddim_step",
         why="alpha_bar_{t-1} where alpha_bar_{t_prev} belongs",
-        code=_ddim_step(ab_prev="schedule.alpha_bars[t - 1] if t > 0 else torch.tensor(1.0)"),
+        code=FROM_CATALOGUE,
         fails={"test_ddim_step"},
     ),
     Mistake(
@@ -235,7 +229,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
         cause="at the final step t_prev =",
         cell="ddim_step",
         why="alpha_bars[-1] is the last entry, not alpha_bar_{-1} = 1",
-        code=_ddim_step(ab_prev="schedule.alpha_bars[t_prev]"),
+        code=FROM_CATALOGUE,
         fails={"test_ddim_step"},
     ),
     Mistake(
@@ -243,8 +237,7 @@ def q_posterior_mean_variance(x0, xt, t, schedule):
         cause="used alpha_t where alpha_bar_t belongs: x_t",
         cell="ddim_step",
         why="alpha used where alpha_bar belongs",
-        code=_ddim_step(ab_prev="schedule.alphas[t_prev] if t_prev >= 0 else torch.tensor(1.0)",
-                        table="schedule.alphas"),
+        code=FROM_CATALOGUE,
         fails={"test_ddim_step"},
     ),
     Mistake(
@@ -284,7 +277,7 @@ def ddim_sample(model, x_T, schedule, steps):
         cause="swapped the conditional and",
         cell="guided_noise",
         why="conditional and unconditional swapped",
-        code=_cfg("eps_cond + guidance_scale * (eps_uncond - eps_cond)"),
+        code=FROM_CATALOGUE,
         fails={"test_guided_noise"},
     ),
     Mistake(
@@ -292,7 +285,7 @@ def ddim_sample(model, x_T, schedule, steps):
         cause="scaled the conditional prediction",
         cell="guided_noise",
         why="scales the conditional prediction alone",
-        code=_cfg("guidance_scale * eps_cond"),
+        code=FROM_CATALOGUE,
         fails={"test_guided_noise"},
     ),
     Mistake(

@@ -4,7 +4,7 @@ Read by tools/harness.py. Every answer cell must be the target of at least
 one mistake; each mistake names exactly the test cells that must score 0.
 """
 
-from harness import Mistake
+from harness import FROM_CATALOGUE, Mistake
 
 SDPA_TESTS = {"test_sdpa_values", "test_sdpa_mask", "test_sdpa_empty_rows"}
 
@@ -14,14 +14,7 @@ MISTAKES = [
         cause="softmax over the wrong axis: each",
         cell="scaled_dot_product_attention",
         why="normalises over the queries (dim=-2): no error, every column sums to 1 instead of every row",
-        code='''
-def scaled_dot_product_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-2).nan_to_num(0.0)
-    return weights @ v, weights
-''',
+        code=FROM_CATALOGUE,
         fails=SDPA_TESTS,
     ),
     Mistake(
@@ -29,14 +22,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         cause="missing scale: divide the",
         cell="scaled_dot_product_attention",
         why="forgets the 1/sqrt(d)",
-        code='''
-def scaled_dot_product_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-    return weights @ v, weights
-''',
+        code=FROM_CATALOGUE,
         # the empty-rows case also has rows with several keys, where the scale matters
         fails=SDPA_TESTS,
     ),
@@ -45,14 +31,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         cause="inverted mask: True means",
         cell="scaled_dot_product_attention",
         why="masks where the mask is True: right without a mask, wrong with one",
-        code='''
-def scaled_dot_product_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-    return weights @ v, weights
-''',
+        code=FROM_CATALOGUE,
         fails={"test_sdpa_mask", "test_sdpa_empty_rows"},
     ),
     Mistake(
@@ -60,14 +39,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         cause="masked with 0 instead of -inf:",
         cell="scaled_dot_product_attention",
         why="fills masked scores with 0: exp(0) = 1, so masked keys keep weight",
-        code='''
-def scaled_dot_product_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, 0.0)
-    weights = torch.softmax(scores, dim=-1)
-    return weights @ v, weights
-''',
+        code=FROM_CATALOGUE,
         fails={"test_sdpa_mask", "test_sdpa_empty_rows"},
     ),
     Mistake(
@@ -75,14 +47,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         cause="a query that may attend to",
         cell="scaled_dot_product_attention",
         why="the textbook formula: right everywhere except a query with nothing to attend to, which gets NaN",
-        code='''
-def scaled_dot_product_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)
-    return weights @ v, weights
-''',
+        code=FROM_CATALOGUE,
         fails={"test_sdpa_empty_rows"},
     ),
     Mistake(
@@ -107,10 +72,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         cause="inverted: query i (row i)",
         cell="causal_mask",
         why="the upper triangle: every query sees the future and not the past",
-        code='''
-def causal_mask(T):
-    return torch.ones(T, T, dtype=torch.bool).triu()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_causal_mask"},
     ),
     Mistake(
@@ -118,10 +80,7 @@ def causal_mask(T):
         cause="off by one: a sequence of",
         cell="padding_mask",
         why="t <= length keeps one padding token",
-        code='''
-def padding_mask(lengths, T):
-    return torch.arange(T) <= lengths[:, None]
-''',
+        code=FROM_CATALOGUE,
         fails={"test_padding_mask"},
     ),
     Mistake(
@@ -129,11 +88,7 @@ def padding_mask(lengths, T):
         cause="reshaped (B, T, D) straight",
         cell="split_heads",
         why="reshapes (B, T, D) straight to (B, H, T, dh), mixing tokens",
-        code='''
-def split_heads(x, num_heads):
-    B, T, D = x.shape
-    return x.reshape(B, num_heads, T, D // num_heads)
-''',
+        code=FROM_CATALOGUE,
         fails={"test_split_heads", "test_multi_head_attention"},
     ),
     Mistake(
@@ -141,11 +96,7 @@ def split_heads(x, num_heads):
         cause="heads merged in the wrong",
         cell="merge_heads",
         why="merges the heads feature by feature (B, T, dh, H) instead of head by head",
-        code='''
-def merge_heads(x):
-    B, H, T, dh = x.shape
-    return x.permute(0, 2, 3, 1).reshape(B, T, H * dh)
-''',
+        code=FROM_CATALOGUE,
         fails={"test_merge_heads", "test_multi_head_attention"},
     ),
     Mistake(
@@ -153,15 +104,7 @@ def merge_heads(x):
         cause="sin and cos swapped: sines",
         cell="sinusoidal_positions",
         why="cosines in the even columns, sines in the odd ones",
-        code='''
-def sinusoidal_positions(T, d):
-    t = torch.arange(T, dtype=torch.float32)[:, None]
-    freq = 10000 ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)
-    pe = torch.zeros(T, d)
-    pe[:, 0::2] = torch.cos(t * freq)
-    pe[:, 1::2] = torch.sin(t * freq)
-    return pe
-''',
+        code=FROM_CATALOGUE,
         fails={"test_sinusoidal_positions"},
     ),
     Mistake(
@@ -169,12 +112,7 @@ def sinusoidal_positions(T, d):
         cause="sines and cosines concatenated",
         cell="sinusoidal_positions",
         why="all sines then all cosines, as two halves, instead of interleaved",
-        code='''
-def sinusoidal_positions(T, d):
-    t = torch.arange(T, dtype=torch.float32)[:, None]
-    freq = 10000 ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)
-    return torch.cat([torch.sin(t * freq), torch.cos(t * freq)], dim=1)
-''',
+        code=FROM_CATALOGUE,
         fails={"test_sinusoidal_positions"},
     ),
 ]

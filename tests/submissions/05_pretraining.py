@@ -4,7 +4,7 @@ Read by tools/harness.py. Every answer cell must be the target of at least
 one mistake; each mistake names exactly the test cells that must score 0.
 """
 
-from harness import Mistake
+from harness import FROM_CATALOGUE, Mistake
 
 _CHAR_CLASS = '''
 class CharTokenizer:
@@ -118,15 +118,7 @@ MISTAKES = [
         cause="overlapping pairs were counted",
         cell="get_pair_counts",
         why="skips ahead after a repeated pair, so (5, 5) in [5, 5, 5] is counted once",
-        code='''
-def get_pair_counts(ids):
-    counts, i = {}, 0
-    while i + 1 < len(ids):
-        pair = (ids[i], ids[i + 1])
-        counts[pair] = counts.get(pair, 0) + 1
-        i += 2 if ids[i] == ids[i + 1] else 1
-    return counts
-''',
+        code=FROM_CATALOGUE,
         fails={"test_get_pair_counts"},
     ),
     Mistake(
@@ -134,13 +126,7 @@ def get_pair_counts(ids):
         cause="the sequence wrapped around:",
         cell="get_pair_counts",
         why="pairs the last id with the first (a rotation instead of ids[1:])",
-        code='''
-def get_pair_counts(ids):
-    counts = {}
-    for pair in zip(ids, ids[1:] + ids[:1]):
-        counts[pair] = counts.get(pair, 0) + 1
-    return counts
-''',
+        code=FROM_CATALOGUE,
         fails={"test_get_pair_counts"},
     ),
     Mistake(
@@ -148,16 +134,7 @@ def get_pair_counts(ids):
         cause="overlapping matches were all",
         cell="merge",
         why="replaces overlapping matches: [7, 7, 7] becomes [n, n] instead of [n, 7]",
-        code='''
-def merge(ids, pair, new_id):
-    out = []
-    for i in range(len(ids)):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == tuple(pair):
-            out.append(new_id)
-        elif not (i > 0 and (ids[i - 1], ids[i]) == tuple(pair)):
-            out.append(ids[i])
-    return out
-''',
+        code=FROM_CATALOGUE,
         fails={"test_merge"},
     ),
     Mistake(
@@ -165,18 +142,7 @@ def merge(ids, pair, new_id):
         cause="the last id went missing:",
         cell="merge",
         why="the loop stops one early, losing a final id that is not part of a pair",
-        code='''
-def merge(ids, pair, new_id):
-    out, i = [], 0
-    while i + 1 < len(ids):
-        if ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
-''',
+        code=FROM_CATALOGUE,
         fails={"test_merge"},
     ),
     Mistake(
@@ -184,14 +150,7 @@ def merge(ids, pair, new_id):
         cause="only the first occurrence",
         cell="merge",
         why="replaces the first occurrence and stops",
-        code='''
-def merge(ids, pair, new_id):
-    ids = list(ids)
-    for i in range(len(ids) - 1):
-        if ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            return ids[:i] + [new_id] + ids[i + 2:]
-    return ids
-''',
+        code=FROM_CATALOGUE,
         fails={"test_merge"},
     ),
     # ---- CharTokenizer ----------------------------------------------------------------
@@ -252,10 +211,7 @@ def merge(ids, pair, new_id):
         cause="targets not shifted: the logits",
         cell="lm_loss",
         why="scores position t against token t: the model would learn to copy its input",
-        code='''
-def lm_loss(logits, tokens):
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
-''',
+        code=FROM_CATALOGUE,
         fails={"test_lm_loss"},
     ),
     Mistake(
@@ -263,11 +219,7 @@ def lm_loss(logits, tokens):
         cause="shifted the wrong way: drop",
         cell="lm_loss",
         why="logits[:, 1:] against tokens[:, :-1]: predicts the previous token",
-        code='''
-def lm_loss(logits, tokens):
-    p, t = logits[:, 1:], tokens[:, :-1]
-    return F.cross_entropy(p.reshape(-1, p.shape[-1]), t.reshape(-1))
-''',
+        code=FROM_CATALOGUE,
         fails={"test_lm_loss"},
     ),
     Mistake(
@@ -275,11 +227,7 @@ def lm_loss(logits, tokens):
         cause="log-softmax over the wrong",
         cell="lm_loss",
         why="log_softmax over dim=1 (time) instead of the vocabulary",
-        code='''
-def lm_loss(logits, tokens):
-    logp = torch.log_softmax(logits, dim=1)[:, :-1]
-    return -logp.gather(-1, tokens[:, 1:, None]).mean()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_lm_loss"},
     ),
     Mistake(
@@ -287,11 +235,7 @@ def lm_loss(logits, tokens):
         cause="averaged over the batch only:",
         cell="lm_loss",
         why="sums over time and averages over the batch only",
-        code='''
-def lm_loss(logits, tokens):
-    p, t = logits[:, :-1], tokens[:, 1:]
-    return F.cross_entropy(p.reshape(-1, p.shape[-1]), t.reshape(-1), reduction="sum") / tokens.shape[0]
-''',
+        code=FROM_CATALOGUE,
         fails={"test_lm_loss"},
     ),
     # ---- sampling ---------------------------------------------------------------------------
@@ -349,7 +293,7 @@ def lm_loss(logits, tokens):
         cause="positions restarted at 0:",
         cell="forward_with_cache",
         why="positions arange(T) instead of arange(T_past, T_past + T)",
-        code=_FORWARD.format(positions="torch.arange(idx.shape[1])", past="past[i] if past else None"),
+        code=FROM_CATALOGUE,
         fails={"test_forward_with_cache"},
     ),
     Mistake(
@@ -357,7 +301,7 @@ def lm_loss(logits, tokens):
         cause="the cache was not passed to",
         cell="forward_with_cache",
         why="calls the blocks without their cache",
-        code=_FORWARD.format(positions="torch.arange(T_past, T_past + idx.shape[1])", past="None"),
+        code=FROM_CATALOGUE,
         fails={"test_forward_with_cache"},
     ),
     # ---- synthesis: generate ------------------------------------------------------------

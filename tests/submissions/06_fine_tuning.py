@@ -4,7 +4,7 @@ Read by tools/harness.py. Every answer cell must be the target of at least
 one mistake; each mistake names exactly the test cells that must score 0.
 """
 
-from harness import Mistake
+from harness import FROM_CATALOGUE, Mistake
 
 LORA_CLASS = '''
 class LoRALinear(nn.Module):
@@ -119,7 +119,7 @@ MISTAKES = [
         cause="counted every parameter, frozen",
         cell="count_trainable_parameters",
         why="forgets the requires_grad filter: counts the whole model",
-        code="def count_trainable_parameters(model):\n    return sum(p.numel() for p in model.parameters())\n",
+        code=FROM_CATALOGUE,
         fails={"test_count_trainable_parameters"},
     ),
     Mistake(
@@ -127,8 +127,7 @@ MISTAKES = [
         cause="counted parameter *tensors*,",
         cell="count_trainable_parameters",
         why="counts parameter tensors instead of numbers",
-        code="def count_trainable_parameters(model):\n"
-        "    return len([p for p in model.parameters() if p.requires_grad])\n",
+        code=FROM_CATALOGUE,
         fails={"test_count_trainable_parameters"},
     ),
     Mistake(
@@ -136,13 +135,7 @@ MISTAKES = [
         cause="counted a shared (tied) tensor",
         cell="count_trainable_parameters",
         why="walks every module's own parameters, so the tied embedding / output matrix counts twice",
-        code='''
-def count_trainable_parameters(model):
-    total = 0
-    for module in model.modules():
-        total += sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
-    return total
-''',
+        code=FROM_CATALOGUE,
         fails={"test_count_trainable_parameters"},
     ),
     # -- LoRALinear -------------------------------------------------------------------------
@@ -224,7 +217,7 @@ def count_trainable_parameters(model):
         cause="a target list that matches no layer was accepted silently",
         cell="apply_lora",
         why="returns an empty list when nothing matches, so a typo silently trains nothing",
-        code=apply_code().replace('raise ValueError(f"no nn.Linear matches {list(target_modules)}")', "return []"),
+        code=FROM_CATALOGUE,
         fails={"test_apply_lora"},
     ),
     # -- merge_lora -----------------------------------------------------------------------------
