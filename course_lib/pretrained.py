@@ -187,7 +187,7 @@ def pretrain(recipe: Recipe, progress: bool = True) -> tuple[GPT, CharTokenizer,
     return model, tokenizer, info
 
 
-def save_checkpoint(path: str | Path, model: GPT, info: dict[str, Any]) -> Path:
+def save_checkpoint(path: str | Path, model: torch.nn.Module, info: dict[str, Any]) -> Path:
     """Write ``model``'s weights and ``info`` (with its recipe) to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
