@@ -217,7 +217,7 @@ ALLOWED_MODULES: dict[str, frozenset[str] | None] = {
     "course_lib": _EVERY,
     **{f"course_lib.{sub}": _EVERY for sub in (
         "basics", "data", "diffusion", "gan", "gpt", "attention", "tokenizer", "train", "metrics", "viz",
-        "pretrained", "finetune", "env", "instruct", "preference",
+        "pretrained", "finetune", "env", "instruct", "preference", "pixels", "showdown",
     )},
     "course_lib.checks": _SUBMODULES_ONLY,
     # Honest course cells need these three (see the module docstring of tests/test_answer_rules.py):

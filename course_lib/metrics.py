@@ -20,6 +20,7 @@
   2019: are samples realistic, is all of the data covered?).
 - Copying: :func:`memorisation` compares samples' distances to their nearest
   training digit with those of real held-out digits.
+- All of it at once, one row of notebook 08's table: :func:`scorecard`.
 """
 
 from __future__ import annotations
@@ -384,7 +385,46 @@ def memorisation(samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tens
     }
 
 
+#: A digit class is *covered* by a set of samples when the classifier gives it at least this share of them:
+#: a fifth of a fair share of 10 %, the convention of :func:`mode_coverage` (PacGAN's 20 of 2,500 for 25 modes).
+COVERED_SHARE = 0.02
+
+
+def scorecard(samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor, k: int = 3) -> dict[str, float]:
+    """One row of notebook 08's comparison table: how good, how diverse, how original are ``samples``?
+
+    samples: (M, 1, 8, 8), train: (N, 1, 8, 8), heldout: (V, 1, 8, 8) digits in about [-1, 1].
+    The real data the samples are judged against is the training set (what the model saw):
+
+    - ``fd``: :func:`frechet_distance` between the :func:`feature_statistics` of the samples'
+      and the training digits' :func:`digit_features`;
+    - ``precision``, ``recall``: :func:`precision_recall` with the training digits' features as
+      the real set and the samples' as the fake one, with ``k``;
+    - ``classes``: how many of the 10 digit classes get at least :data:`COVERED_SHARE` of the
+      samples by the digits classifier's labels (:func:`classifier_scores`), and
+      ``min_class_share``: the smallest share of a class;
+    - ``memorisation``: :func:`memorisation` of the samples against the training digits, with the
+      held-out digits as the yardstick: its ``ratio`` (about 1: no more copying than new digits).
+
+    Returns ``{"fd", "precision", "recall", "classes", "min_class_share", "memorisation"}``, all floats
+    (``classes`` a whole number). Scoring held-out digits themselves gives the floor: what real
+    digits the model never saw achieve at this sample size.
+    """
+    fake, real = digit_features(samples), digit_features(train)  # (M, H), (N, H)
+    pr = precision_recall(real, fake, k)
+    histogram = classifier_scores(samples)["histogram"]  # (10,)
+    return {
+        "fd": frechet_distance(*feature_statistics(fake), *feature_statistics(real)),
+        "precision": pr["precision"],
+        "recall": pr["recall"],
+        "classes": float((histogram >= COVERED_SHARE).sum()),
+        "min_class_share": float(histogram.min()),
+        "memorisation": memorisation(samples, train, heldout)["ratio"],
+    }
+
+
 __all__ = [
+    "COVERED_SHARE",
     "DigitsClassifier",
     "classifier_scores",
     "confusion_matrix",
@@ -396,4 +436,5 @@ __all__ = [
     "memorisation",
     "mode_coverage",
     "precision_recall",
+    "scorecard",
 ]
