@@ -18,8 +18,9 @@ them:
   batches (:func:`collate`), and :func:`masked_lm_loss`, the mean next-token
   loss over response tokens only;
 - decoding that stops at ``<|end|>`` (:func:`generate_response`, and the
-  batched :func:`generate_responses` used for evaluation), and exact-match
-  accuracy per task (:func:`exact_match`).
+  batched :func:`generate_responses` used for evaluation), exact-match
+  accuracy per task (:func:`exact_match`), and what is wrong with a wrong
+  answer (:func:`error_kind`, :func:`error_rates`).
 
 Shapes: B batch, T time (tokens), V vocabulary. A label mask ``mask`` (B, T)
 is True where token t is a *target* (a response token or ``<|end|>``); the
@@ -452,3 +453,53 @@ def exact_match(
         groups.setdefault(e.task, []).append(r)
         groups.setdefault("new phrasing" if e.heldout_phrasing else "seen phrasing", []).append(r)
     return {k: sum(v) / len(v) for k, v in groups.items()}
+
+
+# --------------------------------------------------------------------------
+# What kind of mistake?
+# --------------------------------------------------------------------------
+
+#: task -> the shape a well-formed answer has, whatever the word: capitals, lower-case letters, letters joined by
+#: single dashes, a number, one letter.
+ANSWER_FORMS = {
+    "upper": re.compile(r"[A-Z]+"),
+    "reverse": re.compile(r"[a-z]+"),
+    "dashes": re.compile(r"[a-z](?:-[a-z])*"),
+    "length": re.compile(r"[0-9]+"),
+    "last": re.compile(r"[a-z]"),
+}
+
+#: What :func:`error_kind` can say, "correct" first.
+ERROR_KINDS = ("correct", "wrong form", "wrong length", "wrong letters", "wrong value")
+
+
+def error_kind(example: Example, response: str) -> str:
+    """What is wrong with ``response`` as an answer to ``example``: one of :data:`ERROR_KINDS`.
+
+    - ``"correct"``: exactly the expected response;
+    - ``"wrong form"``: not even the shape of an answer to this task (:data:`ANSWER_FORMS`), e.g. a number where
+      the word in capitals was asked, text that runs on, or an empty answer;
+    - for the tasks that write the word out (upper, reverse, dashes), ``"wrong length"``: the right shape with a
+      letter too many or too few, and ``"wrong letters"``: the right shape and number of letters, some of them
+      wrong (a copying mistake);
+    - for length and last, ``"wrong value"``: a number or a letter, not the right one.
+    """
+    if response == example.response:
+        return "correct"
+    if not ANSWER_FORMS[example.task].fullmatch(response):
+        return "wrong form"
+    if example.task in ("upper", "reverse", "dashes"):
+        letters = response.replace("-", "")
+        return "wrong length" if len(letters) != len(example.word) else "wrong letters"
+    return "wrong value"
+
+
+def error_rates(
+    model: GPT, tokenizer: ChatTokenizer, examples: Sequence[Example], max_new_tokens: int = 20
+) -> dict[str, float]:
+    """The share of ``examples`` whose greedy answer is of each kind of :data:`ERROR_KINDS` (they add up to 1)."""
+    if not examples:
+        raise ValueError("no examples to score")
+    got = generate_responses(model, tokenizer, [e.instruction for e in examples], max_new_tokens)
+    kinds = Counter(error_kind(e, g) for e, g in zip(examples, got))
+    return {kind: kinds[kind] / len(examples) for kind in ERROR_KINDS}

@@ -126,3 +126,54 @@ def test_chat_model_copies_and_grows():
     pretrained = tiny_gpt(0, vocab_size=3)
     model = instruct.chat_model(pretrained, tokenizer)
     assert model.config.vocab_size == 6 and pretrained.config.vocab_size == 3
+
+
+# Hand-labelled answers (the oracle): (task, word, response, kind).
+LABELLED = [
+    ("upper", "cat", "CAT", "correct"),
+    ("upper", "cat", "CAB", "wrong letters"),
+    ("upper", "cat", "CATT", "wrong length"),
+    ("upper", "cat", "CA", "wrong length"),
+    ("upper", "cat", "cat", "wrong form"),
+    ("upper", "cat", "3", "wrong form"),
+    ("upper", "cat", "", "wrong form"),
+    ("reverse", "cat", "tac", "correct"),
+    ("reverse", "cat", "tca", "wrong letters"),
+    ("reverse", "cat", "tacc", "wrong length"),
+    ("reverse", "cat", "TAC", "wrong form"),
+    ("reverse", "cat", "t-a-c", "wrong form"),
+    ("dashes", "cat", "c-a-t", "correct"),
+    ("dashes", "cat", "c-a-a", "wrong letters"),
+    ("dashes", "cat", "c-a", "wrong length"),
+    ("dashes", "cat", "c-a-t-t", "wrong length"),
+    ("dashes", "cat", "cat", "wrong form"),
+    ("dashes", "cat", "c--a-t", "wrong form"),
+    ("dashes", "cat", "c-a-t-", "wrong form"),
+    ("length", "cat", "3", "correct"),
+    ("length", "cat", "4", "wrong value"),
+    ("length", "cat", "three", "wrong form"),
+    ("last", "cat", "t", "correct"),
+    ("last", "cat", "a", "wrong value"),
+    ("last", "cat", "ta", "wrong form"),
+    ("last", "cat", "T", "wrong form"),
+]
+
+
+@pytest.mark.parametrize(("task", "word", "response", "kind"), LABELLED)
+def test_error_kind_matches_hand_labels(task, word, response, kind):
+    example = instruct.Example(task, word, f"{task} {word}", instruct.answer(task, word))
+    assert instruct.error_kind(example, response) == kind
+
+
+def test_error_kinds_cover_the_labels_and_error_rates_add_up(monkeypatch):
+    assert {kind for *_, kind in LABELLED} == set(instruct.ERROR_KINDS)
+    examples = [instruct.Example(t, "cat", f"{t} cat", instruct.answer(t, "cat")) for t in ("upper", "reverse")]
+    examples.append(instruct.Example("upper", "tab", "upper tab", "TAB"))
+    # the model "answers" TAC to everything: right for nothing, a copying slip for two, wrong form for reverse
+    monkeypatch.setattr(instruct, "generate_responses", lambda model, tok, instructions, n: ["TAC"] * len(instructions))
+    rates = instruct.error_rates(None, None, examples)
+    assert list(rates) == list(instruct.ERROR_KINDS)
+    assert rates == {"correct": 0.0, "wrong form": 1 / 3, "wrong length": 0.0, "wrong letters": 2 / 3,
+                     "wrong value": 0.0}
+    with pytest.raises(ValueError):
+        instruct.error_rates(None, None, [])
