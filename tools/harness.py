@@ -20,7 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,22 +82,15 @@ class Mistake:
 FROM_CATALOGUE: str = "<generated from the mistake catalogue>"
 
 
-
 def catalogue_function(cause: str, catalogue: str = ""):
     """The mistaken function a ``*_MISTAKES`` catalogue keeps under the description ``cause`` names."""
-    import importlib
-    import pkgutil
-
-    import course_lib.checks
-
     entry = catalogue_entry(cause)
-    found = []
-    for info in pkgutil.iter_modules(course_lib.checks.__path__):
-        module = importlib.import_module(f"course_lib.checks.{info.name}")
-        for name, value in vars(module).items():
-            if name.endswith("_MISTAKES") and isinstance(value, Mapping) and entry in value:
-                if not catalogue or catalogue in (name, f"{info.name}.{name}"):
-                    found.append((f"{info.name}.{name}", value[entry]))
+    found = [
+        (f"{module}.{name}", mapping[entry])
+        for module, name, mapping in catalogues()
+        if name.endswith("_MISTAKES") and entry in mapping
+        and (not catalogue or catalogue in (name, f"{module}.{name}"))
+    ]
     if len(found) != 1:
         names = [n for n, _ in found]
         raise ValueError(f"{cause!r}: {len(found)} catalogues hold it ({names}); name one in catalogue=")
@@ -135,9 +128,9 @@ def catalogue_source(fn, function: str, defined: Iterable[str] = ()) -> str:
         if f in order:
             return
         for name in sorted(global_names(f.__code__)):
-            value = f.__globals__.get(name)
-            if value is None or (name in allowed and name != function):
+            if name not in f.__globals__ or (name in allowed and name != function):  # a builtin, or the notebook's
                 continue
+            value = f.__globals__[name]
             if inspect.isfunction(value) and value.__module__.startswith("course_lib.checks") and name.startswith("_"):
                 visit(value)
             else:
@@ -293,27 +286,30 @@ def _only_notebook(assignment: str, root: Path = ROOT) -> str:
     return names[0]
 
 
+def catalogues() -> Iterator[tuple[str, str, Mapping]]:
+    """``(module, NAME, mapping)`` for every ``*_MISTAKES`` and ``*_ERRORS`` mapping of course_lib.checks."""
+    import importlib
+    import pkgutil
+
+    import course_lib.checks
+
+    for info in pkgutil.iter_modules(course_lib.checks.__path__):
+        module = importlib.import_module(f"course_lib.checks.{info.name}")
+        for name, value in vars(module).items():
+            if isinstance(value, Mapping) and name.endswith(("_MISTAKES", "_ERRORS")):
+                yield info.name, name, value
+
+
 def catalogue_entries() -> dict[str, str]:
     """Every mistake catalogue entry of course_lib.checks: description -> ``module.CATALOGUE``.
 
     A ``*_MISTAKES`` mapping's keys are descriptions (its values are mistaken functions or predicates); an
     ``*_ERRORS`` mapping's values are (its keys are patterns searched in the exception an answer raised).
     """
-    import importlib
-    import pkgutil
-
-    import course_lib.checks
-
     entries = {}
-    for info in pkgutil.iter_modules(course_lib.checks.__path__):
-        module = importlib.import_module(f"course_lib.checks.{info.name}")
-        for name, value in vars(module).items():
-            if not isinstance(value, Mapping):
-                continue
-            if name.endswith("_MISTAKES"):
-                entries.update({description: f"{info.name}.{name}" for description in value})
-            elif name.endswith("_ERRORS"):
-                entries.update({description: f"{info.name}.{name}" for description in value.values()})
+    for module, name, mapping in catalogues():
+        descriptions = mapping if name.endswith("_MISTAKES") else mapping.values()
+        entries.update({description: f"{module}.{name}" for description in descriptions})
     return entries
 
 
@@ -337,7 +333,7 @@ def load_mistakes(assignment: str) -> list[Mistake]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    defined = answer_names(assignment, root=SUBMISSIONS.parent.parent)
+    defined = answer_names(assignment)
     return [mistake.generated(defined) for mistake in module.MISTAKES]
 
 
@@ -350,7 +346,7 @@ def answer_names(assignment: str, root: Path = ROOT) -> set[str]:
     names = set()
     for name in notebook_names(assignment, root):
         nb = read(root / "solutions" / assignment / name)
-        answers = answer_cells(nb)
+        answers = {id(cell) for cell in answer_cells(nb).values()}
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
@@ -364,7 +360,7 @@ def answer_names(assignment: str, root: Path = ROOT) -> set[str]:
                     names |= {a.asname or a.name.split(".")[0] for a in modules}
                 elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith("course_lib"):
                     names |= {a.asname or a.name for a in node.names}
-                elif cell in answers.values() and isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                elif id(cell) in answers and isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                     names.add(node.name)
     return names
 
