@@ -307,36 +307,35 @@ def _distances(a, b):
     return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
 
 
+def _knn_radius(points, others, rank):
+    """Each point's distance to the ``rank``-th nearest of ``others`` (rank 1 is itself when others is points)."""
+    return _distances(points, others).kthvalue(rank, dim=1).values
+
+
+def _pr(real, fake, real_radii, fake_radii, once=True):
+    """Precision and recall with the given ball radii; ``once=False`` counts (point, ball) pairs."""
+    in_real_balls = _distances(fake, real) <= real_radii  # (M, N)
+    in_fake_balls = _distances(real, fake) <= fake_radii  # (N, M)
+    if once:
+        in_real_balls, in_fake_balls = in_real_balls.any(dim=1), in_fake_balls.any(dim=1)
+    return {"precision": float(in_real_balls.double().mean()), "recall": float(in_fake_balls.double().mean())}
+
+
 def _pr_radius_includes_itself(real, fake, k=3):
-    real_radii = _distances(real, real).kthvalue(k, dim=1).values
-    fake_radii = _distances(fake, fake).kthvalue(k, dim=1).values
-    precision = (_distances(fake, real) <= real_radii).any(dim=1).double().mean()
-    recall = (_distances(real, fake) <= fake_radii).any(dim=1).double().mean()
-    return {"precision": float(precision), "recall": float(recall)}
+    return _pr(real, fake, _knn_radius(real, real, k), _knn_radius(fake, fake, k))
 
 
 def _pr_swapped(real, fake, k=3):
-    real_radii = _distances(real, real).kthvalue(k + 1, dim=1).values
-    fake_radii = _distances(fake, fake).kthvalue(k + 1, dim=1).values
-    precision = (_distances(fake, real) <= real_radii).any(dim=1).double().mean()
-    recall = (_distances(real, fake) <= fake_radii).any(dim=1).double().mean()
-    return {"precision": float(recall), "recall": float(precision)}
+    right = _pr(real, fake, _knn_radius(real, real, k + 1), _knn_radius(fake, fake, k + 1))
+    return {"precision": right["recall"], "recall": right["precision"]}
 
 
 def _pr_radii_from_other_set(real, fake, k=3):
-    real_radii = _distances(real, fake).kthvalue(k, dim=1).values
-    fake_radii = _distances(fake, real).kthvalue(k, dim=1).values
-    precision = (_distances(fake, real) <= real_radii).any(dim=1).double().mean()
-    recall = (_distances(real, fake) <= fake_radii).any(dim=1).double().mean()
-    return {"precision": float(precision), "recall": float(recall)}
+    return _pr(real, fake, _knn_radius(real, fake, k), _knn_radius(fake, real, k))
 
 
 def _pr_counts_ball_memberships(real, fake, k=3):
-    real_radii = _distances(real, real).kthvalue(k + 1, dim=1).values
-    fake_radii = _distances(fake, fake).kthvalue(k + 1, dim=1).values
-    precision = (_distances(fake, real) <= real_radii).double().mean()
-    recall = (_distances(real, fake) <= fake_radii).double().mean()
-    return {"precision": float(precision), "recall": float(recall)}
+    return _pr(real, fake, _knn_radius(real, real, k + 1), _knn_radius(fake, fake, k + 1), once=False)
 
 
 PR_MISTAKES = {
