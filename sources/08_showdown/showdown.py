@@ -612,8 +612,8 @@ plt.show()
 #   - keys `precision` and `recall`: your `precision_recall` with the training digits
 #     as the real set and the samples as the fake one, with this `k`.
 # - **Classes** (mode dropping, in the digits' own terms): the digits classifier
-#   labels every sample; `classifier_scores` (imported above) returns, under the
-#   key `histogram`, the `(10,)` share of the samples given to each class. Key
+#   labels every sample; `classifier_scores(images)` (imported above) returns, under
+#   the key `histogram`, a `(10,)` tensor: the share of the samples given to each class. Key
 #   `classes`: how many of the 10 classes get at least 2 % of the samples (a
 #   fifth of a fair share); key `min_class_share`: the smallest share of a class.
 # - **Memorisation**: `memorisation` (imported above; arguments: the samples,
@@ -816,6 +816,9 @@ course_lib.fast_note(f"{N_TIMED} samples per timing, smaller networks and a {REC
 # %% [markdown] id="cache-discussion"
 # <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
 #
+# The answer is graded against the full run. A FAST run (a model trained for
+# seconds, 20 samples timed) can point to another letter: one gave 3.3 times.
+#
 # In our full run the cache made sampling 12.8 times faster (0.96 against
 # 12.2 ms per sample; 12 times in another run): **C**. Without it, step $t$
 # runs every layer on $t$ positions (and attention compares each with all
@@ -886,6 +889,10 @@ course_lib.fast_note(f"{RECIPES['gan'].seconds:.0f} s of training per family and
 
 # %% [markdown] id="table-discussion"
 # <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
+#
+# The answer is graded against the full run. A FAST run trains each family
+# for seconds, and its GAN can collapse to a few classes (one covered 3, with a
+# Fréchet distance of 425): its numbers only show that the code runs.
 #
 # Our full run (2 cores, 2 minutes of training per family, 359 samples per row):
 #
