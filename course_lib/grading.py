@@ -414,8 +414,10 @@ def _call(fn: Callable, case: Mapping[str, Any], name: str, errors: Mapping[str,
 # Naming a likely cause from a catalogue
 # --------------------------------------------------------------------------
 # A check names a likely cause in its catalogue's words, never in a string of its own: a ``*_MISTAKES``
-# mapping (description -> a mistaken function, or a predicate the check tests itself) or an ``*_ERRORS``
-# mapping (a regular expression searched in "ExceptionType: message" -> description).
+# mapping (description -> the mistaken function, from which the grading tests also build the mistake's
+# submission), a ``*_SYMPTOMS`` mapping (description -> a predicate on what the answer did, which the check
+# tests itself) or an ``*_ERRORS`` mapping (a regular expression searched in "ExceptionType: message" ->
+# description).
 
 
 def error_cause(errors: Mapping[str, str], exc: BaseException) -> str | None:

@@ -95,21 +95,20 @@ def test_lora_init_names_each_cause_from_its_catalogue():
     update_only = _variant(forward=lambda self, x: self.scale * (x @ self.lora_A.T @ self.lora_B.T))
     for variant, entry in [(random_b, ft._starts_with_random_b), (update_only, ft._update_replaces_the_base),
                            (_variant(zero_a=True), ft._starts_with_zero_a)]:
-        _named(lambda variant=variant: ft.check_lora_init(variant, 0, SHAPES), _cause(ft.LORA_INIT_MISTAKES, entry))
+        _named(lambda variant=variant: ft.check_lora_init(variant, 0, SHAPES), _cause(ft.LORA_INIT_SYMPTOMS, entry))
 
 
 def test_lora_trainable_catches_an_unfrozen_base():
     _named(lambda: ft.check_lora_trainable(_variant(freeze=False), 0), "base.weight and base.bias still require")
     _named(lambda: ft.check_lora_trainable(_variant(freeze=False), 0),
-           _cause(ft.LORA_TRAINABLE_MISTAKES, ft._base_trainable))
+           _cause(ft.LORA_TRAINABLE_SYMPTOMS, ft._base_trainable))
 
 
 @pytest.mark.parametrize("description", list(ft.LORA_MISTAKES))
 def test_each_lora_formula_mistake_is_named(description):
-    wrong = ft.LORA_MISTAKES[description]
-    variant = _variant(forward=lambda self, x: wrong(self.base.weight, self.base.bias, x, self.r, self.alpha,
-                                                      self.lora_A, self.lora_B))
-    _named(lambda: check_function(functools.partial(ft.lora_output, variant),
+    mistaken_class = ft.LORA_MISTAKES[description].args[0]  # the catalogue holds lora_output(mistaken_class, ...)
+    assert issubclass(mistaken_class, nn.Module)
+    _named(lambda: check_function(functools.partial(ft.lora_output, mistaken_class),
                                   functools.partial(ft.lora_output, finetune.LoRALinear),
                                   ft.lora_cases(0, SHAPES), mistakes=ft.LORA_MISTAKES), description)
 
@@ -242,14 +241,14 @@ def test_budget_check_refuses_the_shortcut_and_a_changed_model():
 
     _named(lambda: ft.check_lora_for_budget_rejects(freezes_first), "had already changed the model")
     _named(lambda: ft.check_lora_for_budget_rejects(freezes_first),
-           _cause(ft.BUDGET_REFUSAL_MISTAKES, ft._froze_before_refusing))
+           _cause(ft.BUDGET_REFUSAL_SYMPTOMS, ft._froze_before_refusing))
 
     def wraps_first(model, budget, r_choices, target_choices):
         finetune.apply_lora(model, ["fc"], r=1, alpha=2.0)
         return finetune.lora_for_budget(model, budget, r_choices, target_choices)
 
     _named(lambda: ft.check_lora_for_budget_rejects(wraps_first),
-           _cause(ft.BUDGET_REFUSAL_MISTAKES, ft._wrapped_before_refusing))
+           _cause(ft.BUDGET_REFUSAL_SYMPTOMS, ft._wrapped_before_refusing))
 
     def never_refuses(model, budget, r_choices, target_choices):
         try:

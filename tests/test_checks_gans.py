@@ -182,10 +182,10 @@ def _penalty_without_graph(critic, real, fake, alpha=None):
 def test_the_backprop_check_passes_the_reference_and_names_a_penalty_without_its_graph():
     gans.check_gradient_penalty_backprop(gan.gradient_penalty)
     gans.check_gradient_penalty(_penalty_without_graph)  # its values are right
-    (description,) = gans.GRADIENT_PENALTY_GRAPH_MISTAKES
+    (description,) = gans.GRADIENT_PENALTY_GRAPH_SYMPTOMS
     with pytest.raises(CheckFailed, match="cannot train the critic") as failure:
         gans.check_gradient_penalty_backprop(_penalty_without_graph)
     assert f"Likely cause: {description}" in str(failure.value)
     for detached in (torch.tensor(0.5), 0.5):
-        assert gans.GRADIENT_PENALTY_GRAPH_MISTAKES[description](detached)
-    assert not gans.GRADIENT_PENALTY_GRAPH_MISTAKES[description](torch.tensor(0.5, requires_grad=True) * 2)
+        assert gans.GRADIENT_PENALTY_GRAPH_SYMPTOMS[description](detached)
+    assert not gans.GRADIENT_PENALTY_GRAPH_SYMPTOMS[description](torch.tensor(0.5, requires_grad=True) * 2)

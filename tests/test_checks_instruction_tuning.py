@@ -88,4 +88,4 @@ def test_a_detached_logprob_and_a_wrong_gradient_are_caught():
     _named(lambda: it.check_logprob_has_gradient(lambda m, i, k: preference.sequence_logprob(m, i, k).detach()),
            "no gradient")
     flipped = it.DPO_MISTAKES[next(d for d in it.DPO_MISTAKES if d.startswith("chosen and rejected"))]
-    _named(lambda: it.check_dpo_gradient(flipped), next(iter(it.DPO_GRADIENT_MISTAKES)))
+    _named(lambda: it.check_dpo_gradient(flipped), next(iter(it.DPO_GRADIENT_SYMPTOMS)))

@@ -274,7 +274,7 @@ def test_check_generate_fails_a_loop_that_never_uses_its_cache():
 
     with pytest.raises(CheckFailed, match="re-reads the whole sequence") as failure:
         checks.check_generate(no_cache, {})
-    (description,) = checks.GENERATE_CACHE_MISTAKES
+    (description,) = checks.GENERATE_CACHE_SYMPTOMS
     assert f"Likely cause: {description}" in str(failure.value)
     assert checks.positions_fed(no_cache, checks.tiny_generator_gpt(0, 16), torch.tensor([[1, 2, 3]]), 6) == 33
 

@@ -166,7 +166,7 @@ def _fd_complex(mu1, sigma1, mu2, sigma2):
 
 
 def test_a_nan_or_complex_frechet_distance_names_the_edge_case():
-    nan, complex_ = list(sd.FRECHET_RESULT_MISTAKES)
+    nan, complex_ = list(sd.FRECHET_RESULT_SYMPTOMS)
     _named(lambda: sd.check_frechet_distance(_fd_no_clamp), nan)
     _named(lambda: sd.check_frechet_distance(_fd_complex), complex_)
 

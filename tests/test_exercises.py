@@ -150,7 +150,7 @@ def test_each_notebook_has_two_predict_then_run_questions_worth_a_point(assignme
 
 
 def test_each_mistake_cause_names_exactly_one_catalogue_entry():
-    """A ``cause`` resolves to one ``*_MISTAKES`` or ``*_ERRORS`` description (the round trip then asserts that a
+    """A ``cause`` resolves to one ``*_MISTAKES``, ``*_SYMPTOMS`` or ``*_ERRORS`` description (the round trip then asserts that a
     failing check prints it); checked here on its own, without grading."""
     entries = harness.catalogue_entries()
     assert "forward_diffusion.Q_SAMPLE_ERRORS" in entries.values()  # an *_ERRORS mapping gives its values

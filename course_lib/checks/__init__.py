@@ -8,9 +8,13 @@ every likely cause a check prints is written once:
 
 - ``*_MISTAKES``: description -> a mistaken implementation, which
   ``grading.check_function`` runs on the student's input to name the one that
-  reproduces a wrong answer; or, for a mistake a check detects by a property
-  (B not zero at the start, a base layer left trainable), description -> the
-  predicate the check applies (``grading.matching_cause``).
+  reproduces a wrong answer. It is the only copy of the mistake: the grading
+  tests build the mistake's submission from it (``tools/harness.py``), so it is
+  written as a student would write it, or as a closure or partial over such a
+  function.
+- ``*_SYMPTOMS``: for a mistake a check detects by a property (B not zero at
+  the start, a base layer left trainable), description -> the predicate the
+  check applies (``grading.matching_cause``).
 - ``*_ERRORS``: a pattern searched in "ExceptionType: message" -> the
   description of what makes an answer raise it (``grading.error_cause``).
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .. import attention as A
+from ..attention import causal_mask, merge_heads, padding_mask, scaled_dot_product_attention, split_heads
 from ..grading import CheckFailed, check_close, check_function, forbid_reference, substitute
 
 Cases = Sequence[Mapping[str, Any]]
@@ -412,17 +413,17 @@ class _Projections(A.MultiHeadAttention):
 def _mask(T: int, lengths: torch.Tensor | None, causal: bool, keys_index=(slice(None), None, None, slice(None)),
           combine=torch.logical_and) -> torch.Tensor | None:
     """The attention mask, with the padding mask indexed by ``keys_index`` and combined by ``combine``."""
-    mask = A.causal_mask(T) if causal else None
+    mask = causal_mask(T) if causal else None
     if lengths is not None:
-        keys = A.padding_mask(lengths, T)[keys_index]
+        keys = padding_mask(lengths, T)[keys_index]
         mask = keys if mask is None else combine(mask, keys)
     return mask
 
 
 def _heads(x, attn, mask, project=True, average=False):
-    q, k, v = (A.split_heads(p(x), attn.num_heads) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
-    out, weights = A.scaled_dot_product_attention(q, k, v, mask)
-    merged = A.merge_heads(out)
+    q, k, v = (split_heads(p(x), attn.num_heads) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+    out, weights = scaled_dot_product_attention(q, k, v, mask)
+    merged = merge_heads(out)
     return (attn.out_proj(merged) if project else merged), (weights.mean(1) if average else weights)
 
 

@@ -14,6 +14,7 @@ predicate the check applies, so its message names the cause in the catalogue's w
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -175,38 +176,59 @@ def lora_cases(seed: int, shapes: Sequence[tuple[int, int, int, bool]]) -> list[
     return cases
 
 
-def _linear(weight, bias, x):
-    return x @ weight.T + (bias if bias is not None else 0)
+class _LoRA(nn.Module):
+    """LoRALinear as an answer writes it; each mistake below gets its forward wrong."""
+
+    def __init__(self, base, r=8, alpha=16.0):
+        super().__init__()
+        self.base = base
+        self.base.requires_grad_(False)
+        self.r = r
+        self.alpha = alpha
+        self.scale = alpha / r
+        out_features, in_features = base.weight.shape
+        self.lora_A = nn.Parameter(torch.randn(r, in_features) / math.sqrt(in_features))
+        self.lora_B = nn.Parameter(torch.zeros(out_features, r))
 
 
-def _lora_inverted_scale(weight, bias, x, r, alpha, A, B):
-    return _linear(weight, bias, x) + (r / alpha) * (x @ A.T @ B.T)
+class _LoRAInvertedScale(_LoRA):
+    def forward(self, x):
+        return self.base(x) + (self.r / self.alpha) * ((x @ self.lora_A.T) @ self.lora_B.T)
 
 
-def _lora_no_scale(weight, bias, x, r, alpha, A, B):
-    return _linear(weight, bias, x) + x @ A.T @ B.T
+class _LoRANoScale(_LoRA):
+    def forward(self, x):
+        return self.base(x) + (x @ self.lora_A.T) @ self.lora_B.T
 
 
-def _lora_alpha_only(weight, bias, x, r, alpha, A, B):
-    return _linear(weight, bias, x) + alpha * (x @ A.T @ B.T)
+class _LoRAAlphaOnly(_LoRA):
+    def forward(self, x):
+        return self.base(x) + self.alpha * ((x @ self.lora_A.T) @ self.lora_B.T)
 
 
-def _lora_update_only(weight, bias, x, r, alpha, A, B):
-    return (alpha / r) * (x @ A.T @ B.T)
+class _LoRAUpdateOnly(_LoRA):
+    def forward(self, x):
+        return self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)
 
 
-def _lora_no_bias(weight, bias, x, r, alpha, A, B):
-    return x @ weight.T + (alpha / r) * (x @ A.T @ B.T)
+class _LoRANoBias(_LoRA):
+    def forward(self, x):
+        return x @ self.base.weight.T + self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)
+
+
+def _output_of(cls: type) -> Callable:
+    """A mistaken class as the check sees a class: its output with A and B set (:func:`lora_output`)."""
+    return functools.partial(lora_output, cls)
 
 
 LORA_MISTAKES = {
-    "the scale is upside down: multiply the update by alpha / r, not r / alpha": _lora_inverted_scale,
-    "the update is not scaled: multiply B A x by alpha / r": _lora_no_scale,
-    "scaled by alpha alone: the scale is alpha / r": _lora_alpha_only,
+    "the scale is upside down: multiply the update by alpha / r, not r / alpha": _output_of(_LoRAInvertedScale),
+    "the update is not scaled: multiply B A x by alpha / r": _output_of(_LoRANoScale),
+    "scaled by alpha alone: the scale is alpha / r": _output_of(_LoRAAlphaOnly),
     "only the low-rank update is returned: add it to the frozen layer's output, base(x) + (alpha / r) B A x": (
-        _lora_update_only
+        _output_of(_LoRAUpdateOnly)
     ),
-    "the base layer's bias went missing: call the base layer itself, `self.base(x)`": _lora_no_bias,
+    "the base layer's bias went missing: call the base layer itself, `self.base(x)`": _output_of(_LoRANoBias),
 }
 
 
@@ -227,7 +249,7 @@ def _starts_with_zero_a(layer: nn.Module, changes_output: bool) -> bool:
 
 
 # Checked on a freshly wrapped layer: predicates of (layer, whether it changes its base layer's output).
-LORA_INIT_MISTAKES = {
+LORA_INIT_SYMPTOMS = {
     "B is not zero at the start: a fresh LoRA layer must compute exactly what the pre-trained layer did, so "
     "initialise `lora_B` with zeros (and only A randomly)": _starts_with_random_b,
     "the output differs from the base layer's although B is zero: return base(x) + the update": (
@@ -258,7 +280,7 @@ def check_lora_init(cls: type, seed: int, shapes: Sequence[tuple[int, int, int, 
             raise CheckFailed(f"LoRALinear({n_in} -> {n_out}) returned {type(got).__name__} "
                               f"{tuple(getattr(got, 'shape', ()))}; expected a tensor {tuple(expected.shape)}.")
         changes_output = not torch.allclose(got, expected, atol=1e-6)
-        cause = matching_cause(LORA_INIT_MISTAKES, layer, changes_output)
+        cause = matching_cause(LORA_INIT_SYMPTOMS, layer, changes_output)
         if cause:
             what = "changes the layer's output" if changes_output else "can never learn"
             raise CheckFailed(f"a freshly wrapped LoRALinear({n_in} -> {n_out}, r={r}) {what}.\n"
@@ -288,7 +310,7 @@ def _base_trainable(base: nn.Linear) -> bool:
 
 
 # Checked on the layer a fresh LoRALinear wraps: predicates of that base layer.
-LORA_TRAINABLE_MISTAKES = {
+LORA_TRAINABLE_SYMPTOMS = {
     "the wrapped layer was not frozen: the pre-trained layer must stay as it is (`base.requires_grad_(False)`, "
     "or set `requires_grad = False` on its parameters)": _base_trainable,
 }
@@ -301,7 +323,7 @@ def check_lora_trainable(cls: type, seed: int = 0) -> None:
     torch.manual_seed(seed)
     base = nn.Linear(5, 3)
     layer = cls(base, r=2, alpha=4.0)
-    cause = matching_cause(LORA_TRAINABLE_MISTAKES, base)
+    cause = matching_cause(LORA_TRAINABLE_SYMPTOMS, base)
     if cause:
         trainable = [n for n, p in (("base.weight", base.weight), ("base.bias", base.bias)) if p.requires_grad]
         raise CheckFailed(f"{' and '.join(trainable)} still require gradients.\n  Likely cause: {cause}")
@@ -501,9 +523,12 @@ def _merge_wrong(delta: Callable, keep_wrapper: bool = False) -> Callable:
                 with torch.no_grad():
                     layer.base.weight += delta(layer)
                 continue
-            merged = layer.merged()
+            out_features, in_features = layer.base.weight.shape
+            merged = nn.Linear(in_features, out_features, bias=layer.base.bias is not None)
             with torch.no_grad():
                 merged.weight.copy_(layer.base.weight + delta(layer))
+                if layer.base.bias is not None:
+                    merged.bias.copy_(layer.base.bias)
             setattr(owner, attr, merged)
         return len(wrapped)
 
@@ -676,7 +701,7 @@ def _froze_before_refusing(model: nn.Module) -> bool:
 
 
 # Checked on the model after lora_for_budget refused (raised ValueError): predicates of that model.
-BUDGET_REFUSAL_MISTAKES = {
+BUDGET_REFUSAL_SYMPTOMS = {
     "wrapped layers before deciding that nothing fits: decide first, then change the model, so a refused call "
     "leaves it as it was": _wrapped_before_refusing,
     "froze the model before deciding that nothing fits: decide first, then change the model, so a refused call "
@@ -696,7 +721,7 @@ def check_lora_for_budget_rejects(budget_fn: Callable) -> None:
         try:
             budget_fn(model, budget, [1, 2], targets)
         except ValueError:
-            cause = matching_cause(BUDGET_REFUSAL_MISTAKES, model)
+            cause = matching_cause(BUDGET_REFUSAL_SYMPTOMS, model)
             if cause:
                 raise CheckFailed(f"lora_for_budget raised ValueError ({why}) but had already changed the model.\n"
                                   f"  Likely cause: {cause}") from None

@@ -111,6 +111,12 @@ LINEAR_MISTAKES = {
 }
 
 
+def _alpha_bar(u: torch.Tensor, s: float) -> torch.Tensor:
+    """The cosine schedule's alpha_bar at u = t / T, as an answer writes it: f(u) / f(0)."""
+    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    return f / math.cos(s / (1 + s) * math.pi / 2) ** 2
+
+
 def _cosine_from(alpha_bar_fn, T: int, clip: bool = True) -> torch.Tensor:
     u = torch.arange(T + 1, dtype=torch.float64) / T
     ab = alpha_bar_fn(u)
@@ -119,7 +125,7 @@ def _cosine_from(alpha_bar_fn, T: int, clip: bool = True) -> torch.Tensor:
 
 
 def _cosine_no_clip(T: int, s: float = 0.008) -> torch.Tensor:
-    return _cosine_from(lambda u: D.cosine_alpha_bar(u, s), T, clip=False)
+    return _cosine_from(lambda u: _alpha_bar(u, s), T, clip=False)
 
 
 def _cosine_not_squared(T: int, s: float = 0.008) -> torch.Tensor:
@@ -132,7 +138,7 @@ def _cosine_no_offset(T: int, s: float = 0.008) -> torch.Tensor:
 
 def _cosine_returns_alpha_bars(T: int, s: float = 0.008) -> torch.Tensor:
     u = torch.arange(1, T + 1, dtype=torch.float64) / T
-    return D.cosine_alpha_bar(u, s).float()
+    return _alpha_bar(u, s).float()
 
 
 def _cosine_shifted(T: int, s: float = 0.008) -> torch.Tensor:

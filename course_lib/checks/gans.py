@@ -61,12 +61,17 @@ def _d_log_sigmoid(real_logits, fake_logits):
     return -torch.log(p_real).mean() - torch.log(1 - p_fake).mean()
 
 
+def _d_loss(real_logits, fake_logits):
+    """The right loss, written out as an answer would: -log D(x) - log(1 - D(G(z))) in logits."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
 def _d_no_minus(real_logits, fake_logits):
-    return -discriminator_loss(real_logits, fake_logits)
+    return -_d_loss(real_logits, fake_logits)
 
 
 def _d_averaged(real_logits, fake_logits):
-    return discriminator_loss(real_logits, fake_logits) / 2
+    return _d_loss(real_logits, fake_logits) / 2
 
 
 def _d_summed(real_logits, fake_logits):
@@ -684,6 +689,8 @@ GRADIENT_PENALTY_SHORTCUTS = ["course_lib.gan.gradient_penalty"]
 
 
 def _gp_interpolate(real, fake, alpha):
+    if alpha is None:
+        alpha = torch.rand(len(real))
     alpha = alpha.reshape((len(real),) + (1,) * (real.dim() - 1))
     return alpha, alpha * real + (1 - alpha) * fake
 
@@ -695,7 +702,8 @@ def _gp_from(critic, x_hat, reduce):
 
 
 def _gp_swapped(critic, real, fake, alpha=None):
-    return gradient_penalty(critic, fake, real, alpha)
+    _, x_hat = _gp_interpolate(fake, real, alpha)
+    return _gp_from(critic, x_hat, lambda g: ((g.flatten(1).norm(dim=1) - 1) ** 2).mean())
 
 
 def _gp_squared_norm(critic, real, fake, alpha=None):
@@ -747,7 +755,7 @@ def _penalty_detached(penalty: Any) -> bool:
 
 
 # Checked as a property of the returned penalty (its value is right), not by comparing values.
-GRADIENT_PENALTY_GRAPH_MISTAKES = {
+GRADIENT_PENALTY_GRAPH_SYMPTOMS = {
     "computed the gradient without `create_graph=True` (or detached the result, or took `.item()`): "
     "`torch.autograd.grad(..., create_graph=True)` keeps the penalty a function of the critic's parameters, "
     "so that it can train the critic": _penalty_detached,
@@ -816,7 +824,7 @@ def penalty_parameter_gradients(gp_fn: Callable, seed: int = 0) -> torch.Tensor:
     fake = torch.randn(6, 3, generator=gen, dtype=torch.float64)
     alpha = torch.rand(6, generator=gen, dtype=torch.float64)
     penalty = gp_fn(critic, real, fake, alpha)
-    cause = matching_cause(GRADIENT_PENALTY_GRAPH_MISTAKES, penalty)
+    cause = matching_cause(GRADIENT_PENALTY_GRAPH_SYMPTOMS, penalty)
     if cause:
         raise CheckFailed(
             "the penalty does not depend on the critic's parameters, so it cannot train the critic.\n"
@@ -846,19 +854,22 @@ def check_gradient_penalty_backprop(student_fn: Callable, seed: int = 0) -> None
 
 
 def _wgan_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0, *, critic_sign=1.0, penalty_weight=None,
-               detach=True, g_loss_fn=None, critic_updates=None, g_first=False, zero_grad=True, same_z=False,
+               detach=True, g_objective="wgan", critic_updates=None, g_first=False, zero_grad=True, same_z=False,
                report_first=False):
     """The reference WGAN-GP step with one switch per common mistake (all off: the right step)."""
     penalty_weight = gp_weight if penalty_weight is None else penalty_weight
-    g_loss_fn = g_loss_fn or (lambda scores: -scores.mean())
     pairs = list(zip(reals, [zs[0]] * len(reals) if same_z else zs))[:critic_updates]
 
     def generator_update():
-        g_loss = g_loss_fn(critic(G(zs[-1])))
+        scores = critic(G(zs[-1]))
+        if g_objective == "vanilla":
+            loss = F.softplus(-scores).mean()
+        else:
+            loss = scores.mean() if g_objective == "wrong sign" else -scores.mean()
         opt_G.zero_grad()
-        g_loss.backward()
+        loss.backward()
         opt_G.step()
-        return g_loss
+        return loss
 
     g_loss = generator_update() if g_first else None
     losses = []
@@ -895,9 +906,9 @@ WGAN_STEP_MISTAKES = {
         _mistake(detach=False)
     ),
     "the generator's loss has the wrong sign: G *maximises* the critic's score, so its loss is "
-    "-mean(C(G(z)))": _mistake(g_loss_fn=lambda scores: scores.mean()),
+    "-mean(C(G(z)))": _mistake(g_objective="wrong sign"),
     "the generator used the vanilla GAN loss: WGAN's generator loss is -mean(C(G(z))), no sigmoid or log": (
-        _mistake(g_loss_fn=lambda scores: F.softplus(-scores).mean())
+        _mistake(g_objective="vanilla")
     ),
     "only one critic update was made: make one per batch in `reals` (n_critic = len(reals))": (
         _mistake(critic_updates=1)
@@ -949,7 +960,7 @@ __all__ = [
     "FIT_GAN_MISTAKES",
     "FIT_GAN_SHORTCUTS",
     "GENERATOR_LOSS_MISTAKES",
-    "GRADIENT_PENALTY_GRAPH_MISTAKES",
+    "GRADIENT_PENALTY_GRAPH_SYMPTOMS",
     "GRADIENT_PENALTY_MISTAKES",
     "GRADIENT_PENALTY_SHORTCUTS",
     "TRAIN_STEP_MISTAKES",

@@ -486,11 +486,12 @@ def dpo_cases(seed: int, B: int = 5, betas: tuple[float, ...] = (0.1, 2.0)) -> l
 
 
 def _dpo_variant(margin: Callable, outside: bool = False, chosen_reward: Callable | None = None,
-                 rejected_reward: Callable | None = None, squash: Callable = F.logsigmoid) -> Callable:
+                 rejected_reward: Callable | None = None, squash: Callable | None = None) -> Callable:
     def loss_fn(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=0.1):
         pc, pr, rc, rr = policy_chosen, policy_rejected, ref_chosen, ref_rejected
+        log_sigmoid = squash or F.logsigmoid
         m = margin(pc, pr, rc, rr)
-        loss = -(beta * squash(m)).mean() if outside else -squash(beta * m).mean()
+        loss = -(beta * log_sigmoid(m)).mean() if outside else -log_sigmoid(beta * m).mean()
         cr = chosen_reward(pc, rc, beta) if chosen_reward else beta * (pc - rc)
         rj = rejected_reward(pr, rr, beta) if rejected_reward else beta * (pr - rr)
         return loss, cr, rj
@@ -533,7 +534,7 @@ def check_dpo_loss(loss_fn: Callable, cases: list[dict] | None = None) -> None:
                    mistakes=DPO_MISTAKES)
 
 
-DPO_GRADIENT_MISTAKES = {  # predicates on (d loss / d policy_chosen, d loss / d policy_rejected)
+DPO_GRADIENT_SYMPTOMS = {  # predicates on (d loss / d policy_chosen, d loss / d policy_rejected)
     "the gradient pushes the chosen response down and the rejected one up: a flipped sign, or chosen and "
     "rejected exchanged (the margin is chosen log-ratio minus rejected log-ratio, inside -log sigmoid)": (
         lambda grad_chosen, grad_rejected: bool((grad_chosen > 0).all()) and bool((grad_rejected < 0).all())
@@ -561,7 +562,7 @@ def check_dpo_gradient(loss_fn: Callable, seed: int = 0) -> None:
     if pc.grad is None or pr.grad is None:
         raise CheckFailed("no gradient reached policy_chosen or policy_rejected: keep them in the computation.")
     if not bool((pc.grad < 0).all()) or not bool((pr.grad > 0).all()):
-        cause = matching_cause(DPO_GRADIENT_MISTAKES, pc.grad, pr.grad)
+        cause = matching_cause(DPO_GRADIENT_SYMPTOMS, pc.grad, pr.grad)
         raise CheckFailed(
             "a gradient step on this loss must raise the chosen response's log-probability (d loss / d "
             "policy_chosen < 0) and lower the rejected one's (> 0); yours gives "

@@ -9,6 +9,7 @@ the same configuration and copying one set of seeded weights into both.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, MutableMapping
 from typing import Any
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attention import scaled_dot_product_attention
-from ..gpt import GPT, MLP, CausalSelfAttention, GPTConfig, next_token_probs
+from ..gpt import GPT, MLP, CausalSelfAttention, GPTConfig, forward_with_cache, next_token_probs, sample_next_token
 from ..grading import CheckFailed, check_answer_rules, check_function, forbid_reference, matching_cause, substitute
 
 # ---------------------------------------------------------------------------
@@ -446,17 +447,22 @@ def sampled_frequencies(
     return counts.double() / n
 
 
-def _probs(temperature_after=False, k_shift=0, p_mode="right"):
-    def probs(logits, temperature=1.0, top_k=None, top_p=None):
+def _sampler(temperature_after=False, temperature_times=False, k_shift=0, p_mode="right"):
+    """sample_next_token with one mistake (all off: right); each keyword names a mistake's variant."""
+
+    def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
         if temperature == 0:
-            return next_token_probs(logits, 0)
-        z = logits if temperature_after else logits / temperature
+            return logits.argmax(dim=-1)
+        if temperature_after:
+            z = logits
+        else:
+            z = logits * temperature if temperature_times else logits / temperature
         if top_k is not None:
             k = max(1, min(top_k + k_shift, z.shape[-1]))
             kth = torch.topk(z, k, dim=-1).values[:, -1:]
             z = z.masked_fill(z < kth, float("-inf"))
         if top_p is not None:
-            sorted_z, order = torch.sort(z, descending=True, dim=-1)
+            sorted_z, order = torch.sort(z, descending=p_mode != "ascending", dim=-1)
             sp = torch.softmax(sorted_z, dim=-1)
             cum = sp.cumsum(dim=-1)
             if p_mode == "exclude-boundary":
@@ -465,42 +471,36 @@ def _probs(temperature_after=False, k_shift=0, p_mode="right"):
             elif p_mode == "one-extra":  # drop only once the mass before the *previous* token reached p
                 reached = cum - sp >= top_p
                 drop_sorted = torch.cat([torch.zeros_like(reached[:, :1]), reached[:, :-1]], 1)
-            elif p_mode == "ascending":
-                sorted_z, order = torch.sort(z, descending=False, dim=-1)
-                sp = torch.softmax(sorted_z, dim=-1)
-                drop_sorted = sp.cumsum(dim=-1) - sp >= top_p
             else:
                 drop_sorted = cum - sp >= top_p
             z = z.masked_fill(drop_sorted.scatter(1, order, drop_sorted), float("-inf"))
         p = torch.softmax(z, dim=-1)
         if temperature_after:
-            p = p / temperature
-            p = p / p.sum(dim=-1, keepdim=True)  # what torch.multinomial does with unnormalised weights
-        return p
+            p = p / temperature  # torch.multinomial renormalises: this changes nothing
+        return torch.multinomial(p, 1, generator=generator).squeeze(1)
 
-    return probs
+    return sample_next_token
 
 
-def _probs_temperature_times(logits, temperature=1.0, top_k=None, top_p=None):
-    if temperature == 0:
-        return next_token_probs(logits, 0)
-    return next_token_probs(logits * temperature, 1.0, top_k, top_p)
+def _how_often(**mistake) -> Callable:
+    """The mistaken sampler as the check sees a sampler: how often it draws each token (sampled_frequencies)."""
+    return functools.partial(sampled_frequencies, _sampler(**mistake))
 
 
 SAMPLING_MISTAKES = {
     "temperature applied after the softmax: dividing probabilities by T changes nothing once they are "
-    "renormalised; divide the *logits* by T, then softmax": _probs(temperature_after=True),
+    "renormalised; divide the *logits* by T, then softmax": _how_often(temperature_after=True),
     "multiplied the logits by the temperature: divide by it (low T must sharpen the distribution)": (
-        _probs_temperature_times
+        _how_often(temperature_times=True)
     ),
-    "top-k kept one token too many: keep exactly the k largest logits (`torch.topk(logits, k)`)": _probs(k_shift=1),
-    "top-k kept one token too few: keep exactly the k largest logits, the k-th one included": _probs(k_shift=-1),
+    "top-k kept one token too many: keep exactly the k largest logits (`torch.topk(logits, k)`)": _how_often(k_shift=1),
+    "top-k kept one token too few: keep exactly the k largest logits, the k-th one included": _how_often(k_shift=-1),
     "top-p dropped the boundary token: keep the smallest set whose mass *reaches* p, i.e. also the token that "
-    "crosses p (drop a token only when the mass *before* it is already >= p)": _probs(p_mode="exclude-boundary"),
-    "top-p kept one token past the boundary: stop at the first token whose cumulative mass reaches p": _probs(
+    "crosses p (drop a token only when the mass *before* it is already >= p)": _how_often(p_mode="exclude-boundary"),
+    "top-p kept one token past the boundary: stop at the first token whose cumulative mass reaches p": _how_often(
         p_mode="one-extra"
     ),
-    "top-p sorted the wrong way: accumulate the probabilities from the *most* likely token down": _probs(
+    "top-p sorted the wrong way: accumulate the probabilities from the *most* likely token down": _how_often(
         p_mode="ascending"
     ),
 }
@@ -762,14 +762,11 @@ def _reference_generate(block_size, idx, max_new_tokens, seed, temperature=1.0, 
                     use_cache=True, generator=torch.Generator().manual_seed(seed))
 
 
-def _generation(when_full: str = "rebuild", position: int = -1, pass_options: bool = True, new_only: bool = False):
+def _generate_with(when_full: str = "rebuild", position: int = -1, pass_options: bool = True,
+                   new_only: bool = False) -> Callable:
     """The loop with the cache, right by default; each argument turns one mistake on."""
 
-    def run(block_size, idx, max_new_tokens, seed, temperature=1.0, top_k=None, top_p=None):
-        from ..gpt import forward_with_cache, sample_next_token
-
-        model = tiny_generator_gpt(seed, block_size)
-        generator = torch.Generator().manual_seed(seed)
+    def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
         block, prompt_length = model.config.block_size, idx.shape[1]
         with torch.no_grad():
             logits, past = forward_with_cache(model, idx[:, -block:])
@@ -788,7 +785,12 @@ def _generation(when_full: str = "rebuild", position: int = -1, pass_options: bo
                     logits, past = forward_with_cache(model, idx[:, -block:])
         return idx[:, prompt_length:] if new_only else idx
 
-    return run
+    return generate
+
+
+def _generation(**mistake: Any) -> Callable:
+    """The mistaken loop as the check sees a loop: the ids it writes for a case (:func:`generated_ids`)."""
+    return functools.partial(generated_ids, _generate_with(**mistake))
 
 
 GENERATE_MISTAKES = {
@@ -815,7 +817,7 @@ def _rereads_the_sequence(fed: int, prompt: int, new: int) -> bool:
 
 
 # Checked on the positions a right answer feeds to the model (see :func:`positions_fed`), not by comparing values.
-GENERATE_CACHE_MISTAKES = {
+GENERATE_CACHE_SYMPTOMS = {
     "each step re-reads the whole sequence: after the first call, feed only the newest token together with the "
     "cache the previous call returned": _rereads_the_sequence,
 }
@@ -842,7 +844,6 @@ def check_generate(generate: Callable, namespace: MutableMapping[str, Any], case
     ``course_lib.gpt.generate`` on the same seed. Without ``cases``: a shortcut check, three tiny GPTs with an
     8-token window (greedy; sampled past the window; a prompt longer than the window with top-k and top-p), then a
     count of the positions fed to the model, which shows whether the loop uses its cache."""
-    from ..gpt import forward_with_cache, sample_next_token
 
     with substitute(namespace, forward_with_cache=forward_with_cache, sample_next_token=sample_next_token):
         visible = cases is None
@@ -863,7 +864,7 @@ def check_generate(generate: Callable, namespace: MutableMapping[str, Any], case
         if visible:
             T, n = 3, 6
             fed = positions_fed(generate, tiny_generator_gpt(4, block_size=16), torch.tensor([[1, 5, 2]]), n)
-            cause = matching_cause(GENERATE_CACHE_MISTAKES, fed, T, n)
+            cause = matching_cause(GENERATE_CACHE_SYMPTOMS, fed, T, n)
             if cause:
                 raise CheckFailed(
                     f"generate is right, but it fed the model {fed} token positions to write {n} tokens after a "
@@ -878,7 +879,7 @@ __all__ = [
     "CHAR_TOKENIZER_MISTAKES",
     "FORWARD_WITH_CACHE_MISTAKES",
     "FORWARD_WITH_CACHE_SHORTCUTS",
-    "GENERATE_CACHE_MISTAKES",
+    "GENERATE_CACHE_SYMPTOMS",
     "GENERATE_MISTAKES",
     "GENERATE_SHORTCUTS",
     "LM_LOSS_MISTAKES",

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from .. import diffusion as D
+from ..diffusion import ddim_timesteps
 from ..grading import (
     CheckFailed,
     check_answer_rules,
@@ -96,6 +97,12 @@ def reference_ddim_sample(model, x_T, schedule, steps):
 
 def reference_guided_noise(model, xt, t, labels, guidance_scale):
     return D.guided_noise(model, xt, t, labels, guidance_scale)
+
+
+# The notebook's names for the functions a mistaken loop below calls. Here they are the references; in the
+# mistake's generated submission (tools/harness.py) they are the student's own p_sample and diffusion_loss.
+p_sample = reference_p_sample
+diffusion_loss = reference_diffusion_loss
 
 
 # --------------------------------------------------------------------------
@@ -335,7 +342,7 @@ def _ddpm_loop(model, shape, schedule, generator, times, noise_at_zero=False):
     x = torch.randn(shape, generator=generator)
     for t in times:
         noise = torch.randn(shape, generator=generator) if (t > 0 or noise_at_zero) else None
-        x = D.p_sample(model, x, t, full(schedule), noise)
+        x = p_sample(model, x, t, schedule, noise)
     return x
 
 
@@ -468,7 +475,7 @@ def _ddim_loop(model, x_T, schedule, times, last_alpha_bar=1.0):
 
 
 def _ddim_sample_stops_at_zero(model, x_T, schedule, steps):
-    times = D.ddim_timesteps(schedule.T, steps)
+    times = ddim_timesteps(schedule.T, steps)
     return _ddim_loop(model, x_T, schedule, times, last_alpha_bar=schedule.alpha_bars[0].item())
 
 
@@ -696,15 +703,20 @@ def _reference_outcome(**case: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _library_outcome(loop: Callable) -> Callable:
-    """A mistaken loop of this module (it calls ``D.diffusion_loss``) as ``case -> outcome``."""
+    """A mistaken loop of this module (it calls this module's ``diffusion_loss``) as ``case -> outcome``."""
 
     def outcome(**case: Any) -> tuple[torch.Tensor, torch.Tensor]:
         with warnings.catch_warnings():  # a mistake may call the scheduler first, which PyTorch warns about
             warnings.simplefilter("ignore")
-            losses, run, _ = _train_run(loop, vars(D), case)
+            losses, run, _ = _train_run(loop, globals(), case)
         return _outcome(losses, run)
 
     return outcome
+
+
+def _drop_labels(labels, p, null_label):
+    drop = torch.rand(labels.shape) < p
+    return torch.where(drop, torch.full_like(labels, null_label), labels)
 
 
 def _loop(model, batches, schedule, optimizer, steps, p_uncond=0.0, lr_scheduler=None, grad_clip=1.0, *,
@@ -717,16 +729,16 @@ def _loop(model, batches, schedule, optimizer, steps, p_uncond=0.0, lr_scheduler
         x0, labels = batch[0], (batch[1] if len(batch) > 1 else None)
         if labels is not None and p_uncond > 0:
             if dropout == "each":
-                labels = D.drop_labels(labels, p_uncond, model.null_label)
+                labels = _drop_labels(labels, p_uncond, model.null_label)
             elif dropout == "keep":
-                labels = D.drop_labels(labels, 1 - p_uncond, model.null_label)
+                labels = _drop_labels(labels, 1 - p_uncond, model.null_label)
             elif dropout == "batch":
                 labels = labels if torch.rand(()) >= p_uncond else torch.full_like(labels, model.null_label)
             elif dropout == "zero":
-                labels = D.drop_labels(labels, p_uncond, 0)
+                labels = _drop_labels(labels, p_uncond, 0)
             elif dropout == "in place":
                 labels[torch.rand(labels.shape) < p_uncond] = model.null_label
-        loss = D.diffusion_loss(model, x0, schedule, labels if pass_labels else None)
+        loss = diffusion_loss(model, x0, schedule, labels if pass_labels else None)
         if zero_grad == "before":
             optimizer.zero_grad()
         loss.backward()

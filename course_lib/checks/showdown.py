@@ -6,7 +6,7 @@ Each check compares a student's function with its course_lib reference of the sa
 ``grading.check_function``. Functions whose output is a dict or must have a given dtype are
 first turned into ``*_summary`` functions that return comparable values. Each ``*_MISTAKES``
 catalogue maps a description to a function that reproduces that mistake (or, for
-``FRECHET_RESULT_MISTAKES``, to a predicate on a wrong result), so a failing check can name it;
+``FRECHET_RESULT_SYMPTOMS``, to a predicate on a wrong result), so a failing check can name it;
 ``*_ERRORS`` name the likely cause of an exception.
 
 Each ``check_<cell>`` function is the body of the notebook's self-check cell ``test_<cell>``:
@@ -27,6 +27,15 @@ import torch
 from .. import metrics, pixels
 from ..data import digits_split
 from ..grading import CheckFailed, check_answer_rules, check_function, forbid_reference, matching_cause, substitute
+from ..metrics import (
+    classifier_scores,
+    digit_features,
+    digits_classifier,
+    feature_statistics,
+    frechet_distance,
+    memorisation,
+    precision_recall,
+)
 
 # --------------------------------------------------------------------------
 # Fixtures
@@ -87,15 +96,15 @@ FEATURES_SHORTCUTS = ["course_lib.metrics.digit_features"]
 
 
 def _features_after_softmax(images):
-    return metrics.digits_classifier()(images).softmax(dim=1)
+    return digits_classifier()(images).softmax(dim=1)
 
 
 def _features_logits(images):
-    return metrics.digits_classifier()(images)
+    return digits_classifier()(images)
 
 
 def _features_before_relu(images):
-    return metrics.digits_classifier().net[:2](images)
+    return digits_classifier().net[:2](images)
 
 
 FEATURES_MISTAKES = {
@@ -239,7 +248,7 @@ FRECHET_MISTAKES = {
     "the mean term is the distance, not its square: ||mu1 - mu2||^2": _fd_norm_not_squared,
 }
 
-FRECHET_RESULT_MISTAKES = {  # predicates on the (raw) value an answer returned
+FRECHET_RESULT_SYMPTOMS = {  # predicates on the (raw) value an answer returned
     "NaN: round-off makes some eigenvalues of a singular covariance product slightly negative (or their "
     "square roots complex); clamp the eigenvalues at 0 before the square root, as FID implementations do "
     "(Hint 3 above)": lambda value: isinstance(value, float) and math.isnan(value),
@@ -260,7 +269,7 @@ def frechet_summary(fd_fn: Callable, mu1, sigma1, mu2, sigma2) -> float:
         value = value.item()
     if not isinstance(value, (int, float, complex)) or isinstance(value, bool):
         raise CheckFailed(f"frechet_distance should return a number (a float), got {type(value).__name__}")
-    cause = matching_cause(FRECHET_RESULT_MISTAKES, value)
+    cause = matching_cause(FRECHET_RESULT_SYMPTOMS, value)
     if cause:
         H = len(mu1)
         raise CheckFailed(f"frechet_distance returned {value!r} for two {H}x{H} covariance matrices."
@@ -494,37 +503,42 @@ def scorecard_summary(scorecard_fn: Callable, samples, train, heldout, k: int = 
 
 def _card(samples, train, heldout, k=3, real_set="train", space="features", min_count=None, swap_pr=False,
           swap_memorisation=False):
-    """The reference scorecard with one thing done differently (each mistake below picks one)."""
+    """The scorecard with one thing done differently (each mistake below picks one); a dict like the answer's."""
     real = train if real_set == "train" else heldout
-    fake_f, real_f = metrics.digit_features(samples), metrics.digit_features(real)
+    fake_f, real_f = digit_features(samples), digit_features(real)
     if space == "pixels":
-        stats = metrics.feature_statistics(samples.flatten(1)), metrics.feature_statistics(real.flatten(1))
+        stats = feature_statistics(samples.flatten(1)), feature_statistics(real.flatten(1))
     else:
-        stats = metrics.feature_statistics(fake_f), metrics.feature_statistics(real_f)
-    pr = metrics.precision_recall(fake_f, real_f, k) if swap_pr else metrics.precision_recall(real_f, fake_f, k)
-    histogram = metrics.classifier_scores(samples)["histogram"]
-    covered = (histogram * len(samples) >= min_count).sum() if min_count else (histogram >= metrics.COVERED_SHARE).sum()
-    ratio = (metrics.memorisation(heldout, train, samples) if swap_memorisation
-             else metrics.memorisation(samples, train, heldout))["ratio"]
-    return [metrics.frechet_distance(*stats[0], *stats[1]), pr["precision"], pr["recall"], float(covered),
-            float(histogram.min()), ratio]
+        stats = feature_statistics(fake_f), feature_statistics(real_f)
+    pr = precision_recall(fake_f, real_f, k) if swap_pr else precision_recall(real_f, fake_f, k)
+    histogram = classifier_scores(samples)["histogram"]
+    covered = (histogram * len(samples) >= min_count).sum() if min_count else (histogram >= 0.02).sum()
+    ratio = (memorisation(heldout, train, samples) if swap_memorisation
+             else memorisation(samples, train, heldout))["ratio"]
+    return {"fd": frechet_distance(*stats[0], *stats[1]), "precision": pr["precision"], "recall": pr["recall"],
+            "classes": float(covered), "min_class_share": float(histogram.min()), "memorisation": ratio}
+
+
+def _card_mistake(**change: Any) -> Callable:
+    """The scorecard with ``change`` as the check sees it (its summary list)."""
+    return functools.partial(scorecard_summary, functools.partial(_card, **change))
 
 
 SCORECARD_MISTAKES = {
     "precision and recall came out swapped: precision_recall takes the real features first (the training "
-    "digits') and the samples' second": functools.partial(_card, swap_pr=True),
+    "digits') and the samples' second": _card_mistake(swap_pr=True),
     "the samples were judged against the held-out digits: the real set is the training set, what the model "
-    "learned from; the held-out digits are the memorisation yardstick": functools.partial(_card, real_set="heldout"),
+    "learned from; the held-out digits are the memorisation yardstick": _card_mistake(real_set="heldout"),
     "the Frechet distance was computed on raw pixels: it is measured between the classifier's features "
-    "(digit_features) of the samples and of the training digits": functools.partial(_card, space="pixels"),
+    "(digit_features) of the samples and of the training digits": _card_mistake(space="pixels"),
     "a class with a single sample counted as covered: a class is covered when it gets at least COVERED_SHARE "
-    "(2 %) of the samples": functools.partial(_card, min_count=1),
+    "(2 %) of the samples": _card_mistake(min_count=1),
     "memorisation got the samples and the held-out digits swapped: memorisation(samples, train, heldout), whose "
     "ratio is below 1 when samples sit closer to the training digits than new real digits do": (
-        functools.partial(_card, swap_memorisation=True)
+        _card_mistake(swap_memorisation=True)
     ),
     "k was not passed on: precision_recall must use the k scorecard was given": functools.partial(
-        lambda samples, train, heldout, k=3: _card(samples, train, heldout)
+        scorecard_summary, lambda samples, train, heldout, k=3: _card(samples, train, heldout)
     ),
 }
 

@@ -12,11 +12,7 @@ MISTAKES = [
         cause="normalised along the wrong",
         cell="softmax",
         why="normalises along dim 0 whatever dim is: no error, wrong numbers",
-        code='''
-def softmax(x, dim=-1):
-    e = torch.exp(x - x.amax(dim=0, keepdim=True))
-    return e / e.sum(dim=0, keepdim=True)
-''',
+        code=FROM_CATALOGUE,
         fails={"test_softmax_values"},
     ),
     Mistake(
@@ -55,12 +51,7 @@ def softmax(x, dim=-1):
         cause="summed over the batch instead of averaging: divide",
         cell="cross_entropy",
         why="sums over the batch",
-        code='''
-def cross_entropy(logits, targets):
-    m = logits.amax(dim=1, keepdim=True)
-    log_probs = logits - m - torch.log(torch.exp(logits - m).sum(dim=1, keepdim=True))
-    return -log_probs[torch.arange(len(targets)), targets].sum()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_cross_entropy_values"},
     ),
     Mistake(
@@ -77,12 +68,7 @@ def cross_entropy(logits, targets):
         cause="picked the wrong entries:",
         cell="cross_entropy",
         why="log_probs[:, targets] picks an N x N block instead of one entry per row",
-        code='''
-def cross_entropy(logits, targets):
-    m = logits.amax(dim=1, keepdim=True)
-    log_probs = logits - m - torch.log(torch.exp(logits - m).sum(dim=1, keepdim=True))
-    return -log_probs[:, targets].mean()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_cross_entropy_values"},
     ),
     Mistake(

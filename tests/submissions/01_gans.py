@@ -45,10 +45,7 @@ def discriminator_loss(real_logits, fake_logits):
         cause="divided the sum of the two",
         cell="discriminator_loss",
         why="averages the two terms instead of adding them",
-        code='''
-def discriminator_loss(real_logits, fake_logits):
-    return (F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()) / 2
-''',
+        code=FROM_CATALOGUE,
         fails=_D_TESTS,
     ),
     # ---- generator_loss -----------------------------------------------------
@@ -138,23 +135,7 @@ def discriminator_loss(real_logits, fake_logits):
         cause="made new optimisers at every step",
         cell="fit_gan",
         why="creates the two Adam optimisers inside the loop: their running averages restart every step",
-        code='''
-def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_end=0.05, d_lr=None,
-            betas=(0.5, 0.999), non_saturating=True, seed=0, callback=None):
-    latents = torch.Generator().manual_seed(seed)
-    history = {"d_loss": [], "g_loss": []}
-    for i in range(steps):
-        factor = 1 - (1 - lr_end) * i / max(1, steps - 1)
-        opt_G = torch.optim.Adam(G.parameters(), lr=lr * factor, betas=betas)
-        opt_D = torch.optim.Adam(D.parameters(), lr=(lr if d_lr is None else d_lr) * factor, betas=betas)
-        z = torch.randn(batch_size, latent_dim, generator=latents)
-        d_loss, g_loss = gan_train_step(G, D, opt_G, opt_D, sample_real(batch_size), z, non_saturating)
-        history["d_loss"].append(d_loss)
-        history["g_loss"].append(g_loss)
-        if callback is not None:
-            callback(i, history)
-    return history
-''',
+        code=FROM_CATALOGUE,
         fails={"test_fit_gan"},
     ),
     Mistake(
@@ -162,22 +143,7 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
         cause="kept the learning rates constant",
         cell="fit_gan",
         why="never decays the learning rate",
-        code='''
-def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_end=0.05, d_lr=None,
-            betas=(0.5, 0.999), non_saturating=True, seed=0, callback=None):
-    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
-    opt_D = torch.optim.Adam(D.parameters(), lr=lr if d_lr is None else d_lr, betas=betas)
-    latents = torch.Generator().manual_seed(seed)
-    history = {"d_loss": [], "g_loss": []}
-    for i in range(steps):
-        z = torch.randn(batch_size, latent_dim, generator=latents)
-        d_loss, g_loss = gan_train_step(G, D, opt_G, opt_D, sample_real(batch_size), z, non_saturating)
-        history["d_loss"].append(d_loss)
-        history["g_loss"].append(g_loss)
-        if callback is not None:
-            callback(i, history)
-    return history
-''',
+        code=FROM_CATALOGUE,
         fails={"test_fit_gan"},
     ),
     Mistake(
@@ -212,25 +178,7 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
         cause="drew z from torch's global random generator",
         cell="fit_gan",
         why="draws the latents with plain torch.randn: not reproducible from seed",
-        code='''
-def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_end=0.05, d_lr=None,
-            betas=(0.5, 0.999), non_saturating=True, seed=0, callback=None):
-    d_base = lr if d_lr is None else d_lr
-    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
-    opt_D = torch.optim.Adam(D.parameters(), lr=d_base, betas=betas)
-    history = {"d_loss": [], "g_loss": []}
-    for i in range(steps):
-        factor = 1 - (1 - lr_end) * i / max(1, steps - 1)
-        opt_G.param_groups[0]["lr"] = lr * factor
-        opt_D.param_groups[0]["lr"] = d_base * factor
-        d_loss, g_loss = gan_train_step(G, D, opt_G, opt_D, sample_real(batch_size),
-                                        torch.randn(batch_size, latent_dim), non_saturating)
-        history["d_loss"].append(d_loss)
-        history["g_loss"].append(g_loss)
-        if callback is not None:
-            callback(i, history)
-    return history
-''',
+        code=FROM_CATALOGUE,
         fails={"test_fit_gan"},
     ),
     Mistake(
@@ -306,16 +254,7 @@ def gradient_penalty(critic, real, fake, alpha=None):
         cause="mixed the wrong way round:",
         cell="gradient_penalty",
         why="x_hat = alpha * fake + (1 - alpha) * real",
-        code='''
-def gradient_penalty(critic, real, fake, alpha=None):
-    B = real.shape[0]
-    if alpha is None:
-        alpha = torch.rand(B)
-    alpha = alpha.reshape((B,) + (1,) * (real.dim() - 1))
-    x_hat = (alpha * fake + (1 - alpha) * real).detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
-''',
+        code=FROM_CATALOGUE,
         fails=_GP_TESTS,
     ),
     Mistake(
@@ -337,22 +276,7 @@ def gradient_penalty(critic, real, fake, alpha=None):
         cause="the critic's loss has the",
         cell="wgan_gp_train_step",
         why="the critic maximises its loss: mean(C(real)) - mean(C(fake)) + penalty",
-        code='''
-def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
-    for real, z in zip(reals, zs):
-        with torch.no_grad():
-            fake = G(z)
-        penalty = gradient_penalty(critic, real, fake)
-        critic_loss = critic(real).mean() - critic(fake).mean() + gp_weight * penalty
-        opt_C.zero_grad()
-        critic_loss.backward()
-        opt_C.step()
-    g_loss = -critic(G(zs[-1])).mean()
-    opt_G.zero_grad()
-    g_loss.backward()
-    opt_G.step()
-    return critic_loss.item(), g_loss.item(), penalty.item()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_wgan_gp_train_step"},
     ),
     Mistake(
@@ -360,21 +284,7 @@ def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
         cause="the critic's updates backpropagated",
         cell="wgan_gp_train_step",
         why="fakes for the critic made with a gradient into G",
-        code='''
-def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
-    for real, z in zip(reals, zs):
-        fake = G(z)
-        penalty = gradient_penalty(critic, real, fake)
-        critic_loss = critic(fake).mean() - critic(real).mean() + gp_weight * penalty
-        opt_C.zero_grad()
-        critic_loss.backward()
-        opt_C.step()
-    g_loss = -critic(G(zs[-1])).mean()
-    opt_G.zero_grad()
-    g_loss.backward()
-    opt_G.step()
-    return critic_loss.item(), g_loss.item(), penalty.item()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_wgan_gp_train_step"},
     ),
     Mistake(
@@ -382,22 +292,7 @@ def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
         cause="the generator used the vanilla",
         cell="wgan_gp_train_step",
         why="the generator uses the non-saturating GAN loss on the critic's scores",
-        code='''
-def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
-    for real, z in zip(reals, zs):
-        with torch.no_grad():
-            fake = G(z)
-        penalty = gradient_penalty(critic, real, fake)
-        critic_loss = critic(fake).mean() - critic(real).mean() + gp_weight * penalty
-        opt_C.zero_grad()
-        critic_loss.backward()
-        opt_C.step()
-    g_loss = torch.nn.functional.softplus(-critic(G(zs[-1]))).mean()
-    opt_G.zero_grad()
-    g_loss.backward()
-    opt_G.step()
-    return critic_loss.item(), g_loss.item(), penalty.item()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_wgan_gp_train_step"},
     ),
     Mistake(
@@ -405,22 +300,7 @@ def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
         cause="only one critic update was",
         cell="wgan_gp_train_step",
         why="one critic update whatever len(reals) is",
-        code='''
-def wgan_gp_train_step(G, critic, opt_G, opt_C, reals, zs, gp_weight=10.0):
-    for real, z in [(reals[0], zs[0])]:
-        with torch.no_grad():
-            fake = G(z)
-        penalty = gradient_penalty(critic, real, fake)
-        critic_loss = critic(fake).mean() - critic(real).mean() + gp_weight * penalty
-        opt_C.zero_grad()
-        critic_loss.backward()
-        opt_C.step()
-    g_loss = -critic(G(zs[-1])).mean()
-    opt_G.zero_grad()
-    g_loss.backward()
-    opt_G.step()
-    return critic_loss.item(), g_loss.item(), penalty.item()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_wgan_gp_train_step"},
     ),
 ]

@@ -33,13 +33,7 @@ def linear_beta_schedule(T, beta_start=1e-4, beta_end=0.02):
         cause="the last betas exceed 0.999:",
         cell="cosine_beta_schedule",
         why="the last beta reaches 1",
-        code='''
-def cosine_beta_schedule(T, s=0.008):
-    u = torch.arange(T + 1, dtype=torch.float64) / T
-    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
-    alpha_bar = f / f[0]
-    return (1 - alpha_bar[1:] / alpha_bar[:-1]).float()
-''',
+        code=FROM_CATALOGUE,
         fails={"test_cosine_beta_schedule"},
     ),
     Mistake(

@@ -6,21 +6,6 @@ mistake; each mistake names exactly the test cells that must score 0.
 
 from harness import FROM_CATALOGUE, Mistake
 
-_SHAPE = "shape = (-1, *([1] * (xt.dim() - 1)))"
-
-
-def _posterior(ab_prev: str, alpha: str = "schedule.alphas[t]", ab: str = "schedule.alpha_bars[t]") -> str:
-    return f'''
-def q_posterior_mean_variance(x0, xt, t, schedule):
-    {_SHAPE}
-    beta = schedule.betas[t].reshape(shape)
-    alpha = {alpha}.reshape(shape)
-    ab = {ab}.reshape(shape)
-    ab_prev = {ab_prev}.reshape(shape)
-    mean = beta * ab_prev.sqrt() / (1 - ab) * x0 + (1 - ab_prev) * alpha.sqrt() / (1 - ab) * xt
-    return mean, beta * (1 - ab_prev) / (1 - ab)
-'''
-
 
 def _loss(draw_t: str = "torch.randint(schedule.T, (x0.shape[0],))", target: str = "noise",
           call: str = "model(xt, t) if labels is None else model(xt, t, labels)", reduce: str = "mean") -> str:
@@ -33,75 +18,6 @@ def diffusion_loss(model, x0, schedule, labels=None, t=None, noise=None):
     xt = q_sample(x0, t, schedule, noise)
     predicted = {call}
     return ((predicted - {target}) ** 2).{reduce}()
-'''
-
-
-def _p_sample(mean_alpha: str = "alpha", noise_coef: str = "beta.sqrt()", last: str = "t == 0",
-              denom: str = "(1 - ab).sqrt()") -> str:
-    return f'''
-def p_sample(model, xt, t, schedule, noise=None):
-    eps = model(xt, torch.full((xt.shape[0],), t, dtype=torch.long))
-    beta, alpha, ab = schedule.betas[t], schedule.alphas[t], schedule.alpha_bars[t]
-    mean = (xt - beta / {denom} * eps) / {mean_alpha}.sqrt()
-    if {last}:
-        return mean
-    if noise is None:
-        noise = torch.randn_like(xt)
-    return mean + {noise_coef} * noise
-'''
-
-
-def _ddpm(times: str) -> str:
-    return f'''
-def ddpm_sample(model, shape, schedule, generator):
-    x = torch.randn(shape, generator=generator)
-    for t in {times}:
-        noise = torch.randn(shape, generator=generator) if t > 0 else None
-        x = p_sample(model, x, t, schedule, noise)
-    return x
-'''
-
-
-def _ddim_step(ab_prev: str, table: str = "schedule.alpha_bars") -> str:
-    return f'''
-def ddim_step(eps, xt, t, t_prev, schedule):
-    ab_t = {table}[t]
-    ab_prev = {ab_prev}
-    x0_hat = (xt - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()
-    return ab_prev.sqrt() * x0_hat + (1 - ab_prev).sqrt() * eps
-'''
-
-
-def _cfg(expression: str) -> str:
-    return f'''
-def guided_noise(model, xt, t, labels, guidance_scale):
-    eps_cond = model(xt, t, labels)
-    eps_uncond = model(xt, t)
-    return {expression}
-'''
-
-
-def _train(dropout: str = "torch.rand(labels.shape) < p_uncond", update: str = """optimizer.zero_grad()
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()""") -> str:
-    return f'''
-def train_denoiser(model, batches, schedule, optimizer, steps, p_uncond=0.0, lr_scheduler=None, grad_clip=1.0):
-    model.train()
-    losses = []
-    for _ in range(steps):
-        batch = next(batches)
-        x0, labels = batch[0], (batch[1] if len(batch) > 1 else None)
-        if labels is not None and p_uncond > 0:
-            drop = {dropout}
-            labels = torch.where(drop, torch.full_like(labels, model.null_label), labels)
-        loss = diffusion_loss(model, x0, schedule, labels)
-        {update}
-        if lr_scheduler is not None:
-            lr_scheduler.step()
-        losses.append(loss.item())
-    return losses
 '''
 
 
@@ -205,7 +121,7 @@ MISTAKES = [
         cause="ran the steps forwards: sampling",
         cell="ddpm_sample",
         why="loops t = 0 .. T-1",
-        code=_ddpm("range(schedule.T)"),
+        code=FROM_CATALOGUE,
         fails={"test_ddpm_sample"},
     ),
     Mistake(
@@ -213,7 +129,7 @@ MISTAKES = [
         cause="stopped before t = 0: `range(T",
         cell="ddpm_sample",
         why="range(T - 1, 0, -1) never runs t = 0",
-        code=_ddpm("range(schedule.T - 1, 0, -1)"),
+        code=FROM_CATALOGUE,
         fails={"test_ddpm_sample"},
     ),
     Mistake(
@@ -245,17 +161,7 @@ MISTAKES = [
         cause="ended at t_prev = 0 instead",
         cell="ddim_sample",
         why="the last jump goes to t = 0 instead of the clean data (-1)",
-        code='''
-@torch.no_grad()
-def ddim_sample(model, x_T, schedule, steps):
-    times = ddim_timesteps(schedule.T, steps)
-    x = x_T
-    for i, t in enumerate(times):
-        t_prev = times[i + 1] if i + 1 < len(times) else 0
-        eps = model(x, torch.full((x.shape[0],), t, dtype=torch.long))
-        x = ddim_step(eps, x, t, t_prev, schedule)
-    return x
-''',
+        code=FROM_CATALOGUE,
         fails={"test_ddim_sample"},
     ),
     Mistake(
@@ -293,10 +199,7 @@ def ddim_sample(model, x_T, schedule, steps):
         cause="never zeroed the gradients",
         cell="train_denoiser",
         why="gradients accumulate over the steps: optimizer.zero_grad() forgotten",
-        code=_train(update="""loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()"""),
+        code=FROM_CATALOGUE,
         fails={"test_train_denoiser"},
     ),
     Mistake(
@@ -304,11 +207,7 @@ def ddim_sample(model, x_T, schedule, steps):
         cause="did not clip the gradients before the update",
         cell="train_denoiser",
         why="clip_grad_norm_ after optimizer.step(), where it changes nothing",
-        code=_train(update="""optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)"""),
+        code=FROM_CATALOGUE,
         fails={"test_train_denoiser"},
     ),
     Mistake(
@@ -316,7 +215,7 @@ def ddim_sample(model, x_T, schedule, steps):
         cause="kept each label with probability p_uncond",
         cell="train_denoiser",
         why="drops a label with probability 1 - p_uncond (the comparison the wrong way round)",
-        code=_train(dropout="torch.rand(labels.shape) >= p_uncond"),
+        code=FROM_CATALOGUE,
         fails={"test_train_denoiser"},
     ),
     Mistake(

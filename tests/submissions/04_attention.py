@@ -137,19 +137,7 @@ MISTAKES += [
         cause="combined the masks with `|` (or)",
         cell="self_attention",
         why="joins the causal and the padding mask with |, so a query sees the future and the padding",
-        code='''
-def self_attention(x, attn, lengths=None, causal=False):
-    B, T, D = x.shape
-    mask = causal_mask(T) if causal else None
-    if lengths is not None:
-        keys = padding_mask(lengths, T)[:, None, None, :]
-        mask = keys if mask is None else mask | keys
-    q = split_heads(attn.q_proj(x), attn.num_heads)
-    k = split_heads(attn.k_proj(x), attn.num_heads)
-    v = split_heads(attn.v_proj(x), attn.num_heads)
-    out, weights = scaled_dot_product_attention(q, k, v, mask)
-    return attn.out_proj(merge_heads(out)), weights
-''',
+        code=FROM_CATALOGUE,
         fails={"test_self_attention"},
     ),
     Mistake(
@@ -157,19 +145,7 @@ def self_attention(x, attn, lengths=None, causal=False):
         cause="the padding mask lacks the head axis",
         cell="self_attention",
         why="uses the (B, 1, T) key mask of Exercise 2, which broadcasts the batch against the heads",
-        code='''
-def self_attention(x, attn, lengths=None, causal=False):
-    B, T, D = x.shape
-    mask = causal_mask(T) if causal else None
-    if lengths is not None:
-        keys = padding_mask(lengths, T)[:, None, :]
-        mask = keys if mask is None else mask & keys
-    q = split_heads(attn.q_proj(x), attn.num_heads)
-    k = split_heads(attn.k_proj(x), attn.num_heads)
-    v = split_heads(attn.v_proj(x), attn.num_heads)
-    out, weights = scaled_dot_product_attention(q, k, v, mask)
-    return attn.out_proj(merge_heads(out)), weights
-''',
+        code=FROM_CATALOGUE,
         fails={"test_self_attention"},
     ),
     Mistake(
@@ -177,19 +153,7 @@ def self_attention(x, attn, lengths=None, causal=False):
         cause="the output projection is missing",
         cell="self_attention",
         why="returns the merged heads without attn.out_proj",
-        code='''
-def self_attention(x, attn, lengths=None, causal=False):
-    B, T, D = x.shape
-    mask = causal_mask(T) if causal else None
-    if lengths is not None:
-        keys = padding_mask(lengths, T)[:, None, None, :]
-        mask = keys if mask is None else mask & keys
-    q = split_heads(attn.q_proj(x), attn.num_heads)
-    k = split_heads(attn.k_proj(x), attn.num_heads)
-    v = split_heads(attn.v_proj(x), attn.num_heads)
-    out, weights = scaled_dot_product_attention(q, k, v, mask)
-    return merge_heads(out), weights
-''',
+        code=FROM_CATALOGUE,
         fails={"test_self_attention"},
     ),
 ]

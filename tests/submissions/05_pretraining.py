@@ -6,109 +6,7 @@ one mistake; each mistake names exactly the test cells that must score 0.
 
 from harness import FROM_CATALOGUE, Mistake
 
-_CHAR_CLASS = '''
-class CharTokenizer:
-    def __init__(self, chars):
-{init}
-
-    @property
-    def vocab_size(self):
-        return len(self.chars)
-
-    def encode(self, text):
-        return [self.stoi[c] for c in text]
-
-    def decode(self, ids):
-        return "".join(self.chars[i] for i in ids)
-'''
-
-_BLOCK_CLASS = '''
-from course_lib.gpt import MLP, CausalSelfAttention, GPTConfig
-
-
-class Block(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd)
-        self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd)
-        self.mlp = MLP(config)
-
-    def forward(self, x, past=None):
-{body}
-'''
-
-_SAMPLER = '''
-def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-{scale}
-    if top_k is not None:
-        kth = torch.topk(logits, {k}, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        sorted_probs = torch.softmax(sorted_logits, dim=-1)
-        drop_sorted = {drop}
-        logits = logits.masked_fill(drop_sorted.scatter(1, order, drop_sorted), float("-inf"))
-    probs = torch.softmax(logits, dim=-1){after}
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-'''
-
-
-def _sampler(scale="    logits = logits / temperature", k="min(top_k, logits.shape[-1])",
-             drop="sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p", after=""):
-    return _SAMPLER.format(scale=scale, k=k, drop=drop, after=after)
-
-
-_ATTENTION = '''
-from course_lib.attention import scaled_dot_product_attention
-
-
-def attention_with_past(q, k, v, past=None):
-    if past is not None:
-        k = torch.cat([past[0], k], dim=2)
-        v = torch.cat([past[1], v], dim=2)
-    T, T_past = q.shape[2], k.shape[2] - q.shape[2]
-{mask}
-    out, _ = scaled_dot_product_attention(q, k, v, mask)
-    return out, (k, v)
-'''
-
-_FORWARD = '''
-def forward_with_cache(model, idx, past=None):
-    T_past = past[0][0].shape[2] if past else 0
-    positions = {positions}
-    x = model.wte(idx) + model.wpe(positions)
-    presents = []
-    for i, block in enumerate(model.blocks):
-        x, present = block(x, {past})
-        presents.append(present)
-    return model.lm_head(model.ln_f(x)), presents
-'''
-
 _SAMPLING = {"test_sampling_top_k_top_p"}
-
-_GENERATE = '''
-def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
-    W = model.config.block_size
-    with torch.no_grad():
-        logits, past = forward_with_cache(model, idx[:, -W:])
-        for _ in range(max_new_tokens):
-            next_id = sample_next_token(logits[:, {position}], temperature, top_k, top_p, generator)
-            idx = torch.cat([idx, next_id[:, None]], dim=1)
-            if past[0][0].shape[2] == W:
-{when_full}
-            logits, past = forward_with_cache(model, idx[:, -1:], past)
-    return idx
-'''
-
-_REBUILD = """                logits, past = forward_with_cache(model, idx[:, -W:])
-                continue"""
-
-
-def _generate(position="-1", when_full=_REBUILD):
-    return _GENERATE.format(position=position, when_full=when_full)
 
 
 MISTAKES = [
@@ -159,8 +57,7 @@ MISTAKES = [
         cause="ids follow the order in which",
         cell="CharTokenizer",
         why="ids in order of first appearance, not sorted",
-        code=_CHAR_CLASS.format(init="        self.chars = list(dict.fromkeys(chars))\n"
-                                     "        self.stoi = {c: i for i, c in enumerate(self.chars)}"),
+        code=FROM_CATALOGUE,
         fails={"test_char_tokenizer"},
     ),
     Mistake(
@@ -168,8 +65,7 @@ MISTAKES = [
         cause="repeated characters got several",
         cell="CharTokenizer",
         why="sorted(chars) without set(): one id per occurrence",
-        code=_CHAR_CLASS.format(init="        self.chars = sorted(chars)\n"
-                                     "        self.stoi = {c: i for i, c in enumerate(self.chars)}"),
+        code=FROM_CATALOGUE,
         fails={"test_char_tokenizer"},
     ),
     # ---- Block --------------------------------------------------------------------------
@@ -178,9 +74,7 @@ MISTAKES = [
         cause="post-LN: LayerNorm applied",
         cell="Block",
         why="the original Transformer's order, ln(x + attn(x)): residual after, not around, the norm",
-        code=_BLOCK_CLASS.format(body="        a, present = self.attn(x, past)\n"
-                                      "        x = self.ln_1(x + a)\n"
-                                      "        return self.ln_2(x + self.mlp(x)), present"),
+        code=FROM_CATALOGUE,
         fails={"test_block"},
     ),
     Mistake(
@@ -188,11 +82,7 @@ MISTAKES = [
         cause="the residual adds the normalised",
         cell="Block",
         why="adds the sublayer to ln(x) instead of x",
-        code=_BLOCK_CLASS.format(body="        h = self.ln_1(x)\n"
-                                      "        a, present = self.attn(h, past)\n"
-                                      "        x = h + a\n"
-                                      "        h = self.ln_2(x)\n"
-                                      "        return h + self.mlp(h), present"),
+        code=FROM_CATALOGUE,
         fails={"test_block"},
     ),
     Mistake(
@@ -200,9 +90,7 @@ MISTAKES = [
         cause="ln_1 used twice: the MLP's",
         cell="Block",
         why="normalises the MLP input with ln_1",
-        code=_BLOCK_CLASS.format(body="        a, present = self.attn(self.ln_1(x), past)\n"
-                                      "        x = x + a\n"
-                                      "        return x + self.mlp(self.ln_1(x)), present"),
+        code=FROM_CATALOGUE,
         fails={"test_block"},
     ),
     # ---- lm_loss ---------------------------------------------------------------------------
@@ -244,7 +132,7 @@ MISTAKES = [
         cause="temperature applied after",
         cell="sample_next_token",
         why="divides probabilities by T: multinomial renormalises, so temperature does nothing",
-        code=_sampler(scale="    pass", after=" / temperature"),
+        code=FROM_CATALOGUE,
         fails={"test_sampling_temperature"},
     ),
     Mistake(
@@ -252,7 +140,7 @@ MISTAKES = [
         cause="top-k kept one token too many:",
         cell="sample_next_token",
         why="keeps k + 1 tokens",
-        code=_sampler(k="min(top_k + 1, logits.shape[-1])"),
+        code=FROM_CATALOGUE,
         fails=_SAMPLING,
     ),
     Mistake(
@@ -260,7 +148,7 @@ MISTAKES = [
         cause="top-k kept one token too few:",
         cell="sample_next_token",
         why="keeps k - 1 tokens",
-        code=_sampler(k="max(1, top_k - 1)"),
+        code=FROM_CATALOGUE,
         fails=_SAMPLING,
     ),
     Mistake(
@@ -268,7 +156,7 @@ MISTAKES = [
         cause="top-p dropped the boundary",
         cell="sample_next_token",
         why="drops the token whose cumulative probability crosses p (cumsum > p)",
-        code=_sampler(drop="sorted_probs.cumsum(dim=-1) > top_p\n        drop_sorted[:, 0] = False"),
+        code=FROM_CATALOGUE,
         fails=_SAMPLING,
     ),
     # ---- KV cache ---------------------------------------------------------------------------
@@ -277,7 +165,7 @@ MISTAKES = [
         cause="no causal mask: a new query",
         cell="attention_with_past",
         why="attends to every key, future new tokens included",
-        code=_ATTENTION.format(mask="    mask = None"),
+        code=FROM_CATALOGUE,
         fails={"test_attention_with_past"},
     ),
     Mistake(
@@ -285,7 +173,7 @@ MISTAKES = [
         cause="the mask ignores the past:",
         cell="attention_with_past",
         why="tril() without the T_past shift: right without a cache, wrong with one",
-        code=_ATTENTION.format(mask="    mask = torch.ones(T, T_past + T, dtype=torch.bool).tril()"),
+        code=FROM_CATALOGUE,
         fails={"test_attention_with_past"},
     ),
     Mistake(
@@ -310,7 +198,7 @@ MISTAKES = [
         cause="the cache slid when the window",
         cell="generate",
         why="when the window is full, drops the oldest cached keys instead of rebuilding: stale positions",
-        code=_generate(when_full="                past = [(k[:, :, 1:], v[:, :, 1:]) for k, v in past]"),
+        code=FROM_CATALOGUE,
         fails={"test_generate"},
     ),
     Mistake(
@@ -318,7 +206,7 @@ MISTAKES = [
         cause="the token was drawn from the first position",
         cell="generate",
         why="samples from logits[:, 0]: right after a one-token step, wrong after the prompt",
-        code=_generate(position="0"),
+        code=FROM_CATALOGUE,
         fails={"test_generate"},
     ),
     Mistake(

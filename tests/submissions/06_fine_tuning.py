@@ -34,49 +34,6 @@ def lora_class(**changes: str) -> str:
     return LORA_CLASS.format(**{**RIGHT, **changes})
 
 
-APPLY = '''
-def apply_lora(model, target_modules, r=8, alpha=16.0):
-    {freeze_first}
-    chosen = [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and {match}]
-    if not chosen:
-        raise ValueError(f"no nn.Linear matches {{list(target_modules)}}")
-    for name in chosen:
-        parent, _, attr = name.rpartition(".")
-        owner = model.get_submodule(parent) if parent else model
-        setattr(owner, attr, LoRALinear(getattr(owner, attr), r=r, alpha=alpha))
-    {freeze_after}
-    return chosen
-'''
-FREEZE = "for p in model.parameters():\n        p.requires_grad_(False)"
-MATCH = 'any(name == t or name.endswith("." + t) for t in target_modules)'
-
-
-def apply_code(freeze_first: str = FREEZE, match: str = MATCH, freeze_after: str = "") -> str:
-    return APPLY.format(freeze_first=freeze_first, match=match, freeze_after=freeze_after)
-
-
-MERGE = '''
-def merge_lora(model):
-    wrapped = [name for name, module in model.named_modules() if isinstance(module, LoRALinear)]
-    for name in wrapped:
-        parent, _, attr = name.rpartition(".")
-        owner = model.get_submodule(parent) if parent else model
-        lora = getattr(owner, attr)
-        out_features, in_features = lora.base.weight.shape
-        merged = nn.Linear(in_features, out_features, bias=lora.base.bias is not None)
-        with torch.no_grad():
-            merged.weight.copy_(lora.base.weight + {delta})
-            if lora.base.bias is not None:
-                merged.bias.copy_(lora.base.bias)
-        {replace}
-    return len(wrapped)
-'''
-
-
-def merge_code(delta: str = "lora.scale * (lora.lora_B @ lora.lora_A)", replace: str = "setattr(owner, attr, merged)"):
-    return MERGE.format(delta=delta, replace=replace)
-
-
 BUDGET = '''
 def lora_for_budget(model, budget, r_choices, target_choices):
     {start}
@@ -99,11 +56,6 @@ def lora_for_budget(model, budget, r_choices, target_choices):
 BUDGET_LAYERS = (
     "layers = [m for name, m in model.named_modules()\n"
     "                  if isinstance(m, nn.Linear) and any(name == t or name.endswith('.' + t) for t in targets)]"
-)
-BUDGET_FIRST_MATCHES = (
-    "layers = [next(m for name, m in model.named_modules()\n"
-    "                       if isinstance(m, nn.Linear) and (name == t or name.endswith('.' + t)))\n"
-    "                  for t in targets]"
 )
 
 
@@ -152,7 +104,7 @@ MISTAKES = [
         cause="the scale is upside down:",
         cell="LoRALinear",
         why="scale = r / alpha: right at initialisation (B = 0), wrong once B is not zero",
-        code=lora_class(scale="r / alpha"),
+        code=FROM_CATALOGUE,
         fails={"test_lora_forward"},
     ),
     Mistake(
@@ -160,7 +112,7 @@ MISTAKES = [
         cause="the update is not scaled:",
         cell="LoRALinear",
         why="forgets the alpha / r factor",
-        code=lora_class(scale="1.0"),
+        code=FROM_CATALOGUE,
         fails={"test_lora_forward"},
     ),
     Mistake(
@@ -185,7 +137,7 @@ MISTAKES = [
         cause="the rest of the model is still",
         cell="apply_lora",
         why="relies on LoRALinear to freeze: embeddings, LayerNorms and unwrapped layers stay trainable",
-        code=apply_code(freeze_first="pass"),
+        code=FROM_CATALOGUE,
         fails={"test_apply_lora"},
     ),
     Mistake(
@@ -193,7 +145,7 @@ MISTAKES = [
         cause="froze the model *after* wrapping,",
         cell="apply_lora",
         why="freezes the model after wrapping, which freezes A and B too: nothing trains",
-        code=apply_code(freeze_first="pass", freeze_after=FREEZE),
+        code=FROM_CATALOGUE,
         fails={"test_apply_lora"},
     ),
     Mistake(
@@ -201,7 +153,7 @@ MISTAKES = [
         cause="wrapped every nn.Linear: wrap",
         cell="apply_lora",
         why="ignores target_modules and wraps every nn.Linear",
-        code=apply_code(match="True"),
+        code=FROM_CATALOGUE,
         fails={"test_apply_lora"},
     ),
     Mistake(
@@ -209,7 +161,7 @@ MISTAKES = [
         cause="matched only the last part",
         cell="apply_lora",
         why="compares only the last part of each name: 'attn.proj' also wraps mlp.proj",
-        code=apply_code(match='name.split(".")[-1] in [t.split(".")[-1] for t in target_modules]'),
+        code=FROM_CATALOGUE,
         fails={"test_apply_lora"},
     ),
     Mistake(
@@ -226,7 +178,7 @@ MISTAKES = [
         cause="the update is transposed:",
         cell="merge_lora",
         why="adds (B A)^T: same shape only for square layers, wrong values there, an error elsewhere",
-        code=merge_code(delta="lora.scale * (lora.lora_B @ lora.lora_A).T"),
+        code=FROM_CATALOGUE,
         fails={"test_merge_lora"},
     ),
     Mistake(
@@ -234,7 +186,7 @@ MISTAKES = [
         cause="the update is transposed:",
         cell="merge_lora",
         why="multiplies in the wrong order, A^T B^T",
-        code=merge_code(delta="lora.scale * (lora.lora_A.T @ lora.lora_B.T)"),
+        code=FROM_CATALOGUE,
         fails={"test_merge_lora"},
     ),
     Mistake(
@@ -242,7 +194,7 @@ MISTAKES = [
         cause="the scale is missing: W +",
         cell="merge_lora",
         why="forgets the alpha / r factor when merging",
-        code=merge_code(delta="lora.lora_B @ lora.lora_A"),
+        code=FROM_CATALOGUE,
         fails={"test_merge_lora"},
     ),
     Mistake(
@@ -250,7 +202,7 @@ MISTAKES = [
         cause="the LoRA layers are still",
         cell="merge_lora",
         why="updates the base weight but keeps the LoRA wrapper, so the update counts twice",
-        code=merge_code(replace="lora.base.weight.data.copy_(merged.weight)"),
+        code=FROM_CATALOGUE,
         fails={"test_merge_lora"},
     ),
     # -- lora_for_budget (synthesis) --------------------------------------------------------------
@@ -259,7 +211,7 @@ MISTAKES = [
         cause="a candidate whose cost equals the budget",
         cell="lora_for_budget",
         why="keeps only candidates strictly below the budget, so one that uses it exactly is dropped",
-        code=budget_code(fits="key[0] < budget"),
+        code=FROM_CATALOGUE,
         fails={"test_lora_for_budget"},
     ),
     Mistake(
@@ -267,7 +219,7 @@ MISTAKES = [
         cause="picked the largest rank that fits",
         cell="lora_for_budget",
         why="ranks the candidates by rank first: the highest rank that fits anywhere wins, not the largest cost",
-        code=budget_code(key="(r, r * per_rank, len(layers), -index)", fits="key[1] <= budget", cost="key[1]"),
+        code=FROM_CATALOGUE,
         fails={"test_lora_for_budget"},
     ),
     Mistake(
@@ -275,7 +227,7 @@ MISTAKES = [
         cause="among equal costs, prefer the candidate that wraps more layers",
         cell="lora_for_budget",
         why="breaks ties by the larger rank (fewer layers), against the contract and Hu et al.",
-        code=budget_code(key="(r * per_rank, r, -index)"),
+        code=FROM_CATALOGUE,
         fails={"test_lora_for_budget"},
     ),
     Mistake(
@@ -283,7 +235,7 @@ MISTAKES = [
         cause="counted each target name once",
         cell="lora_for_budget",
         why="costs each target by its first matching layer only, forgetting that every block has one",
-        code=budget_code(layers=BUDGET_FIRST_MATCHES),
+        code=FROM_CATALOGUE,
         fails={"test_lora_for_budget"},
     ),
     Mistake(

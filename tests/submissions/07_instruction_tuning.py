@@ -4,54 +4,7 @@ Read by tools/harness.py. Every answer cell must be the target of at least
 one mistake; each mistake names exactly the test cells that must score 0.
 """
 
-from harness import Mistake
-
-GROW = '''
-def grow_vocabulary(model, n_new):
-    old = model.wte.weight
-    V, C = old.shape
-    wte = nn.Embedding(V + n_new, C)
-    with torch.no_grad():
-        {rows}
-    model.wte = wte
-    model.lm_head = nn.Linear(C, V + n_new, bias=False)
-    {tie}
-    model.config.vocab_size = V + n_new
-    return model
-'''
-ROWS = "wte.weight[:V] = old\n        wte.weight[V:] = old.mean(dim=0)"
-TIE = "model.lm_head.weight = model.wte.weight"
-
-
-def grow_code(rows: str = ROWS, tie: str = TIE) -> str:
-    return GROW.format(rows=rows, tie=tie)
-
-
-EXAMPLE = '''
-def build_example(tokenizer, instruction, response):
-    prompt = tokenizer.encode(format_prompt(instruction))
-    target = tokenizer.encode(response) + [tokenizer.end_id]
-    ids = torch.tensor(prompt + target, dtype=torch.long)
-    mask = torch.zeros(len(ids), dtype=torch.bool)
-    mask[{start}:{stop}] = True
-    return ids, mask
-'''
-
-
-def example_code(start: str = "len(prompt)", stop: str = "") -> str:
-    return EXAMPLE.format(start=start, stop=stop)
-
-
-LOSS = '''
-def masked_lm_loss(logits, ids, mask):
-    losses = F.cross_entropy({logits}.transpose(1, 2), {labels}, reduction="none")
-    return {reduce}
-'''
-
-
-def loss_code(logits: str = "logits[:, :-1]", labels: str = "ids[:, 1:]", reduce: str = "losses[mask[:, 1:]].mean()"):
-    return LOSS.format(logits=logits, labels=labels, reduce=reduce)
-
+from harness import FROM_CATALOGUE, Mistake
 
 RESPOND = '''
 def generate_response(model, tokenizer, instruction, max_new_tokens=20, temperature=0.0, generator=None):
@@ -87,45 +40,6 @@ def logprob_code(reduce: str = "(token_logp * mask[:, 1:]).sum(dim=1)") -> str:
     return LOGPROB.format(reduce=reduce)
 
 
-DPO = '''
-def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=0.1):
-    chosen = {chosen}
-    rejected = {rejected}
-    loss = {loss}
-    return loss, (beta * chosen).detach(), (beta * rejected).detach()
-'''
-
-
-def dpo_code(chosen: str = "policy_chosen - ref_chosen", rejected: str = "policy_rejected - ref_rejected",
-             loss: str = "-F.logsigmoid(beta * (chosen - rejected)).mean()") -> str:
-    return DPO.format(chosen=chosen, rejected=rejected, loss=loss)
-
-
-STEP = '''
-def dpo_step(policy, reference, optimizer, batch, beta=0.1):
-    chosen_ids, chosen_mask, rejected_ids, rejected_mask = batch
-    policy_chosen = sequence_logprob(policy, chosen_ids, chosen_mask)
-    policy_rejected = sequence_logprob(policy, rejected_ids, rejected_mask)
-    {ref}
-    loss, chosen_rewards, rejected_rewards = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
-    {zero}
-    loss.backward()
-    optimizer.step()
-    margin = chosen_rewards - rejected_rewards
-    return {{"loss": loss.item(), "reward_margin": margin.mean().item(),
-            "reward_accuracy": (margin {compare} 0).float().mean().item()}}
-'''
-REF_NO_GRAD = (
-    "with torch.no_grad():\n"
-    "        ref_chosen = sequence_logprob(reference, chosen_ids, chosen_mask)\n"
-    "        ref_rejected = sequence_logprob(reference, rejected_ids, rejected_mask)"
-)
-
-
-def step_code(ref: str = REF_NO_GRAD, zero: str = "optimizer.zero_grad()", compare: str = ">") -> str:
-    return STEP.format(ref=ref, zero=zero, compare=compare)
-
-
 MISTAKES = [
     # -- grow_vocabulary ----------------------------------------------------------------------
     Mistake(
@@ -133,7 +47,7 @@ MISTAKES = [
         cause="the old rows were overwritten",
         cell="grow_vocabulary",
         why="puts the mean rows over the last n_new known rows (an off-by-n_new slice)",
-        code=grow_code(rows="wte.weight[:] = old.mean(dim=0)\n        wte.weight[:V - n_new] = old[:V - n_new]"),
+        code=FROM_CATALOGUE,
         fails={"test_grow_vocabulary"},
     ),
     Mistake(
@@ -141,7 +55,7 @@ MISTAKES = [
         cause="the new rows went first",
         cell="grow_vocabulary",
         why="prepends the new rows, so every known token moves to another id",
-        code=grow_code(rows="wte.weight[n_new:] = old\n        wte.weight[:n_new] = old.mean(dim=0)"),
+        code=FROM_CATALOGUE,
         fails={"test_grow_vocabulary"},
     ),
     Mistake(
@@ -149,7 +63,7 @@ MISTAKES = [
         cause="lm_head is a copy, not tied",
         cell="grow_vocabulary",
         why="copies the embedding into the head instead of tying them",
-        code=grow_code(tie="with torch.no_grad():\n        model.lm_head.weight.copy_(model.wte.weight)"),
+        code=FROM_CATALOGUE,
         fails={"test_grow_vocabulary"},
     ),
     # -- build_example --------------------------------------------------------------------------
@@ -158,7 +72,7 @@ MISTAKES = [
         cause="the prompt tokens are in the mask",
         cell="build_example",
         why="marks every token as a target, prompt included",
-        code=example_code(start="0"),
+        code=FROM_CATALOGUE,
         fails={"test_build_example"},
     ),
     Mistake(
@@ -166,7 +80,7 @@ MISTAKES = [
         cause="<|end|> is not a target",
         cell="build_example",
         why="leaves the end token out of the mask, so the model never learns to stop",
-        code=example_code(stop="-1"),
+        code=FROM_CATALOGUE,
         fails={"test_build_example"},
     ),
     Mistake(
@@ -174,7 +88,7 @@ MISTAKES = [
         cause="the mask starts one token early",
         cell="build_example",
         why="shifts the mask in the example (on <|assistant|> .. the last response token), as if it marked inputs",
-        code=example_code(start="len(prompt) - 1", stop="-1"),
+        code=FROM_CATALOGUE,
         fails={"test_build_example"},
     ),
     # -- masked_lm_loss ---------------------------------------------------------------------------
@@ -183,7 +97,7 @@ MISTAKES = [
         cause="predict token t (Hint 2 above)",
         cell="masked_lm_loss",
         why="scores logits[t] against ids[t]: the model is asked to copy its input",
-        code=loss_code(logits="logits", labels="ids", reduce="losses[mask].mean()"),
+        code=FROM_CATALOGUE,
         fails={"test_masked_lm_loss"},
     ),
     Mistake(
@@ -191,7 +105,7 @@ MISTAKES = [
         cause="the prompt tokens are in the loss",
         cell="masked_lm_loss",
         why="ignores the mask: prompt and padding tokens are scored too",
-        code=loss_code(reduce="losses.mean()"),
+        code=FROM_CATALOGUE,
         fails={"test_masked_lm_loss"},
     ),
     Mistake(
@@ -199,7 +113,7 @@ MISTAKES = [
         cause="the padding is counted",
         cell="masked_lm_loss",
         why="sums the masked losses but divides by every position",
-        code=loss_code(reduce="(losses * mask[:, 1:]).sum() / losses.numel()"),
+        code=FROM_CATALOGUE,
         fails={"test_masked_lm_loss"},
     ),
     Mistake(
@@ -207,7 +121,7 @@ MISTAKES = [
         cause="token t is a target when mask[:, t]",
         cell="masked_lm_loss",
         why="shifts the labels but cuts the mask at the other end",
-        code=loss_code(reduce="losses[mask[:, :-1]].mean()"),
+        code=FROM_CATALOGUE,
         fails={"test_masked_lm_loss"},
     ),
     # -- generate_response ------------------------------------------------------------------------
@@ -216,7 +130,7 @@ MISTAKES = [
         cause="did not stop at <|end|>",
         cell="generate_response",
         why="keeps writing past the end token until max_new_tokens",
-        code=respond_code(stop="pass"),
+        code=FROM_CATALOGUE,
         fails={"test_generate_response"},
     ),
     Mistake(
@@ -224,7 +138,7 @@ MISTAKES = [
         cause="the prompt is part of the returned text",
         cell="generate_response",
         why="decodes the whole sequence, prompt included",
-        code=respond_code(result="prompt + written"),
+        code=FROM_CATALOGUE,
         fails={"test_generate_response"},
     ),
     Mistake(
@@ -232,7 +146,7 @@ MISTAKES = [
         cause="the temperature is ignored",
         cell="generate_response",
         why="always takes the arg-max",
-        code=respond_code(temperature="0.0"),
+        code=FROM_CATALOGUE,
         fails={"test_generate_response"},
     ),
     Mistake(
@@ -249,7 +163,7 @@ MISTAKES = [
         cause="averaged the log-probabilities",
         cell="sequence_logprob",
         why="takes the mean over the response tokens where DPO sums them",
-        code=logprob_code(reduce="(token_logp * mask[:, 1:]).sum(dim=1) / mask[:, 1:].sum(dim=1)"),
+        code=FROM_CATALOGUE,
         fails={"test_sequence_logprob"},
     ),
     Mistake(
@@ -257,7 +171,7 @@ MISTAKES = [
         cause="the prompt and the padding are counted",
         cell="sequence_logprob",
         why="sums over every position, prompt and padding included",
-        code=logprob_code(reduce="token_logp.sum(dim=1)"),
+        code=FROM_CATALOGUE,
         fails={"test_sequence_logprob"},
     ),
     Mistake(
@@ -273,7 +187,7 @@ MISTAKES = [
         cause="beta is outside the sigmoid",
         cell="dpo_loss",
         why="scales the log-sigmoid by beta instead of its argument; the gradient still points the right way",
-        code=dpo_code(loss="-(beta * F.logsigmoid(chosen - rejected)).mean()"),
+        code=FROM_CATALOGUE,
         fails={"test_dpo_loss"},
     ),
     Mistake(
@@ -281,7 +195,7 @@ MISTAKES = [
         cause="the log-ratio is upside down",
         cell="dpo_loss",
         why="reference minus policy: the loss rewards moving away from the chosen answers",
-        code=dpo_code(chosen="ref_chosen - policy_chosen", rejected="ref_rejected - policy_rejected"),
+        code=FROM_CATALOGUE,
         fails={"test_dpo_loss", "test_dpo_gradient"},
     ),
     Mistake(
@@ -289,7 +203,7 @@ MISTAKES = [
         cause="chosen and rejected are swapped in the margin",
         cell="dpo_loss",
         why="rejected minus chosen in the margin",
-        code=dpo_code(loss="-F.logsigmoid(beta * (rejected - chosen)).mean()"),
+        code=FROM_CATALOGUE,
         fails={"test_dpo_loss", "test_dpo_gradient"},
     ),
     # -- dpo_step (synthesis) ------------------------------------------------------------------------
@@ -298,8 +212,7 @@ MISTAKES = [
         cause="the reference model received gradients",
         cell="dpo_step",
         why="runs the reference with gradients on: backward() reaches it",
-        code=step_code(ref="ref_chosen = sequence_logprob(reference, chosen_ids, chosen_mask)\n"
-                           "    ref_rejected = sequence_logprob(reference, rejected_ids, rejected_mask)"),
+        code=FROM_CATALOGUE,
         fails={"test_dpo_step"},
     ),
     Mistake(
@@ -307,7 +220,7 @@ MISTAKES = [
         cause="the gradients were never reset",
         cell="dpo_step",
         why="forgets optimizer.zero_grad(): each step adds the previous gradients",
-        code=step_code(zero="pass"),
+        code=FROM_CATALOGUE,
         fails={"test_dpo_step"},
     ),
     Mistake(
@@ -315,7 +228,7 @@ MISTAKES = [
         cause="the policy served as its own reference",
         cell="dpo_step",
         why="uses the policy's own detached log-probabilities as the reference",
-        code=step_code(ref="ref_chosen = policy_chosen.detach()\n    ref_rejected = policy_rejected.detach()"),
+        code=FROM_CATALOGUE,
         fails={"test_dpo_step"},
     ),
     Mistake(
@@ -323,7 +236,7 @@ MISTAKES = [
         cause="a pair whose rewards are equal counted as right",
         cell="dpo_step",
         why="reward accuracy with >=: at the first step every pair ties",
-        code=step_code(compare=">="),
+        code=FROM_CATALOGUE,
         fails={"test_dpo_step"},
     ),
     # -- predictions ----------------------------------------------------------------------------------

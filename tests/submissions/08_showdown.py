@@ -17,26 +17,6 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
     return float(diff @ diff + torch.trace(sigma1) + torch.trace(sigma2) - 2 * tr_sqrt)
 '''
 
-SCORECARD = '''
-def scorecard(samples, train, heldout, k=3):
-    fake, real = digit_features(samples), digit_features({real})
-    pr = precision_recall({pr_args}, k)
-    histogram = classifier_scores(samples)["histogram"]
-    return {{
-        "fd": frechet_distance(*feature_statistics(fake), *feature_statistics(real)),
-        "precision": pr["precision"],
-        "recall": pr["recall"],
-        "classes": float((histogram >= {share}).sum()),
-        "min_class_share": float(histogram.min()),
-        "memorisation": memorisation({memorisation_args})["ratio"],
-    }}
-'''
-
-
-def scorecard_code(real: str = "train", pr_args: str = "real, fake", share: str = "0.02",
-                   memorisation_args: str = "samples, train, heldout") -> str:
-    return SCORECARD.format(real=real, pr_args=pr_args, share=share, memorisation_args=memorisation_args)
-
 
 MISTAKES = [
     # -- digit_features -----------------------------------------------------------------------------
@@ -45,10 +25,7 @@ MISTAKES = [
         cause="the features were taken after the softmax",
         cell="digit_features",
         why="class probabilities as features: 10 numbers per digit that keep little beyond its class",
-        code='''
-def digit_features(images):
-    return digits_classifier()(images).softmax(dim=1)
-''',
+        code=FROM_CATALOGUE,
         fails={"test_digit_features"},
     ),
     Mistake(
@@ -56,10 +33,7 @@ def digit_features(images):
         cause="the features were taken before the ReLU",
         cell="digit_features",
         why="stops one layer early: the hidden layer's pre-activations",
-        code='''
-def digit_features(images):
-    return digits_classifier().net[:2](images)
-''',
+        code=FROM_CATALOGUE,
         fails={"test_digit_features"},
     ),
     # -- feature_statistics ---------------------------------------------------------------------------
@@ -160,7 +134,7 @@ def digit_features(images):
         cause="precision and recall came out swapped",
         cell="scorecard",
         why="passes the samples' features as the real set",
-        code=scorecard_code(pr_args="fake, real"),
+        code=FROM_CATALOGUE,
         fails={"test_scorecard"},
     ),
     Mistake(
@@ -168,7 +142,7 @@ def digit_features(images):
         cause="the samples were judged against the held-out digits",
         cell="scorecard",
         why="compares the samples with the held-out digits instead of the training digits",
-        code=scorecard_code(real="heldout"),
+        code=FROM_CATALOGUE,
         fails={"test_scorecard"},
     ),
     Mistake(
@@ -176,7 +150,7 @@ def digit_features(images):
         cause="a class with a single sample counted as covered",
         cell="scorecard",
         why="counts every class with a sample as covered",
-        code=scorecard_code(share="1e-9"),
+        code=FROM_CATALOGUE,
         fails={"test_scorecard"},
     ),
     Mistake(
@@ -184,7 +158,7 @@ def digit_features(images):
         cause="memorisation got the samples and the held-out digits swapped",
         cell="scorecard",
         why="memorisation(heldout, train, samples): the ratio upside down",
-        code=scorecard_code(memorisation_args="heldout, train, samples"),
+        code=FROM_CATALOGUE,
         fails={"test_scorecard"},
     ),
     # -- predictions --------------------------------------------------------------------------------------
