@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+import catalogue
 import harness
 import pytest
 
@@ -150,16 +151,16 @@ def test_each_notebook_has_two_predict_then_run_questions_worth_a_point(assignme
 
 
 def test_each_mistake_cause_names_exactly_one_catalogue_entry():
-    """A ``cause`` resolves to one ``*_MISTAKES``, ``*_SYMPTOMS`` or ``*_ERRORS`` description (the round trip then asserts that a
-    failing check prints it); checked here on its own, without grading."""
-    entries = harness.catalogue_entries()
+    """A ``cause`` resolves to one ``*_MISTAKES``, ``*_SYMPTOMS`` or ``*_ERRORS`` description (the round trip
+    then asserts that a failing check prints it); checked here on its own, without grading."""
+    entries = catalogue.catalogue_entries()
     assert "forward_diffusion.Q_SAMPLE_ERRORS" in entries.values()  # an *_ERRORS mapping gives its values
     unresolved = {}
     for assignment in harness.assignments():
         for mistake in harness.load_mistakes(assignment):
             if mistake.cause:
                 try:
-                    harness.catalogue_entry(mistake.cause)
+                    catalogue.catalogue_entry(mistake.cause)
                 except ValueError as exc:
                     unresolved[mistake.name] = str(exc)
     assert not unresolved, unresolved

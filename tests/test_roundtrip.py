@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import catalogue
 import harness
 import inprocess
 import pytest
@@ -190,7 +191,7 @@ class RoundTrip:
         for mistake in graded.honest:
             if not mistake.cause:
                 continue
-            entry = harness.catalogue_entry(mistake.cause)
+            entry = catalogue.catalogue_entry(mistake.cause)
             messages = graded.inprocess[mistake.name].messages
             if not any(f"Likely cause: {entry}" in messages.get(cell, "") for cell in mistake.fails):
                 unnamed[mistake.name] = {"catalogue": entry, "messages": {c: messages.get(c) for c in mistake.fails}}

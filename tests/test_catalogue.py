@@ -1,4 +1,4 @@
-"""tools/harness.py: mistake submissions generated from their catalogue entries (issue 15: one copy of a mistake).
+"""tools/catalogue.py: mistake submissions generated from their catalogue entries (issue 15: one copy of a mistake).
 
 The round trip (test_roundtrip.py) grades every generated submission; these tests are the fast part: what the
 generator writes, what it refuses, and that nothing it could write is written out by hand as well.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 
+import catalogue
 import harness
 import pytest
 
@@ -38,8 +39,8 @@ def test_each_generated_answer_defines_its_cell_with_the_answers_shape(assignmen
             continue
         name = mistake.function or mistake.cell
         node = _top_level(mistake.code)[name]
-        shape = "class" if isinstance(node, ast.ClassDef) else harness._parameters(node)
-        assert harness._parameter_names(shape) == harness._parameter_names(definitions[name]), mistake.name
+        shape = "class" if isinstance(node, ast.ClassDef) else catalogue.parameters_of(node)
+        assert catalogue.parameter_names(shape) == catalogue.parameter_names(definitions[name]), mistake.name
         assert "course_lib.checks" not in mistake.code, mistake.name
 
 
@@ -63,7 +64,7 @@ def test_written_out_mistakes_are_the_ones_no_catalogue_function_can_stand_for()
 def test_a_lambda_becomes_a_def_returning_its_expression():
     code = _generate("07_instruction_tuning", "loss-not-shifted")
     fn = _top_level(code)["masked_lm_loss"]
-    assert harness._parameters(fn) == "(logits, ids, mask)"
+    assert catalogue.parameters_of(fn) == "(logits, ids, mask)"
     assert isinstance(fn.body[-1], ast.Return) and "shift=False" in ast.unparse(fn.body[-1])
     assert "_token_nll" in _top_level(code)  # the private helper it calls comes along
 
@@ -98,7 +99,7 @@ def test_an_adaptor_is_peeled_off_down_to_the_mistaken_class():
 def test_a_partial_of_a_private_function_becomes_a_wrapper_with_the_answers_parameters():
     code = _generate("08_showdown", "scorecard-pr-swapped")
     wrapper = _top_level(code)["scorecard"]
-    assert harness._parameters(wrapper) == "(samples, train, heldout, k=3)"
+    assert catalogue.parameters_of(wrapper) == "(samples, train, heldout, k=3)"
     assert ast.unparse(wrapper.body[0]) == (
         "return _card(samples=samples, train=train, heldout=heldout, k=k, swap_pr=True)"
     )
@@ -111,17 +112,17 @@ def test_a_mistake_that_calls_the_reference_it_replaces_is_refused():
     _softmax_via_reference.__module__ = welcome.__name__
     _softmax_via_reference.__qualname__ = _softmax_via_reference.__name__ = "_softmax_via_reference"
     with pytest.raises(ValueError, match="reads 'welcome'"):
-        harness.catalogue_source(_softmax_via_reference, "softmax", {"torch"})
+        catalogue.catalogue_source(_softmax_via_reference, "softmax", {"torch"})
     with pytest.raises(ValueError, match="reads 'torch'"):
-        harness.catalogue_source(welcome._softmax_other_axis, "softmax", set())
+        catalogue.catalogue_source(welcome._softmax_other_axis, "softmax", set())
 
 
 def test_a_catalogue_entry_of_another_shape_is_refused():
     """The LoRA formula as a function is not a LoRALinear class; a predicate is not a function of the answer."""
     with pytest.raises(ValueError, match="the answer's is class"):
-        harness.catalogue_source(fine_tuning._LoRANoScale.forward, "LoRALinear", {"torch", "nn"}, expected="class")
+        catalogue.catalogue_source(fine_tuning._LoRANoScale.forward, "LoRALinear", {"torch", "nn"}, expected="class")
     with pytest.raises(ValueError, match="0 catalogues hold it"):
-        harness.catalogue_function("B is not zero at the start")  # a *_SYMPTOMS entry
+        catalogue.catalogue_function("B is not zero at the start")  # a *_SYMPTOMS entry
 
 
 def test_every_catalogue_a_check_applies_as_predicates_is_named_symptoms():
