@@ -162,7 +162,7 @@ def _catalogue_cases():
         ),
         "guidance": (
             C.GUIDANCE_MISTAKES,
-            C.reference_guided_noise,
+            D.guided_noise,
             [{"model": C.toy_model, "xt": x2, "t": t6, "labels": torch.arange(6), "guidance_scale": 3.0}],
         ),
     }

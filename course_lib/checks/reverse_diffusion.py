@@ -95,10 +95,6 @@ def reference_ddim_sample(model, x_T, schedule, steps):
     return D.ddim_sample(model, tuple(x_T.shape), full(schedule), steps, x_T=x_T)
 
 
-def reference_guided_noise(model, xt, t, labels, guidance_scale):
-    return D.guided_noise(model, xt, t, labels, guidance_scale)
-
-
 # The notebook's names for the functions a mistaken loop below calls. Here they are the references; in the
 # mistake's generated submission (tools/harness.py) they are the student's own p_sample and diffusion_loss.
 p_sample = reference_p_sample
@@ -516,7 +512,6 @@ def check_ddim_sample(
 GUIDANCE_SHORTCUTS = [
     "course_lib.diffusion.guided_noise",
     "course_lib.diffusion.guided",
-    "course_lib.checks.reverse_diffusion.reference_guided_noise",
 ]
 
 
@@ -560,7 +555,7 @@ def check_guided_noise(guided_noise: Callable, cases: list[dict] | None = None, 
         cases = [{"model": toy_model, "xt": xt, "t": t, "labels": labels, "guidance_scale": s} for s in (3.0, 0.5)]
         forbid_reference(guided_noise, GUIDANCE_SHORTCUTS, example=cases[0])
     check_function(
-        guided_noise, reference_guided_noise, cases, name="guided_noise", atol=atol, mistakes=GUIDANCE_MISTAKES
+        guided_noise, D.guided_noise, cases, name="guided_noise", atol=atol, mistakes=GUIDANCE_MISTAKES
     )
 
 # --------------------------------------------------------------------------
@@ -925,6 +920,6 @@ __all__ = [
     "check_ddim_sample", "check_ddim_step", "check_ddpm_sample", "check_diffusion_loss",
     "check_diffusion_loss_random", "check_guided_noise", "check_label_dropout", "check_p_sample",
     "check_p_sample_last_step", "check_posterior", "check_train_denoiser", "full", "reference_ddim_sample",
-    "reference_ddim_step", "reference_ddpm_sample", "reference_diffusion_loss", "reference_guided_noise",
+    "reference_ddim_step", "reference_ddpm_sample", "reference_diffusion_loss",
     "reference_p_sample", "reference_posterior", "seeded", "toy_model", "train_setup",
 ]
