@@ -164,3 +164,17 @@ def test_each_mistake_cause_names_exactly_one_catalogue_entry():
                 except ValueError as exc:
                     unresolved[mistake.name] = str(exc)
     assert not unresolved, unresolved
+
+
+def test_the_welcome_demo_shows_a_failed_checks_message():
+    """Notebook 00's "Reading a failed check" runs a wrong function through a check: the student must see the
+    check's message (the input, the worst entry, the likely cause), not a refusal of the demo itself."""
+    from nbclient import NotebookClient
+
+    nb = harness.read(harness.ROOT / "notebooks" / "00_welcome" / "welcome.ipynb")
+    nb.cells = [cell for cell in nb.cells if cell.get("id") in ("setup", "hint-demo", "hint-demo-check")]
+    assert [cell.get("id") for cell in nb.cells] == ["setup", "hint-demo", "hint-demo-check"]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    shown = "".join(out.get("text", "") for out in nb.cells[-1].outputs)
+    assert "Likely cause: squared instead of doubling" in shown, shown
+    assert "answer rules" not in shown, shown

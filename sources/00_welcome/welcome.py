@@ -29,6 +29,8 @@
 # | 04 attention | scaled dot-product attention, masks, multi-head attention, positions |
 # | 05 pre-training | a tokenizer and a small GPT trained on Python's own documentation |
 # | 06 fine-tuning | full fine-tuning vs LoRA, and what a model forgets |
+# | 07 instruction tuning | a chat template, supervised fine-tuning on responses, DPO from preference pairs |
+# | 08 showdown | FD, precision, recall and likelihood: a GAN, a diffusion model and a transformer compared |
 #
 # Everything runs on a laptop CPU. The reference implementation of every
 # exercise lives in the `course_lib` package; a later notebook imports what an
@@ -124,8 +126,6 @@ doctor();
 # %% id="hint-demo" nbgrader={"grade": false, "grade_id": "hint-demo", "locked": true, "schema_version": 3, "solution": false}
 import torch
 
-from course_lib.grading import CheckFailed, check_function
-
 
 def double(x):
     """Should return 2 * x; this version makes a classic slip."""
@@ -135,6 +135,8 @@ def double(x):
 def reference_double(x):
     return 2 * x
 
+# %% id="hint-demo-check" nbgrader={"grade": false, "grade_id": "hint-demo-check", "locked": true, "schema_version": 3, "solution": false}
+from course_lib.grading import CheckFailed, check_function
 
 try:
     check_function(

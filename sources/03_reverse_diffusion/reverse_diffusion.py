@@ -1098,8 +1098,8 @@ course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {n_eval} s
 # %% [markdown] id="closing-note"
 # ### Closing note: what full mode reaches
 #
-# Measured on the course's 2-core CPU (shared with other jobs at the time, so
-# the times are pessimistic), with this notebook's settings and seeds:
+# Measured on the course's 2-core CPU (shared with other jobs for some of the
+# runs, which makes their times pessimistic), with this notebook's settings and seeds:
 #
 # | what | target | measured |
 # |---|---|---|
@@ -1108,7 +1108,7 @@ course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {n_eval} s
 # | digits, guidance scale 3, DDPM: samples labelled as their class | at least 95 % | 100 % (500 samples) |
 # | digits, guidance scale 3, DDPM: classifier confidence at least 0.9 | at least 90 % | 100 % |
 # | digits, DDIM 50 steps vs DDPM 1000 steps: speed-up, agreement gap | at least 15x, within 5 points | 17-24x, 0 points |
-# | whole notebook | at most 10 minutes | 9.6 minutes (CPU shared with other jobs) |
+# | whole notebook | at most 10 minutes | 2.0 minutes alone (121 s); 9.6 minutes with the CPU shared |
 #
 # The DDIM samples of the Swiss roll are visibly less sharp than DDPM's: 50
 # deterministic steps of a small MLP trained for a few minutes leave some

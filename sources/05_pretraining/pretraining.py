@@ -246,7 +246,7 @@ course_lib.fast_note(f"BPE on the first {len(sample_text):,} characters instead 
 # *pre-token* boundary (a word with its leading space, a run of punctuation, a run
 # of white space), counts each distinct pre-token once with its frequency, and
 # updates only the counts that a merge changes. 512 merges on the full training
-# text take a few seconds.
+# text take about a second.
 
 # %% [markdown] id="predict-bpe-length-intro"
 # **Predict, then run.** The next cell learns 512 merges from the whole training
@@ -590,7 +590,7 @@ passed("lm_loss scores each position against the next token.")
 #
 # In FAST mode (tests and grading) the model is tiny and trains for a few
 # seconds. The full run (4 layers, 4 heads, 192 channels, context 128, 1.8 M
-# parameters, 1200 steps) took 3.3 minutes on an otherwise idle 2-core CPU
+# parameters, 1200 steps) took 3.3 to 3.8 minutes on a 2-core CPU in our runs
 # (and several times longer while other programs competed for the cores).
 #
 # **Predict, then run.** On the validation text the baselines scored 6.74 bits per
