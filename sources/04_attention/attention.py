@@ -903,7 +903,11 @@ plt.show()
 # - **B.** Around 50 %: it reverses about half of the sequences.
 # - **C.** Close to 0 %: it almost never reverses a whole sequence.
 #
+# <details><summary>Hint</summary>
+#
 # Think of the permutation test of Exercise 4 before you answer.
+#
+# </details>
 
 # %% id="predict_positions" nbgrader={"grade": false, "grade_id": "predict_positions", "locked": false, "schema_version": 3, "solution": true}
 predict_positions = None  # your letter: "A", "B" or "C"
