@@ -300,8 +300,7 @@ passed("generator_loss is stable for logits in the hundreds.")
 # gradient with respect to the fake's logit, $|\partial \mathcal L_G / \partial \ell|$,
 # against what $D$ says about the fake, $D(G(z)) = \sigma(\ell)$, from 0
 # (confidently rejected) to 1 (accepted). It differentiates *your*
-# `generator_loss` with autograd. Early in training $D$ rejects the fakes
-# easily, so the left end of the plot is where a young GAN lives.
+# `generator_loss` with autograd.
 #
 # Before you run it: what will the plot show?
 #
@@ -374,9 +373,10 @@ plt.show()
 # Where $D$ rejects the fake, $\sigma(\ell) \approx 0$: the saturating loss is
 # flat there (it *saturates*), so $G$ gets almost no gradient exactly when it
 # most needs one, while the non-saturating gradient is close to 1. The two
-# curves are mirror images that cross at $D(G(z)) = 1/2$. Same fixed point,
-# very different training signal: that is why $G$ is trained with the
-# non-saturating loss.
+# curves are mirror images that cross at $D(G(z)) = 1/2$. Early in training $D$
+# rejects the fakes easily, so the left end of the plot is where a young GAN
+# lives. Same fixed point, very different training signal: that is why $G$ is
+# trained with the non-saturating loss.
 #
 # </details>
 
@@ -737,14 +737,11 @@ print(f"vanilla GAN: {ring_result['modes']}/8 modes, {ring_result['high_quality'
 course_lib.fast_note(f"{RING_STEPS} training steps instead of 8,000")
 
 # %% [markdown] id="collapse-md"
-# ### Mode collapse, on purpose
+# ### A too-weak discriminator
 #
-# Now break it. The same networks (minibatch feature included) and schedule, but a **too-weak
-# discriminator**: D learns 10 times more slowly than G (`d_lr=1e-4`, passed to
-# your `fit_gan`). The game is $\min_G \max_D$, and the order matters: for a
-# *fixed* $D$, G's best response is to put every sample at the single point $D$
-# likes most. With a slow D, G can nearly do that: its samples bunch up in one
-# region, D then (slowly) learns to reject that region, and G hops to another one.
+# Now change one thing. The same networks (minibatch feature included) and
+# schedule, but a **too-weak discriminator**: D learns 10 times more slowly than
+# G (`d_lr=1e-4`, passed to your `fit_gan`).
 #
 # **Predict, then run.** After the full 8,000 steps (not FAST mode's 60), how
 # does the too-weak D's run compare with the vanilla run above on the two
@@ -804,8 +801,11 @@ course_lib.fast_note(f"{RING_STEPS} training steps instead of 8,000")
 # <details><summary>Run the experiment first, then open: what it shows, and the answer to the prediction</summary>
 #
 # **What full runs show: anything but C.** A slower $D$ does not just slow the
-# game down: the run ends clearly worse than the vanilla one, but *how* it fails
-# is not fixed. Two full runs of this experiment on 2-core machines ended
+# game down. The game is $\min_G \max_D$, and the order matters: for a *fixed*
+# $D$, G's best response is to put every sample at the single point $D$ likes
+# most. With a slow D, G can nearly do that: its samples bunch up in one region,
+# D then (slowly) learns to reject that region, and G hops to another one. The
+# run ends clearly worse than the vanilla one, but *how* it fails is not fixed. Two full runs of this experiment on 2-core machines ended
 # differently: one with all 8 modes still covered but only 58.5 % of the samples
 # high quality (B: the samples smear between the modes as G chases a lagging
 # D), the other collapsed onto 1 mode with 10 % high quality (D). Nothing in the

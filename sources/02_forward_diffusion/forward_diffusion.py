@@ -11,9 +11,8 @@
 # **schedules** that decide how fast (linear and cosine), the cumulative product
 # $\bar\alpha_t$ that lets you jump to any noise level in one step, the closed form
 # of $q(x_t \mid x_0)$ (tested against the step-by-step chain you write
-# yourself), and the **signal-to-noise ratio** that explains why the cosine
-# schedule is kinder to small images. Notebook 03 learns to run this process
-# backwards.
+# yourself), and the **signal-to-noise ratio** that compares the two
+# schedules. Notebook 03 learns to run this process backwards.
 #
 # **Time:** about 60 minutes. **Prerequisites:** notebook 00; Gaussians
 # ($\mathcal N(\mu, \sigma^2)$, and that $a\,\epsilon$ with $\epsilon \sim \mathcal N(0, 1)$ has variance $a^2$).
@@ -37,8 +36,8 @@
 #
 # $$q(x_t \mid x_{t-1}) = \mathcal N\!\left(\sqrt{\alpha_t}\, x_{t-1},\; \beta_t I\right).$$
 #
-# The scaling by $\sqrt{\alpha_t}$ is what keeps the variance bounded: if
-# $x_{t-1}$ has unit variance, so does $x_t$, because $\alpha_t + \beta_t = 1$.
+# The factor $\sqrt{\alpha_t}$ shrinks the sample before the noise is added;
+# what that does over many steps is an experiment below.
 
 # %% id="setup" nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false}
 # Setup (read-only). On Colab this first installs the course package.
@@ -117,9 +116,8 @@ passed("linear_beta_schedule matches Ho et al.'s schedule.")
 
 # %% [markdown] id="cosine-intro"
 # Nichol & Dhariwal (2021), *Improved Denoising Diffusion Probabilistic Models*,
-# noticed that with the linear schedule the last few hundred steps see almost
-# pure noise: they cost compute and teach the model little, and small images
-# (like our 8x8 digits) are destroyed far too early. They choose $\bar\alpha$
+# found the linear schedule a poor fit for small images (like our 8x8 digits);
+# the signal-to-noise section below measures why. They choose $\bar\alpha$
 # first, as a squared cosine of the fraction $u = t/T$ of the way,
 #
 # $$f(u) = \cos^2\!\left(\frac{u + s}{1 + s} \cdot \frac{\pi}{2}\right), \qquad \bar\alpha(u) = \frac{f(u)}{f(0)}, \qquad s = 0.008,$$
@@ -557,7 +555,7 @@ plt.show()
 # </details>
 
 # %% [markdown] id="snr-intro"
-# ## Signal-to-noise ratio, and why the cosine schedule is gentler
+# ## Signal-to-noise ratio: the two schedules compared
 #
 # At step $t$ the sample is $\sqrt{\bar\alpha_t}\,x_0$ (signal) plus
 # $\sqrt{1 - \bar\alpha_t}\,\epsilon$ (noise). Their power ratio,

@@ -1018,7 +1018,7 @@ print(f"DDIM is {t_ddpm / t_ddim:.0f}x faster; agreement differs by {abs(a_ddpm 
 course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {n_eval} samples instead of 500")
 
 # %% [markdown] id="guidance-sweep-intro"
-# **Guidance scale: fidelity versus diversity.** The same 500 labels (50 per
+# **Guidance scale.** The same 500 labels (50 per
 # class in a full run), sampled with DDIM at each of $s = 0, 1, 2, 3, 5$. Besides
 # agreement and confidence we measure diversity: the mean distance between two
 # samples of the same class (real digits: shown as the reference line).
@@ -1090,8 +1090,9 @@ course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {n_eval} s
 # $s = 3$ the classifier reads every sample as its class, while the within-class
 # distance is about a third smaller than at $s = 0$. Extrapolating away from
 # $\epsilon_u$ pushes every sample towards what is most typical of its class: more
-# recognisable, less varied. Ho & Salimans (2022) found the same trade-off on
-# ImageNet, between sample quality (Inception score) and diversity (FID).
+# recognisable, less varied: fidelity against diversity. Ho & Salimans (2022)
+# found the same trade-off on ImageNet, between sample quality (Inception score)
+# and diversity (FID).
 #
 # </details>
 

@@ -736,9 +736,8 @@ passed("sequence_logprob gives log pi(y | x), one number per sequence.")
 #
 # $r_w$ and $r_l$ are the **implicit rewards**: we watch their margin
 # $r_w - r_l$ and how often it is positive (the "reward accuracy") during
-# training. $\beta$ sits *inside* the sigmoid: it sets how large a log-ratio
-# counts as a strong preference, and so how far the policy must move from the
-# reference to satisfy the data. A gradient step on $\mathcal{L}$ raises
+# training. $\beta$ sits *inside* the sigmoid, as a scale on the margin of
+# the log-ratios. A gradient step on $\mathcal{L}$ raises
 # $\log \pi_\theta(y_w \mid x)$ and lowers $\log \pi_\theta(y_l \mid x)$, each
 # in proportion to $\beta\,\sigma(r_l - r_w)$: pairs the model already ranks
 # right count little.

@@ -833,7 +833,7 @@ course_lib.fast_note(f"{N_TIMED} samples per timing, smaller networks and a {REC
 # </details>
 
 # %% [markdown] id="predict-gan-intro"
-# ### Predict, then run: where does the GAN fall short?
+# ### Predict, then run: the GAN's precision, recall and classes
 #
 # GANs are known for **mode collapse**: a generator that finds a few outputs
 # the critic accepts and stops drawing anything else. Ours is notebook 01's
