@@ -719,6 +719,36 @@ plt.show()
 # with their recipe, as notebook 06 caches its pre-trained model: a second run
 # loads them, a changed recipe trains again.
 
+# %% [markdown] id="predict-gan-intro"
+# ### Predict, then run: the GAN's precision, recall and classes
+#
+# GANs are known for **mode collapse**: a generator that finds a few outputs
+# the critic accepts and stops drawing anything else. Ours is notebook 01's
+# WGAN-GP, trained for two minutes. Looking at its precision, recall and the
+# digit classes its samples cover, what will the table after the training show?
+#
+# - **A.** It drops modes: low recall, and several of the 10 classes missing or nearly so.
+# - **B.** It covers nearly every class (recall high), but many samples look like no real digit (precision low).
+# - **C.** Neither: it matches the diffusion model on precision and recall.
+#
+# Set `predict_gan` to your letter.
+
+# %% id="predict_gan" nbgrader={"grade": false, "grade_id": "predict_gan", "locked": false, "schema_version": 3, "solution": true}
+predict_gan = None  # your letter, e.g. "A"
+### BEGIN SOLUTION
+predict_gan = "B"
+### END SOLUTION
+
+# %% id="test_predict_gan" nbgrader={"grade": true, "grade_id": "test_predict_gan", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
+from course_lib.grading import check_prediction, passed
+
+check_prediction(predict_gan, "ABC", name="predict_gan")
+### BEGIN HIDDEN TESTS
+check_prediction(predict_gan, "ABC", answer="B", name="predict_gan")
+### END HIDDEN TESTS
+passed("prediction recorded: now run the experiment and compare.")
+
 # %% id="train" tags=["experiment"]
 from course_lib.showdown import default_recipes, train_showdown
 
@@ -774,7 +804,7 @@ course_lib.fast_note(f"{RECIPES['gan'].seconds:.0f} s of training per family ins
 #
 # - **A.** Hardly at all (under 1.5 times): the network is tiny, so the time goes into Python overhead, the same 64 steps either way.
 # - **B.** 1.5 to 4 times.
-# - **C.** More than 4 times: without the cache the 64 steps process $1 + 2 + \dots + 64 = 2{,}080$ token positions instead of 64.
+# - **C.** More than 4 times.
 #
 # Set `predict_cache` to your letter.
 
@@ -831,36 +861,6 @@ course_lib.fast_note(f"{N_TIMED} samples per timing, smaller networks and a {REC
 # about 500: no image transformer samples without a cache.
 #
 # </details>
-
-# %% [markdown] id="predict-gan-intro"
-# ### Predict, then run: the GAN's precision, recall and classes
-#
-# GANs are known for **mode collapse**: a generator that finds a few outputs
-# the critic accepts and stops drawing anything else. Ours is notebook 01's
-# WGAN-GP, trained for two minutes. Looking at its precision, recall and the
-# digit classes its samples cover, what will the table show?
-#
-# - **A.** It drops modes: low recall, and several of the 10 classes missing or nearly so.
-# - **B.** It covers nearly every class (recall high), but many samples look like no real digit (precision low).
-# - **C.** Neither: it matches the diffusion model on precision and recall.
-#
-# Set `predict_gan` to your letter.
-
-# %% id="predict_gan" nbgrader={"grade": false, "grade_id": "predict_gan", "locked": false, "schema_version": 3, "solution": true}
-predict_gan = None  # your letter, e.g. "A"
-### BEGIN SOLUTION
-predict_gan = "B"
-### END SOLUTION
-
-# %% id="test_predict_gan" nbgrader={"grade": true, "grade_id": "test_predict_gan", "locked": true, "points": 1, "schema_version": 3, "solution": false}
-# Self-check: your prediction is one of the choices (1 point; graded against the experiment)
-from course_lib.grading import check_prediction, passed
-
-check_prediction(predict_gan, "ABC", name="predict_gan")
-### BEGIN HIDDEN TESTS
-check_prediction(predict_gan, "ABC", answer="B", name="predict_gan")
-### END HIDDEN TESTS
-passed("prediction recorded: now run the experiment and compare.")
 
 # %% id="table" tags=["experiment"]
 from course_lib.pixels import bits_per_pixel
