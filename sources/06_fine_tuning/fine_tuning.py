@@ -1057,8 +1057,8 @@ course_lib.fast_note(f"{CLS_STEPS} steps on {PER_CLASS} paragraphs per package w
                      f"{RECIPE.n_embd}-channel model instead of 200 steps on 150 with 4 layers, 128 channels")
 
 # %% [markdown] id="cls-discussion"
-# What to look for. Our full-mode runs gave 54 % and 59 % with the pre-trained
-# body and 44 % from scratch (the majority guess scores 31 %), with the same 150
+# What to look for. Our full-mode run gave 59 % with the pre-trained body and
+# 44 % from scratch (the majority guess scores 31 %), with the same 150
 # examples per package and the same 200 steps; xml and unittest were the
 # easiest packages for the pre-trained body. Pre-training taught the body
 # what docstring text looks like, so the few labelled examples only need to
