@@ -10,17 +10,22 @@ a student who made that mistake would hand in.
 
 from __future__ import annotations
 
+import ast
 import copy
+import dis
+import functools
+import importlib
+import inspect
+import pkgutil
 import sys
+import textwrap
+import types
 from collections.abc import Iterable, Iterator, Mapping
 
 
 def catalogues() -> Iterator[tuple[str, str, Mapping]]:
     """``(module, NAME, mapping)`` for every ``*_MISTAKES``, ``*_SYMPTOMS`` and ``*_ERRORS`` mapping of
     course_lib.checks."""
-    import importlib
-    import pkgutil
-
     import course_lib.checks
 
     for info in pkgutil.iter_modules(course_lib.checks.__path__):
@@ -72,14 +77,12 @@ def catalogue_function(cause: str, catalogue: str = ""):
 
 def _in_course_lib(value) -> bool:
     """A function or class defined in course_lib (a lambda or a closure made there included)."""
-    import inspect
 
     return (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__.startswith("course_lib.")
 
 
 def _in_checks(value) -> bool:
     """A function or class defined in course_lib.checks (where the mistakes live), or a partial of one."""
-    import functools
 
     if isinstance(value, functools.partial):
         return _in_checks(value.func)
@@ -92,7 +95,6 @@ def _is_private_definition(value) -> bool:
 
 
 def _is_literal(value) -> bool:
-    import ast
 
     try:
         return ast.literal_eval(repr(value)) == value
@@ -107,14 +109,12 @@ def mistaken_definition(value, expected: str | None = None):
     the student's answer: ``functools.partial(apply_lora_summary, _apply_no_freeze)`` (a public summary
     with the mistake bound to it), or a closure such as ``_block_mistake(_BlockPostLN)`` (a closure over
     one private class or function). The adaptor is peeled off, repeatedly; a closure only while it does
-    not have the ``expected`` shape (``"class"`` or a parameter list, see :func:`answer_definitions`), so
+    not have the ``expected`` shape (``"class"`` or a parameter list, see ``harness.answer_definitions``), so
     the switchboard ``_dpo_variant(_right_margin, outside=True)``, whose own parameters are the answer's,
     is kept whole rather than taken for an adaptor of ``_right_margin``. What
     is left is for :func:`catalogue_source`: a function, a lambda, a class, a closure over the parts of a
     mistake, a partial of a private function with literal switches.
     """
-    import functools
-    import inspect
 
     if isinstance(value, functools.partial) and not _is_private_definition(value.func):
         inner = [v for v in (*value.args, *value.keywords.values()) if _in_checks(v)]
@@ -130,8 +130,7 @@ def mistaken_definition(value, expected: str | None = None):
 
 
 def _shape(value) -> str:
-    """``"class"``, or a callable's parameter names as :func:`_parameter_names` writes them."""
-    import inspect
+    """``"class"``, or a callable's parameter names as :func:`parameter_names` writes them."""
 
     if inspect.isclass(value):
         return "class"
@@ -143,11 +142,14 @@ def _shape(value) -> str:
     return ", ".join(stars.get(p.kind, "") + p.name for p in parameters)
 
 
+def _source_node(f) -> ast.stmt:
+    """The ``def`` or ``class`` statement of ``f``, parsed from its source (dedented if it is nested)."""
+    return ast.parse(textwrap.dedent(inspect.getsource(f))).body[0]
+
+
 def _lambda_as_def(fn, name: str):
     """``def name(args): return <body>`` for the lambda ``fn``, found in its module's source by line, args and
     the column where its body starts."""
-    import ast
-    import inspect
 
     code = fn.__code__
     tree = ast.parse(inspect.getsource(sys.modules[fn.__module__]))
@@ -182,20 +184,14 @@ def catalogue_source(fn, function: str, defined: Iterable[str] = (), preamble: s
 
     The private helpers of course_lib that any of it reads (``_q``, ``_timesteps``, a base class
     ``_BlockBase``) come first, each once. Every other global it reads must be a name the notebook
-    ``defined`` (see :func:`answer_names`: its imports such as ``torch`` and ``F``, a student's own
+    ``defined`` (see ``harness.answer_names``: its imports such as ``torch`` and ``F``, a student's own
     ``discriminator_loss`` called from the training step), never ``function`` itself: a ValueError names
     any other, so a catalogue entry that cannot stand in for a student's answer is refused, not
     half-copied. ``preamble`` (the answer cell's own imports) goes first. ``expected`` is what the solution
-    defines under ``function`` (see :func:`answer_definitions`): a class, or a function with these
+    defines under ``function`` (see ``harness.answer_definitions``): a class, or a function with these
     parameters; a catalogue entry of another shape (a function where the answer is a class, other
     parameter names) is refused too.
     """
-    import ast
-    import dis
-    import functools
-    import inspect
-    import textwrap
-    import types
 
     allowed = set(defined)
     helpers: list = []  # private definitions, in the order they must be written
@@ -225,7 +221,7 @@ def catalogue_source(fn, function: str, defined: Iterable[str] = (), preamble: s
         else:
             members = [m.__func__ if isinstance(m, (staticmethod, classmethod)) else m for m in vars(f).values()]
             names = set().union(*(global_names(m.__code__) for m in members if inspect.isfunction(m)))
-            bases = ast.parse(textwrap.dedent(inspect.getsource(f))).body[0].bases
+            bases = _source_node(f).bases
             names |= {node.id for base in bases for node in ast.walk(base) if isinstance(node, ast.Name)}
             need(names, vars(sys.modules[f.__module__]), f.__name__)
 
@@ -239,7 +235,7 @@ def catalogue_source(fn, function: str, defined: Iterable[str] = (), preamble: s
         if f.__name__ == "<lambda>":
             node = _lambda_as_def(f, name)
         else:
-            node = ast.parse(textwrap.dedent(inspect.getsource(f))).body[0]
+            node = _source_node(f)
             node.name = name
         requirements(f)
         if inspect.isfunction(f):
@@ -284,33 +280,31 @@ def catalogue_source(fn, function: str, defined: Iterable[str] = (), preamble: s
             raise ValueError(f"the catalogue's {function} is {shape}, the answer's is {expected}: write this "
                              "mistake's code out, or give the catalogue entry the answer's shape")
     parts = [preamble.strip()] if preamble.strip() else []
-    for node in [*(ast.parse(textwrap.dedent(inspect.getsource(h))).body[0] for h in helpers), main]:
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.arg):
-                sub.annotation = None
-            elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                sub.returns = None
-        parts.append(ast.unparse(ast.fix_missing_locations(node)))
+    for node in [*map(_source_node, helpers), main]:
+        parts.append(ast.unparse(ast.fix_missing_locations(_without_annotations(node))))
     return "\n" + "\n\n\n".join(parts) + "\n"
+
+
+def _without_annotations(node: ast.AST) -> ast.AST:
+    """``node`` with its parameter and return annotations dropped, in place (notebooks have no
+    ``from __future__ import annotations``, and a student's code has none)."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.arg):
+            sub.annotation = None
+        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            sub.returns = None
+    return node
 
 
 def parameters_of(node) -> str:
     """A def's parameters without annotations: ``(x, dim=-1)``."""
-    import ast
-
-    args = copy.deepcopy(node.args)
-    for arg in ast.walk(args):
-        if isinstance(arg, ast.arg):
-            arg.annotation = None
-    return f"({ast.unparse(args)})"
+    return f"({ast.unparse(_without_annotations(copy.deepcopy(node.args)))})"
 
 
 def parameter_names(shape: str) -> str:
     """``"class"``, or a parameter list's names without defaults: ``(x, dim=-1)`` -> ``x, dim``."""
     if shape == "class":
         return shape
-    import ast
-
     args = ast.parse(f"def f{shape}: pass").body[0].args
     names = [a.arg for a in (*args.posonlyargs, *args.args)]
     names += [f"*{args.vararg.arg}"] if args.vararg else []

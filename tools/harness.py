@@ -281,17 +281,22 @@ def answer_definitions(assignment: str, root: Path = ROOT) -> dict[str, str]:
     return found
 
 
+def _imported(node) -> dict[str, str]:
+    """name -> module for each name an import statement binds (``{}`` for any other statement)."""
+    import ast
+
+    if isinstance(node, ast.Import):
+        return {a.asname or a.name.split(".")[0]: a.name for a in node.names}
+    if isinstance(node, ast.ImportFrom):
+        return {a.asname or a.name: node.module or "" for a in node.names}
+    return {}
+
+
 def imported_names(source: str) -> set[str]:
     """The names that the import statements of ``source`` bind."""
     import ast
 
-    names = set()
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Import):
-            names |= {a.asname or a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            names |= {a.asname or a.name for a in node.names}
-    return names
+    return {name for node in ast.parse(source).body for name in _imported(node)}
 
 
 def answer_names(assignment: str, root: Path = ROOT) -> set[str]:
@@ -313,13 +318,12 @@ def answer_names(assignment: str, root: Path = ROOT) -> set[str]:
             except SyntaxError:  # IPython magics
                 continue
             for node in tree.body:
-                if isinstance(node, ast.Import):
-                    modules = [a for a in node.names if not a.name.startswith("course_lib")]
-                    names |= {a.asname or a.name.split(".")[0] for a in modules}
-                elif isinstance(node, ast.ImportFrom) and (id(cell) not in answers or
-                                                          not (node.module or "").startswith("course_lib")):
-                    names |= {a.asname or a.name for a in node.names}
-                elif id(cell) in answers and isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                bound = _imported(node)
+                if id(cell) not in answers:
+                    names |= set(bound)
+                    continue
+                names |= {name for name, module in bound.items() if not module.startswith("course_lib")}
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                     names.add(node.name)
     return names
 

@@ -9,7 +9,7 @@ every likely cause a check prints is written once:
 - ``*_MISTAKES``: description -> a mistaken implementation, which
   ``grading.check_function`` runs on the student's input to name the one that
   reproduces a wrong answer. It is the only copy of the mistake: the grading
-  tests build the mistake's submission from it (``tools/harness.py``), so it is
+  tests build the mistake's submission from it (``tools/catalogue.py``), so it is
   written as a student would write it, or as a closure or partial over such a
   function.
 - ``*_SYMPTOMS``: for a mistake a check detects by a property (B not zero at

@@ -96,7 +96,7 @@ def reference_ddim_sample(model, x_T, schedule, steps):
 
 
 # The notebook's names for the functions a mistaken loop below calls. Here they are the references; in the
-# mistake's generated submission (tools/harness.py) they are the student's own p_sample and diffusion_loss.
+# mistake's generated submission (tools/catalogue.py) they are the student's own p_sample and diffusion_loss.
 p_sample = reference_p_sample
 diffusion_loss = reference_diffusion_loss
 
