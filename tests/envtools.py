@@ -65,3 +65,14 @@ def assert_each_mistake_is_caught_and_named(mistakes: dict, reference, cases: li
         with pytest.raises(CheckFailed) as failure:
             check_function(wrong, reference, cases, mistakes=mistakes, name=name)
         assert description in str(failure.value) or "NaN" in str(failure.value), (name, description)
+
+
+def assert_fails_naming(run, description: str) -> None:
+    """``run()`` raises CheckFailed, and its message contains ``description`` (a catalogue's cause, or a phrase)."""
+    import pytest
+
+    from course_lib.grading import CheckFailed
+
+    with pytest.raises(CheckFailed) as caught:
+        run()
+    assert description in str(caught.value), str(caught.value)

@@ -8,19 +8,14 @@ import math
 
 import pytest
 import torch
+from envtools import assert_fails_naming
 from torch import nn
 
 from course_lib import finetune
 from course_lib.checks import fine_tuning as ft
-from course_lib.grading import CheckFailed, check_function
+from course_lib.grading import check_function
 
 SHAPES = [(6, 4, 2, True), (5, 5, 3, False), (3, 8, 1, True)]
-
-
-def _named(run, description):
-    with pytest.raises(CheckFailed) as caught:
-        run()
-    assert description in str(caught.value), str(caught.value)
 
 
 # -- count_trainable_parameters -------------------------------------------------
@@ -36,8 +31,8 @@ def test_reference_count_passes_and_cases_are_distinct():
 @pytest.mark.parametrize("description", list(ft.COUNT_MISTAKES))
 def test_each_count_mistake_is_named(description):
     wrong = ft.COUNT_MISTAKES[description]
-    _named(lambda: check_function(wrong, finetune.count_trainable_parameters, ft.count_cases(0),
-                                  mistakes=ft.COUNT_MISTAKES), description)
+    assert_fails_naming(lambda: check_function(wrong, finetune.count_trainable_parameters, ft.count_cases(0),
+                                               mistakes=ft.COUNT_MISTAKES), description)
 
 
 # -- LoRALinear -----------------------------------------------------------------------
@@ -84,10 +79,10 @@ def _cause(catalogue, entry):
 
 def test_lora_init_catches_random_b_and_zero_a():
     random_b = _variant(b_init=lambda base, r: torch.randn(base.out_features, r))
-    _named(lambda: ft.check_lora_init(random_b, 0, SHAPES), "initialise `lora_B` with zeros")
-    _named(lambda: ft.check_lora_init(_variant(zero_a=True), 0, SHAPES), "`lora_A` starts at zero")
+    assert_fails_naming(lambda: ft.check_lora_init(random_b, 0, SHAPES), "initialise `lora_B` with zeros")
+    assert_fails_naming(lambda: ft.check_lora_init(_variant(zero_a=True), 0, SHAPES), "`lora_A` starts at zero")
     wrong_shape = _variant(b_init=lambda base, r: torch.zeros(r, base.out_features))
-    _named(lambda: ft.check_lora_init(wrong_shape, 0, SHAPES), "expected (4, 2)")
+    assert_fails_naming(lambda: ft.check_lora_init(wrong_shape, 0, SHAPES), "expected (4, 2)")
 
 
 def test_lora_init_names_each_cause_from_its_catalogue():
@@ -95,29 +90,31 @@ def test_lora_init_names_each_cause_from_its_catalogue():
     update_only = _variant(forward=lambda self, x: self.scale * (x @ self.lora_A.T @ self.lora_B.T))
     for variant, entry in [(random_b, ft._starts_with_random_b), (update_only, ft._update_replaces_the_base),
                            (_variant(zero_a=True), ft._starts_with_zero_a)]:
-        _named(lambda variant=variant: ft.check_lora_init(variant, 0, SHAPES), _cause(ft.LORA_INIT_SYMPTOMS, entry))
+        assert_fails_naming(lambda variant=variant: ft.check_lora_init(variant, 0, SHAPES),
+                            _cause(ft.LORA_INIT_SYMPTOMS, entry))
 
 
 def test_lora_trainable_catches_an_unfrozen_base():
-    _named(lambda: ft.check_lora_trainable(_variant(freeze=False), 0), "base.weight and base.bias still require")
-    _named(lambda: ft.check_lora_trainable(_variant(freeze=False), 0),
-           _cause(ft.LORA_TRAINABLE_SYMPTOMS, ft._base_trainable))
+    assert_fails_naming(lambda: ft.check_lora_trainable(_variant(freeze=False), 0),
+                        "base.weight and base.bias still require")
+    assert_fails_naming(lambda: ft.check_lora_trainable(_variant(freeze=False), 0),
+                        _cause(ft.LORA_TRAINABLE_SYMPTOMS, ft._base_trainable))
 
 
 @pytest.mark.parametrize("description", list(ft.LORA_MISTAKES))
 def test_each_lora_formula_mistake_is_named(description):
     mistaken_class = ft.LORA_MISTAKES[description].args[0]  # the catalogue holds lora_output(mistaken_class, ...)
     assert issubclass(mistaken_class, nn.Module)
-    _named(lambda: check_function(functools.partial(ft.lora_output, mistaken_class),
-                                  functools.partial(ft.lora_output, finetune.LoRALinear),
-                                  ft.lora_cases(0, SHAPES), mistakes=ft.LORA_MISTAKES), description)
+    assert_fails_naming(lambda: check_function(functools.partial(ft.lora_output, mistaken_class),
+                                               functools.partial(ft.lora_output, finetune.LoRALinear),
+                                               ft.lora_cases(0, SHAPES), mistakes=ft.LORA_MISTAKES), description)
 
 
 def test_the_reference_class_is_refused():
     class Sneaky(finetune.LoRALinear):
         pass
 
-    _named(lambda: ft.check_not_reference_class(Sneaky), "subclass nn.Module instead")
+    assert_fails_naming(lambda: ft.check_not_reference_class(Sneaky), "subclass nn.Module instead")
     ft.check_not_reference_class(_variant())
 
 
@@ -140,14 +137,14 @@ def test_reference_apply_passes_and_wraps_only_targets():
 
 @pytest.mark.parametrize("description", list(ft.APPLY_MISTAKES))
 def test_each_apply_mistake_is_named(description):
-    _named(lambda: check_function(ft.APPLY_MISTAKES[description], ft.reference_apply_summary, APPLY_CASES,
-                                  mistakes=ft.APPLY_MISTAKES), description)
+    assert_fails_naming(lambda: check_function(ft.APPLY_MISTAKES[description], ft.reference_apply_summary, APPLY_CASES,
+                                               mistakes=ft.APPLY_MISTAKES), description)
 
 
 def test_apply_without_a_typo_check_is_caught():
-    _named(lambda: ft.check_apply_lora_rejects_typos(ft._apply_last_part_only), "did not raise")
+    assert_fails_naming(lambda: ft.check_apply_lora_rejects_typos(ft._apply_last_part_only), "did not raise")
     for accepts_typos in (ft._apply_last_part_only, ft._apply_accepts_typos):
-        _named(lambda fn=accepts_typos: ft.check_apply_lora_rejects_typos(fn),
+        assert_fails_naming(lambda fn=accepts_typos: ft.check_apply_lora_rejects_typos(fn),
                _cause(ft.APPLY_TYPO_MISTAKES, ft._apply_accepts_typos))
 
 
@@ -175,8 +172,8 @@ def test_reference_merge_passes_and_keeps_the_function():
 
 @pytest.mark.parametrize("description", list(ft.MERGE_MISTAKES))
 def test_each_merge_mistake_is_named(description):
-    _named(lambda: check_function(ft.MERGE_MISTAKES[description], ft.reference_merge_summary, MERGE_CASES[:1],
-                                  mistakes=ft.MERGE_MISTAKES), description)
+    assert_fails_naming(lambda: check_function(ft.MERGE_MISTAKES[description], ft.reference_merge_summary,
+                                               MERGE_CASES[:1], mistakes=ft.MERGE_MISTAKES), description)
 
 
 def test_merge_reads_the_scale_the_check_sets():
@@ -228,27 +225,27 @@ def test_reference_budget_passes_with_the_reference_pieces_bound():
 
 @pytest.mark.parametrize("description", list(ft.BUDGET_MISTAKES))
 def test_each_budget_mistake_is_named(description):
-    _named(lambda: check_function(ft.BUDGET_MISTAKES[description], ft.reference_budget_summary, ft.BUDGET_CASES,
-                                  mistakes=ft.BUDGET_MISTAKES), description)
+    assert_fails_naming(lambda: check_function(ft.BUDGET_MISTAKES[description], ft.reference_budget_summary,
+                                               ft.BUDGET_CASES, mistakes=ft.BUDGET_MISTAKES), description)
 
 
 def test_budget_check_refuses_the_shortcut_and_a_changed_model():
-    _named(lambda: ft.check_lora_for_budget(finetune.lora_for_budget, {}), "asks you to build yourself")
+    assert_fails_naming(lambda: ft.check_lora_for_budget(finetune.lora_for_budget, {}), "asks you to build yourself")
 
     def freezes_first(model, budget, r_choices, target_choices):
         model.requires_grad_(False)
         return finetune.lora_for_budget(model, budget, r_choices, target_choices)
 
-    _named(lambda: ft.check_lora_for_budget_rejects(freezes_first), "had already changed the model")
-    _named(lambda: ft.check_lora_for_budget_rejects(freezes_first),
-           _cause(ft.BUDGET_REFUSAL_SYMPTOMS, ft._froze_before_refusing))
+    assert_fails_naming(lambda: ft.check_lora_for_budget_rejects(freezes_first), "had already changed the model")
+    assert_fails_naming(lambda: ft.check_lora_for_budget_rejects(freezes_first),
+                        _cause(ft.BUDGET_REFUSAL_SYMPTOMS, ft._froze_before_refusing))
 
     def wraps_first(model, budget, r_choices, target_choices):
         finetune.apply_lora(model, ["fc"], r=1, alpha=2.0)
         return finetune.lora_for_budget(model, budget, r_choices, target_choices)
 
-    _named(lambda: ft.check_lora_for_budget_rejects(wraps_first),
-           _cause(ft.BUDGET_REFUSAL_SYMPTOMS, ft._wrapped_before_refusing))
+    assert_fails_naming(lambda: ft.check_lora_for_budget_rejects(wraps_first),
+                        _cause(ft.BUDGET_REFUSAL_SYMPTOMS, ft._wrapped_before_refusing))
 
     def never_refuses(model, budget, r_choices, target_choices):
         try:
@@ -256,4 +253,4 @@ def test_budget_check_refuses_the_shortcut_and_a_changed_model():
         except ValueError:
             return 0, [], 0
 
-    _named(lambda: ft.check_lora_for_budget_rejects(never_refuses), "did not raise")
+    assert_fails_naming(lambda: ft.check_lora_for_budget_rejects(never_refuses), "did not raise")

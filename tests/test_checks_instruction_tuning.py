@@ -6,17 +6,11 @@ import functools
 
 import pytest
 import torch
+from envtools import assert_fails_naming
 
 from course_lib import instruct, preference
 from course_lib.checks import instruction_tuning as it
 from course_lib.grading import CheckFailed, check_function
-
-
-def _named(run, description):
-    with pytest.raises(CheckFailed) as caught:
-        run()
-    assert description in str(caught.value), str(caught.value)
-
 
 # The catalogue, its reference and the cases the visible check runs on: every mistake must show and be named there.
 CATALOGUES = {
@@ -38,7 +32,8 @@ ENTRIES = [(kind, d) for kind, (catalogue, _, _) in CATALOGUES.items() for d in 
 @pytest.mark.parametrize(("kind", "description"), ENTRIES, ids=[f"{k}:{d[:40]}" for k, d in ENTRIES])
 def test_each_catalogued_mistake_is_caught_and_named(kind, description):
     catalogue, reference, cases = CATALOGUES[kind]
-    _named(lambda: check_function(catalogue[description], reference, cases, mistakes=catalogue), description)
+    assert_fails_naming(lambda: check_function(catalogue[description], reference, cases, mistakes=catalogue),
+                        description)
 
 
 def test_the_references_pass_their_checks():
@@ -81,11 +76,12 @@ def test_a_response_that_does_not_stop_at_the_context_is_caught():
             out.append(next_id)
         return tokenizer.decode(out)
 
-    _named(lambda: it.check_response_fits_context(no_limit), next(iter(it.RESPONSE_ERRORS.values())))
+    assert_fails_naming(lambda: it.check_response_fits_context(no_limit), next(iter(it.RESPONSE_ERRORS.values())))
 
 
 def test_a_detached_logprob_and_a_wrong_gradient_are_caught():
-    _named(lambda: it.check_logprob_has_gradient(lambda m, i, k: preference.sequence_logprob(m, i, k).detach()),
-           "no gradient")
+    assert_fails_naming(
+        lambda: it.check_logprob_has_gradient(lambda m, i, k: preference.sequence_logprob(m, i, k).detach()),
+        "no gradient")
     flipped = it.DPO_MISTAKES[next(d for d in it.DPO_MISTAKES if d.startswith("chosen and rejected"))]
-    _named(lambda: it.check_dpo_gradient(flipped), next(iter(it.DPO_GRADIENT_SYMPTOMS)))
+    assert_fails_naming(lambda: it.check_dpo_gradient(flipped), next(iter(it.DPO_GRADIENT_SYMPTOMS)))

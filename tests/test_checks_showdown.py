@@ -7,17 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from envtools import assert_fails_naming
 
 from course_lib import metrics, pixels
 from course_lib.checks import showdown as sd
 from course_lib.grading import CheckFailed, check_function
-
-
-def _named(run, description):
-    with pytest.raises(CheckFailed) as caught:
-        run()
-    assert description in str(caught.value), str(caught.value)
-
 
 # How each catalogue's entries are run: through the notebook's own check where the mistake has the answer's
 # signature, through check_function with the summary-form catalogue where it does not (the visible cases).
@@ -34,14 +28,15 @@ ENTRIES = [(kind, d) for kind, (catalogue, _) in RUNS.items() for d in catalogue
 @pytest.mark.parametrize(("kind", "description"), ENTRIES, ids=[f"{k}:{d[:40]}" for k, d in ENTRIES])
 def test_each_catalogued_mistake_is_caught_and_named_by_its_check(kind, description):
     catalogue, check = RUNS[kind]
-    _named(lambda: check(catalogue[description]), description)
+    assert_fails_naming(lambda: check(catalogue[description]), description)
 
 
 @pytest.mark.parametrize("description", list(sd.SCORECARD_MISTAKES), ids=lambda d: d[:40])
 def test_each_scorecard_mistake_is_caught_and_named(description):
-    _named(lambda: check_function(sd.SCORECARD_MISTAKES[description], sd.reference_scorecard_summary,
-                                  sd.scorecard_cases(), mistakes=sd.SCORECARD_MISTAKES, atol=1e-6, rtol=1e-5),
-           description)
+    assert_fails_naming(lambda: check_function(sd.SCORECARD_MISTAKES[description], sd.reference_scorecard_summary,
+                                               sd.scorecard_cases(), mistakes=sd.SCORECARD_MISTAKES, atol=1e-6,
+                                               rtol=1e-5),
+                        description)
 
 
 def test_the_references_pass_their_checks():
@@ -167,8 +162,8 @@ def _fd_complex(mu1, sigma1, mu2, sigma2):
 
 def test_a_nan_or_complex_frechet_distance_names_the_edge_case():
     nan, complex_ = list(sd.FRECHET_RESULT_SYMPTOMS)
-    _named(lambda: sd.check_frechet_distance(_fd_no_clamp), nan)
-    _named(lambda: sd.check_frechet_distance(_fd_complex), complex_)
+    assert_fails_naming(lambda: sd.check_frechet_distance(_fd_no_clamp), nan)
+    assert_fails_naming(lambda: sd.check_frechet_distance(_fd_complex), complex_)
 
 
 def test_an_asymmetric_frechet_distance_is_caught():
@@ -177,7 +172,7 @@ def test_an_asymmetric_frechet_distance_is_caught():
 
     case = sd.statistics_case(3, 20, 4)
     case["mu2"] = case["mu1"] + 1.0
-    _named(lambda: sd.check_frechet_distance(lopsided, cases=[case]), "not symmetric")
+    assert_fails_naming(lambda: sd.check_frechet_distance(lopsided, cases=[case]), "not symmetric")
 
 
 def test_the_mean_over_the_wrong_axis_names_its_cause():
@@ -186,12 +181,13 @@ def test_the_mean_over_the_wrong_axis_names_its_cause():
         centred = features - mu
         return mu, centred.T @ centred / (len(features) - 1)
 
-    _named(lambda: sd.check_feature_statistics(wrong_axis), next(iter(sd.STATISTICS_ERRORS.values())))
+    assert_fails_naming(lambda: sd.check_feature_statistics(wrong_axis), next(iter(sd.STATISTICS_ERRORS.values())))
 
 
 def test_float_tokens_are_refused():
-    _named(lambda: sd.check_quantize(lambda images, levels=8: torch.round((images.clamp(-1, 1) + 1) / 2 * (levels - 1))
-                                     .flatten(1)), "int64")
+    assert_fails_naming(
+        lambda: sd.check_quantize(lambda images, levels=8: torch.round((images.clamp(-1, 1) + 1) / 2 * (levels - 1))
+                                               .flatten(1)), "int64")
 
 
 # --------------------------------------------------------------------------
