@@ -74,3 +74,20 @@ c.Autograde.autograde_preprocessors = [
 ]
 # `nbgrader export` writes the usual CSV plus a `flags` column.
 c.ExportApp.plugin_class = "course_lib.autograde.flags.FlaggedCsvExportPlugin"
+
+# --------------------------------------------------------------------------
+# The student release (`make release`)
+# --------------------------------------------------------------------------
+# A debug exercise ships code with a bug where other exercises ship the stub
+# (course_lib.autograde.release): nbgrader's ClearSolutions is swapped for a
+# subclass that knows the "### SHIPPED INSTEAD" marker; the rest of the
+# pipeline is nbgrader's own.
+from nbgrader.converters import GenerateAssignment  # noqa: E402
+from nbgrader.preprocessors import ClearSolutions  # noqa: E402
+
+from course_lib.autograde.release import ClearSolutionsShippingCode  # noqa: E402
+
+c.GenerateAssignment.preprocessors = [
+    ClearSolutionsShippingCode if step is ClearSolutions else step
+    for step in GenerateAssignment.class_traits()["preprocessors"].default()
+]

@@ -19,8 +19,11 @@ from pathlib import Path
 
 import harness
 import links
+import nbformat
 import pytest
 from harness import ROOT, Course
+
+from course_lib.autograde import release
 
 ASSIGNMENTS = harness.assignments()
 NOTEBOOKS = [(a, n) for a in ASSIGNMENTS for n in harness.notebook_names(a)]
@@ -175,3 +178,73 @@ def test_validator_fails_every_student_notebook(assignment, name):
     result = _validator(invert=True).validate(str(ROOT / "notebooks" / assignment / name))
     # With invert=True, nbgrader reports the test cells that *passed*: none may.
     assert "passed" not in result or not result["passed"], result
+
+
+# ---------------------------------------------------------------------------
+# Debug exercises ship code with a bug (course_lib.autograde.release)
+# ---------------------------------------------------------------------------
+
+DEBUG_CELL = '''def double(x):
+    """2 x."""
+    ### BEGIN SOLUTION
+    y = x + x
+    return y
+    ### SHIPPED INSTEAD
+    # y = x * x
+    # if y:
+    #     return y
+    #
+    # return y
+    ### END SOLUTION'''
+
+
+def test_a_debug_cell_ships_its_commented_code_uncommented():
+    shipped = release.ship(DEBUG_CELL)
+    assert shipped == 'def double(x):\n    """2 x."""\n    y = x * x\n    if y:\n        return y\n\n    return y'
+    assert release.right_code(DEBUG_CELL) == DEBUG_CELL.split("    ### SHIPPED")[0] + "    ### END SOLUTION"
+    assert harness.strip_markers(DEBUG_CELL) == 'def double(x):\n    """2 x."""\n    y = x + x\n    return y'
+    assert release.ship("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION") is None
+
+
+@pytest.mark.parametrize("bad", [
+    DEBUG_CELL.replace("    # y = x * x", "    y = x * x"),  # a shipped line that is not commented out
+    DEBUG_CELL.replace("    ### BEGIN SOLUTION\n", ""),  # the marker outside a solution region
+    DEBUG_CELL.replace("    # if y:", "    ### SHIPPED INSTEAD"),  # two markers in one region
+])
+def test_a_malformed_debug_cell_is_refused(bad):
+    with pytest.raises(ValueError, match="SHIPPED INSTEAD"):
+        release.ship(bad)
+
+
+def test_nbgrader_release_ships_the_bug_and_stubs_the_rest(tmp_path):
+    """Through `nbgrader generate_assignment` with the course's config: the debug cell ships its code,
+    an ordinary answer cell its stub, and the right code of neither reaches the release."""
+    course = Course(tmp_path)
+    folder = course.root / "solutions" / "zz_debug"
+    folder.mkdir()
+    answer = {"grade": False, "solution": True, "locked": False, "schema_version": 3}
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(DEBUG_CELL, metadata={"nbgrader": {**answer, "grade_id": "double"}}),
+        nbformat.v4.new_code_cell("def half(x):\n    ### BEGIN SOLUTION\n    return x / 2\n    ### END SOLUTION",
+                                  metadata={"nbgrader": {**answer, "grade_id": "half"}}),
+    ]
+    nbformat.write(nb, folder / "debug.ipynb")
+    course.nbgrader("generate_assignment", "zz_debug", "--no-db", "--force")
+    cells = harness.answer_cells(harness.read(course.root / "notebooks" / "zz_debug" / "debug.ipynb"))
+    assert cells["double"].source == release.ship(DEBUG_CELL)
+    assert cells["half"].source == "def half(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+
+
+@pytest.mark.parametrize(("assignment", "name"), NOTEBOOKS, ids=IDS)
+def test_each_debug_exercise_ships_its_bug_and_its_bug_is_a_graded_mistake(assignment, name):
+    """The release holds the shipped code, and the round trip grades that code as a mistake submission
+    (it must lose the exercise's points and name its cause, like every catalogued mistake)."""
+    shipped = harness.shipped_cells(harness.read(ROOT / "solutions" / assignment / name))
+    released = harness.answer_cells(harness.read(ROOT / "notebooks" / assignment / name))
+    mistakes = {m.cell: m for m in harness.load_mistakes(assignment) if m.code == shipped.get(m.cell)}
+    for grade_id, code in shipped.items():
+        assert released[grade_id].source == code, f"{grade_id}: notebooks/ is stale: run `make release`"
+        assert grade_id in mistakes, f"{grade_id}: no mistake submission with code=harness.as_shipped(...)"
+        assert mistakes[grade_id].cause, f"{grade_id}: the shipped code's mistake must name its catalogue cause"

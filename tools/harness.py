@@ -27,6 +27,8 @@ from pathlib import Path
 import nbformat
 from catalogue import catalogue_function, catalogue_source, parameters_of
 
+from course_lib.autograde.release import right_code, ship
+
 ROOT = Path(__file__).resolve().parent.parent
 SUBMISSIONS = ROOT / "tests" / "submissions"
 SOLUTION_BEGIN = "### BEGIN SOLUTION"
@@ -137,9 +139,15 @@ def points(nb: nbformat.NotebookNode) -> dict[str, float]:
 
 
 def strip_markers(source: str) -> str:
-    """A solution cell as a student who got it right would leave it: markers removed."""
-    lines = [line for line in source.splitlines() if line.strip() not in (SOLUTION_BEGIN, SOLUTION_END)]
+    """A solution cell as a student who got it right would leave it: markers (and a debug exercise's
+    shipped code, see :mod:`course_lib.autograde.release`) removed."""
+    lines = [line for line in right_code(source).splitlines() if line.strip() not in (SOLUTION_BEGIN, SOLUTION_END)]
     return "\n".join(lines)
+
+
+def shipped_cells(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """grade_id -> the code a debug exercise's answer cell ships with (its release text)."""
+    return {gid: ship(cell.source) for gid, cell in answer_cells(nb).items() if ship(cell.source) is not None}
 
 
 def marked_regions(source: str, begin: str, end: str) -> list[str]:
@@ -169,7 +177,8 @@ def secret_lines(nb: nbformat.NotebookNode, min_length: int = 12, solutions: boo
     secret, visible = [], set()
     for cell in nb.cells:
         inside = False
-        for line in cell.source.splitlines():
+        visible.update(line.strip() for line in (ship(cell.source) or "").splitlines())
+        for line in right_code(cell.source).splitlines():
             text = line.strip()
             if text in begins:
                 inside = True
@@ -211,6 +220,22 @@ def release_notebook(assignment: str, notebook: str, root: Path = ROOT) -> nbfor
 
 def solved(assignment: str, notebook: str, root: Path = ROOT) -> nbformat.NotebookNode:
     return fill(release_notebook(assignment, notebook, root), solution_answers(assignment, notebook, root))
+
+
+def shipped_answers(assignment: str, root: Path = ROOT) -> dict[str, str]:
+    """grade_id -> shipped code, for every debug exercise of an assignment (all its notebooks)."""
+    found = {}
+    for name in notebook_names(assignment, root):
+        found.update(shipped_cells(read(root / "solutions" / assignment / name)))
+    return found
+
+
+def as_shipped(assignment: str, cell: str, root: Path = ROOT) -> str:
+    """The code debug exercise ``cell`` ships with: the mistake a student who changes nothing hands in."""
+    shipped = shipped_answers(assignment, root)
+    if cell not in shipped:
+        raise KeyError(f"{cell} is not a debug exercise (no '### SHIPPED INSTEAD' marker); have {sorted(shipped)}")
+    return shipped[cell]
 
 
 def with_mistake(assignment: str, mistake: Mistake, root: Path = ROOT) -> nbformat.NotebookNode:

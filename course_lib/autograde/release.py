@@ -1,0 +1,96 @@
+"""The student release of a *debug* exercise: it ships code with a bug, not nbgrader's stub.
+
+A debug exercise hands the student a function that runs but is wrong; the
+self-check's message is the starting point, the fix is the answer. In the
+solutions notebook the answer cell holds the right code in its solution region,
+then the marker :data:`SHIPPED`, then the code students receive, commented out
+(so the solutions notebook still runs the right code)::
+
+    def q_step(x_prev, t, schedule, noise=None):
+        \"\"\"...\"\"\"
+        ### BEGIN SOLUTION
+        beta = extract(schedule.betas, t, x_prev.shape)
+        return (1 - beta).sqrt() * x_prev + beta.sqrt() * noise
+        ### SHIPPED INSTEAD
+        # beta = extract(schedule.betas, t, x_prev.shape)
+        # return (1 - beta) * x_prev + beta * noise
+        ### END SOLUTION
+
+``nbgrader generate_assignment`` (``make release``) runs
+:class:`ClearSolutionsShippingCode` in place of nbgrader's ``ClearSolutions``
+(``nbgrader_config.py``): a solution region with the marker becomes the
+uncommented shipped lines; every other region becomes the usual
+``# YOUR CODE HERE`` stub. The blank release is then a submission whose debug
+exercises fail their checks, as every blank answer does.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nbgrader.preprocessors import ClearSolutions
+
+SHIPPED = "### SHIPPED INSTEAD"
+_COMMENTED = re.compile(r"^(\s*)# ?(.*)$")
+
+
+def uncomment(line: str) -> str:
+    """``'    #     return x'`` -> ``'        return x'``: the first ``#`` (and one space after it) removed."""
+    if not line.strip():
+        return ""
+    found = _COMMENTED.match(line)
+    if not found:
+        raise ValueError(f"a line after {SHIPPED!r} must be commented out with '# ', got {line!r}")
+    return found.group(1) + found.group(2) if found.group(2) else ""
+
+
+def ship(source: str, begin: str = "BEGIN SOLUTION", end: str = "END SOLUTION") -> str | None:
+    """The release's text of an answer cell whose solution region has a :data:`SHIPPED` part, else ``None``.
+
+    Lines outside the region are kept; the region (markers, right code, marker) is replaced by the shipped
+    lines, uncommented. A marker outside a solution region, or two in one region, is an error.
+    """
+    if SHIPPED not in source:
+        return None
+    kept, inside, shipping, shipped_any = [], False, False, False
+    for line in source.split("\n"):
+        if begin in line:
+            inside, shipping = True, False
+        elif line.strip() == SHIPPED:
+            if not inside or shipping:
+                raise ValueError(f"{SHIPPED!r} must appear once, inside a solution region")
+            shipping = shipped_any = True
+        elif end in line:
+            inside = shipping = False
+        elif not inside:
+            kept.append(line)
+        elif shipping:
+            kept.append(uncomment(line))
+    if not shipped_any:
+        raise ValueError(f"{SHIPPED!r} must be inside a solution region")
+    return "\n".join(kept)
+
+
+def right_code(source: str) -> str:
+    """An answer cell with its :data:`SHIPPED` part (marker and commented lines) removed: the solution alone."""
+    kept, shipping = [], False
+    for line in source.split("\n"):
+        if line.strip() == SHIPPED:
+            shipping = True
+        elif "END SOLUTION" in line:
+            shipping = False
+            kept.append(line)
+        elif not shipping:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+class ClearSolutionsShippingCode(ClearSolutions):
+    """nbgrader's ``ClearSolutions``, except that a region with :data:`SHIPPED` becomes its shipped code."""
+
+    def _replace_solution_region(self, cell, language: str) -> bool:
+        shipped = ship(cell.source, self.begin_solution_delimeter, self.end_solution_delimeter)
+        if cell.cell_type != "code" or shipped is None:
+            return super()._replace_solution_region(cell, language)
+        cell.source = shipped
+        return True
