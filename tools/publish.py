@@ -71,7 +71,8 @@ Or open a notebook on Binder or Colab:
 {links.readme_badges(url)}
 
 In each notebook: read, replace `# YOUR CODE HERE` / `raise NotImplementedError()`
-with your code, run the self-check below it, then the experiment. Before you
+with your code (in a *Debug* section the cell holds a colleague's buggy code:
+fix it), run the self-check below it, then the experiment. Before you
 hand in: restart the kernel and run all cells (or press **Validate**).
 """
 

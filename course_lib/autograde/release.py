@@ -8,13 +8,13 @@ then the marker :data:`SHIPPED`, then the code students receive, commented out
 
     def q_step(x_prev, t, schedule, noise=None):
         \"\"\"...\"\"\"
-        ### BEGIN SOLUTION
+        <nbgrader's begin-solution marker line>
         beta = extract(schedule.betas, t, x_prev.shape)
         return (1 - beta).sqrt() * x_prev + beta.sqrt() * noise
         ### SHIPPED INSTEAD
         # beta = extract(schedule.betas, t, x_prev.shape)
         # return (1 - beta) * x_prev + beta * noise
-        ### END SOLUTION
+        <nbgrader's end-solution marker line>
 
 ``nbgrader generate_assignment`` (``make release``) runs
 :class:`ClearSolutionsShippingCode` in place of nbgrader's ``ClearSolutions``

@@ -117,6 +117,9 @@ doctor();
 #   (1 point each, graded against what the experiment shows), and the text after
 #   the experiment explains the answer. Each notebook also ends its exercises
 #   with a **synthesis** task that combines what you built, with no recipe.
+# - A **debug** section hands you a colleague's function that runs but is
+#   wrong. Its cell is not empty: run the self-check first, let its message
+#   tell you what goes wrong, find the line, and fix it in place.
 #
 # ### Reading a failed check
 #
