@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from envtools import assert_fails_naming
+from envtools import assert_each_mistake_is_caught_and_named, assert_fails_naming
 from torch import nn
 
 from course_lib import finetune
@@ -254,3 +254,92 @@ def test_budget_check_refuses_the_shortcut_and_a_changed_model():
             return 0, [], 0
 
     assert_fails_naming(lambda: ft.check_lora_for_budget_rejects(never_refuses), "did not raise")
+
+
+# -- EarlyStopping (the debug exercise) ---------------------------------------------------
+
+
+def _early_stopping_ref(**case):
+    return ft.reference_early_stopping_run(**case)
+
+
+def _first_bug() -> str:
+    """The catalogue's description of the shipped class's first bug (the 'best' weights are not a copy)."""
+    return next(d for d in ft.EARLY_STOPPING_MISTAKES if d.startswith("the saved 'best' weights"))
+
+
+def test_reference_early_stopping_passes_on_every_case():
+    cases = ft.EARLY_STOPPING_CASES + ft.early_stopping_cases(66, 4) + ft.early_stopping_cases(607, 4)
+    check_function(functools.partial(ft.early_stopping_run, finetune.EarlyStopping), _early_stopping_ref, cases)
+    ft.check_early_stopping(ft._Stopper)  # the catalogue's right class, as an answer writes it
+    for seed in (0, 66, 607):
+        ft.check_early_stopping(ft._Stopper, cases=ft.early_stopping_cases(seed, 4))
+
+
+def test_early_stopping_run_restores_the_best_evaluation():
+    stopped, best, best_step, restored = ft.reference_early_stopping_run(**ft.EARLY_STOPPING_CASES[0])
+    assert (stopped, best, best_step, restored) == (5, 2.3, 2, 2.3)  # a tie at step 3 is not progress
+    live = ft.EARLY_STOPPING_MISTAKES[_first_bug()]
+    assert live(**ft.EARLY_STOPPING_CASES[0])[3] == 2.9  # the loss of the last evaluation, at step 5
+    every_other = ft.reference_early_stopping_run(**ft.EARLY_STOPPING_CASES[1])
+    assert every_other[2] % 2 == 1  # evaluations after steps 2, 4, ...: 0-based steps 1, 3, ...
+
+
+def test_random_early_stopping_cases_vary_the_settings():
+    cases = ft.early_stopping_cases(3, 6)
+    assert {c["patience"] for c in cases} == {1, 2, 3} and {c.get("eval_every") for c in cases} == {1, 2}
+    assert any("metric" in c for c in cases) and any("min_delta" in c for c in cases)
+    assert ft.early_stopping_cases(3, 6) == cases
+
+
+def test_each_early_stopping_mistake_is_caught_and_named():
+    assert_each_mistake_is_caught_and_named(ft.EARLY_STOPPING_MISTAKES, _early_stopping_ref,
+                                            ft.EARLY_STOPPING_CASES, "EarlyStopping")
+
+
+@pytest.mark.parametrize("description", list(ft.EARLY_STOPPING_MISTAKES))
+def test_the_check_names_each_early_stopping_mistake(description):
+    mistaken_class = ft.EARLY_STOPPING_MISTAKES[description].args[0]  # early_stopping_run(mistaken_class, ...)
+    assert_fails_naming(lambda: ft.check_early_stopping(mistaken_class), "Likely cause: " + description)
+
+
+class _Shipped(ft._Stopper):
+    """The colleague's class as the notebook ships it: both bugs."""
+
+    def evaluate(self, model):
+        result = self._evaluate(model)
+        value = float(result if isinstance(result, (int, float)) else result[self.metric])
+        if value < self.best - self.min_delta:
+            self.best, self.best_step = value, self._step
+            self.best_state = model.state_dict()
+        else:
+            self.bad_evals += 1
+        return result
+
+
+def test_the_shipped_class_is_told_its_first_bug_and_pointed_at_the_hint():
+    assert_fails_naming(lambda: ft.check_early_stopping(_Shipped), "Likely cause: " + _first_bug())
+    assert "see Hint 2 above" in _first_bug()
+
+
+def test_early_stopping_edges_and_shortcuts_are_refused():
+    assert_fails_naming(lambda: ft.check_early_stopping(finetune.EarlyStopping), "asks you to fix yourself")
+
+    class Delegates(ft._Stopper):
+        def __init__(self, evaluate, patience=3, metric="val_loss", min_delta=0.0):
+            super().__init__(evaluate, patience, metric, min_delta)
+            self.inner = finetune.EarlyStopping(evaluate, patience, metric, min_delta)
+
+    assert_fails_naming(lambda: ft.check_early_stopping(Delegates), "course_lib.finetune.EarlyStopping")
+
+    class AnyPatience(ft._Stopper):
+        def __init__(self, evaluate, patience=3, metric="val_loss", min_delta=0.0):
+            super().__init__(evaluate, max(patience, 1), metric, min_delta)
+
+    assert_fails_naming(lambda: ft.check_early_stopping(AnyPatience), "patience=0) did not raise")
+
+    class RestoresNothing(ft._Stopper):
+        def restore(self, model):
+            model.load_state_dict({k: torch.zeros_like(v) for k, v in model.state_dict().items()})
+
+    assert_fails_naming(lambda: ft.check_early_stopping(RestoresNothing), "although no evaluation ran")

@@ -1,5 +1,8 @@
 """Notebook 02's checks (course_lib.checks.forward_diffusion), and course_lib's q_chain behind its synthesis.
 
+The debug exercise ``extract`` is checked on the code the notebook ships (read from it with harness.as_shipped):
+its first failure names the off-by-one, the second, once that is fixed, the (B, 1) shape.
+
 q_chain is compared with the chain unrolled by hand in NumPy float64 (each state is
 sqrt(alpha_bar_t) x0 plus a weighted sum of all noises so far) and, statistically, with
 Ho et al. (2020)'s closed form q(x_t | x_0), its alpha_bar computed in NumPy. The check
@@ -11,12 +14,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from envtools import assert_each_mistake_is_caught_and_named
+from envtools import assert_each_mistake_is_caught_and_named, assert_fails_naming
+from harness import as_shipped
 
 from course_lib import diffusion as D
 from course_lib.checks import forward_diffusion as FD
 from course_lib.checks.forward_diffusion import bare_schedule
-from course_lib.grading import CheckFailed, _mismatch, _resolve, check_function
+from course_lib.grading import CheckFailed, _mismatch, _resolve, catalogued, check_function
 
 # -- the reference, against independent arithmetic ---------------------------------------
 
@@ -226,9 +230,93 @@ def _catalogue_cases():
             FD.reference_q_sample,
             [{"x0": x2, "t": t6, "schedule": s, "noise": torch.randn(6, 2, generator=g)}],
         ),
+        "extract": (FD.EXTRACT_MISTAKES, D.extract, FD.extract_cases()),
     }
 
 
 @pytest.mark.parametrize("exercise", list(_catalogue_cases()))
 def test_every_catalogued_mistake_is_caught_and_named(exercise):
     assert_each_mistake_is_caught_and_named(*_catalogue_cases()[exercise], name=exercise)
+
+
+# -- the debug exercise: extract ------------------------------------------------------
+
+
+def _shipped_extract():
+    """The function the student release ships (the notebook's buggy code, uncommented), defined here."""
+    namespace = {"torch": torch}
+    exec(as_shipped("02_forward_diffusion", "extract"), namespace)
+    return namespace["extract"]
+
+
+def _extract_by_gather(values, t, x):
+    """A correct answer written differently: gather, then index with None for each extra axis."""
+    return values.gather(0, t)[(...,) + (None,) * (x.dim() - 1)]
+
+
+def _extract_hidden_style_cases():
+    g = torch.Generator().manual_seed(5)
+    return [
+        {"values": D.NoiseSchedule.cosine(1000).alpha_bars, "t": torch.tensor([999, 0, 500, 1, 998, 250, 0, 42]),
+         "x": torch.randn(8, 1, 8, 8, generator=g)},  # B = 8: a (B, 1) result would broadcast against the width
+        {"values": torch.rand(12, generator=g), "t": torch.tensor([11]), "x": torch.randn(1, 3, generator=g)},
+        {"values": torch.rand(30, generator=g, dtype=torch.float64), "t": torch.randint(0, 30, (3,), generator=g),
+         "x": torch.randn(3, 2, 5, 4, generator=g)},
+    ]
+
+
+@pytest.mark.parametrize("answer", [D.extract, _extract_by_gather], ids=["course_lib", "gather"])
+def test_correct_extracts_pass(answer):
+    FD.check_extract(answer)
+    FD.check_extract(answer, cases=_extract_hidden_style_cases())
+
+
+def test_the_visible_extract_cases_cover_the_contracts_edges():
+    cases = FD.extract_cases()
+    T = len(cases[0]["values"])
+    steps = torch.cat([c["t"] for c in cases])
+    assert {0, T - 1} <= set(steps.tolist())
+    assert sorted(c["x"].dim() for c in cases) == [1, 2, 4]  # (B,), points, images
+
+
+def test_the_shipped_extract_runs_and_is_wrong_on_every_shape():
+    """Wrong, not broken: it raises on no input of the contract, and the check names its first bug."""
+    shipped = _shipped_extract()
+    for case in FD.extract_cases() + _extract_hidden_style_cases():
+        out = shipped(**case)
+        assert _mismatch(out, D.extract(**case), "x", 1e-6, 1e-6)
+    assert_fails_naming(lambda: FD.check_extract(shipped), next(iter(FD.EXTRACT_MISTAKES)))
+    assert_fails_naming(lambda: FD.check_extract(shipped), "Hint 2 above")
+
+
+def test_fixing_one_bug_of_the_shipped_extract_lets_the_check_name_the_other():
+    shipped = _shipped_extract()
+
+    def index_fixed(values, t, x):
+        return shipped(values, t + 1, x)  # undoes its t - 1; its (B, 1) shape stays
+
+    assert_fails_naming(lambda: FD.check_extract(index_fixed), catalogued(FD.EXTRACT_MISTAKES, FD._extract_points_only))
+
+
+@pytest.mark.parametrize("description", list(FD.EXTRACT_MISTAKES))
+def test_each_extract_mistake_fails_the_self_check_naming_it(description):
+    assert_fails_naming(lambda: FD.check_extract(FD.EXTRACT_MISTAKES[description]), description)
+
+
+@pytest.mark.parametrize("pattern", list(FD.EXTRACT_ERRORS))
+def test_an_extract_that_raises_names_the_likely_cause(pattern):
+    def to_x_shape(values, t, x):
+        return values[t].reshape(x.shape)
+
+    def expanded(values, t, x):
+        return values[t].expand_as(x)
+
+    answer = to_x_shape if "invalid" in pattern else expanded
+    assert_fails_naming(lambda: FD.check_extract(answer), f"Likely cause: {FD.EXTRACT_ERRORS[pattern]}")
+
+
+def test_extract_calling_course_libs_is_caught():
+    def answer(values, t, x):
+        return D.extract(values, t, x)
+
+    assert_fails_naming(lambda: FD.check_extract(answer), "build yourself")

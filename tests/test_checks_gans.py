@@ -2,18 +2,22 @@
 
 The synthesis check (``check_fit_gan``): it passes right loops, names each catalogued mistake, and cannot be
 fooled by the shortcut or by a broken step from earlier in the notebook. The training-step checks name each
-mistake they were built for.
+mistake they were built for. The debug exercise's check (``check_mode_coverage``) passes right answers, names
+the first bug of the code as shipped and each catalogued mistake.
 """
 
 from __future__ import annotations
 
 import textwrap
 
+import harness
 import pytest
 import torch
+from envtools import assert_fails_naming
 
-from course_lib import gan
+from course_lib import gan, metrics
 from course_lib.checks import gans
+from course_lib.data import eight_gaussians, ring_centers
 from course_lib.grading import CheckFailed
 
 HIDDEN_LIKE = [  # the edge cases of the notebook's hidden region: one step, d_lr set, saturating, beta1 = 0
@@ -189,3 +193,100 @@ def test_the_backprop_check_passes_the_reference_and_names_a_penalty_without_its
     for detached in (torch.tensor(0.5), 0.5):
         assert gans.GRADIENT_PENALTY_GRAPH_SYMPTOMS[description](detached)
     assert not gans.GRADIENT_PENALTY_GRAPH_SYMPTOMS[description](torch.tensor(0.5, requires_grad=True) * 2)
+
+
+# --------------------------------------------------------------------------
+# mode_coverage, the debug exercise: right answers pass, the code as shipped and each mistake are named
+# --------------------------------------------------------------------------
+
+RING = ring_centers(8, 2.0)
+COVERAGE_HIDDEN = [  # the notebook's hidden region: float64 on the ring; 1-D points; k * std above 1, min_share = 0
+    gans.coverage_case(7, RING, 0.02, near=[300, 4, 0, 10, 0, 1, 0, 0], mid=[5, 3, 3, 0, 0, 2, 0, 0],
+                       far=[0, 0, 0, 0, 12, 20, 20, 20], dtype=torch.float64),
+    gans.coverage_case(8, torch.tensor([[-1.0], [1.0]]), 0.05, near=[8, 3], mid=[2, 6], far=[1, 0], k=2.0,
+                       min_share=0.3),
+    gans.coverage_case(9, torch.tensor([[0.0, 0.0], [30.0, 0.0], [0.0, 30.0]]), 1.0, near=[10, 0, 1],
+                       mid=[3, 0, 2], far=[0, 4, 0], k=2.0, min_share=0.0),
+]
+COVERAGE_EDGES = [  # one mode; min_share = 0 with an empty mode; every sample far
+    gans.coverage_case(3, torch.zeros(1, 2), 0.1, near=[5], mid=[2], far=[3]),
+    gans.coverage_case(4, RING[:3], 0.02, near=[0, 2, 0], mid=[1, 0, 0], far=[0, 0, 4], min_share=0.0),
+    gans.coverage_case(5, RING[:2], 0.02, near=[0, 0], mid=[0, 0], far=[3, 3]),
+]
+
+CDIST_COVERAGE = """
+def mode_coverage(samples, centers, std, k=3.0, min_share=None):
+    # a different but right way: torch.cdist, a one-hot sum for the counts, a squared radius
+    K = centers.shape[0]
+    share = 0.2 / K if min_share is None else min_share
+    squares = torch.cdist(samples, centers) ** 2
+    nearest = squares.argmin(dim=1)
+    good = squares.min(dim=1).values <= (k * std) ** 2
+    counts = torch.nn.functional.one_hot(nearest, K)[good].sum(dim=0)
+    threshold = max(1, share * samples.shape[0])
+    return {"modes": (counts >= threshold).sum(), "of": K, "high_quality": good.double().mean(), "counts": counts}
+"""
+
+
+def _coverage_answer(source: str):
+    return _notebook(source)["mode_coverage"]
+
+
+@pytest.mark.parametrize("answer", ["reference", "switchboard", "solution", "cdist"])
+def test_right_mode_coverages_pass_visible_hidden_and_edge_cases(answer):
+    fn = {
+        "reference": lambda: metrics.mode_coverage,
+        "switchboard": lambda: gans._coverage,
+        "solution": lambda: _coverage_answer(harness.solution_answers("01_gans", "gans.ipynb")["mode_coverage"]),
+        "cdist": lambda: _coverage_answer(CDIST_COVERAGE),
+    }[answer]()
+    gans.check_mode_coverage(fn)
+    gans.check_mode_coverage(fn, cases=COVERAGE_HIDDEN + COVERAGE_EDGES)
+
+
+def test_the_code_as_shipped_fails_naming_its_first_bug_and_shows_the_symptoms_the_text_claims():
+    shipped = _coverage_answer(harness.as_shipped("01_gans", "mode_coverage"))
+    distance = next(d for d in gans.MODE_COVERAGE_MISTAKES if d.startswith("compared a squared distance"))
+    assert_fails_naming(lambda: gans.check_mode_coverage(shipped), f"Likely cause: {distance}")
+    # The notebook's text: the data 8/8; a collapsed generator with strays 8/8 too; a blurred ring 99 % high
+    # quality. The samples are those of its demo cell (coverage-demo), where the fixed code says 8/8 and 99 %,
+    # 1/8 and 95 %, 8/8 and 25 %.
+    strays = torch.Generator().manual_seed(0)
+    data = eight_gaussians(2500, seed=1)
+    collapsed = torch.cat([RING[0] + 0.02 * torch.randn(2400, 2, generator=strays),
+                           eight_gaussians(100, std=0.15, seed=2)])
+    blurred = eight_gaussians(2500, std=0.08, seed=3)
+    for points in (data, collapsed, blurred):  # "all three 8 of 8 modes and about 99 % high quality"
+        assert shipped(points, RING, std=0.02)["modes"] == 8
+        assert shipped(points, RING, std=0.02)["high_quality"] > 0.985
+    right = metrics.mode_coverage
+    assert right(data, RING, std=0.02)["modes"] == 8 and right(data, RING, std=0.02)["high_quality"] > 0.985
+    assert right(collapsed, RING, std=0.02)["modes"] == 1 and right(collapsed, RING, std=0.02)["high_quality"] > 0.94
+    assert 0.23 < right(blurred, RING, std=0.02)["high_quality"] < 0.26
+
+
+@pytest.mark.parametrize("description", list(gans.MODE_COVERAGE_MISTAKES))
+def test_each_mode_coverage_mistake_fails_the_visible_check_and_is_named(description):
+    mistaken = gans.MODE_COVERAGE_MISTAKES[description]
+    assert_fails_naming(lambda: gans.check_mode_coverage(mistaken), f"Likely cause: {description}")
+
+
+@pytest.mark.parametrize("description", list(gans.MODE_COVERAGE_MISTAKES))
+def test_each_mode_coverage_mistake_fails_the_hidden_cases(description):
+    with pytest.raises(CheckFailed):
+        gans.check_mode_coverage(gans.MODE_COVERAGE_MISTAKES[description], cases=COVERAGE_HIDDEN)
+
+
+def test_mode_coverage_through_the_reference_or_returning_a_tuple_is_refused():
+    calls = _coverage_answer("""
+        import course_lib.metrics
+
+        def mode_coverage(samples, centers, std, k=3.0, min_share=None):
+            return course_lib.metrics.mode_coverage(samples, centers, std, k, min_share)
+    """)
+    assert_fails_naming(lambda: gans.check_mode_coverage(calls), "course_lib.metrics.mode_coverage")
+    as_tuple = _coverage_answer("""
+        def mode_coverage(samples, centers, std, k=3.0, min_share=None):
+            return 1, len(centers), 0.5, torch.zeros(len(centers))
+    """)
+    assert_fails_naming(lambda: gans.check_mode_coverage(as_tuple), "should return a dict with 'modes'")

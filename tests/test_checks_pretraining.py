@@ -2,17 +2,24 @@
 
 Every listed mistake must be wrong on the inputs the notebook's checks use, and
 named as the likely cause when a student's answer computes exactly it.
+
+The debug exercise ``bpe_encode`` is checked on the code the notebook ships (read from it with
+harness.as_shipped): its first failure names the choice by count, the second, once that is fixed, the loop
+that stops at two ids.
 """
 
 from __future__ import annotations
 
+import harness
 import pytest
 import torch
 import torch.nn.functional as F
+from envtools import assert_each_mistake_is_caught_and_named, assert_fails_naming
+from harness import as_shipped
 
 from course_lib import gpt, tokenizer
 from course_lib.checks import pretraining as checks
-from course_lib.grading import CheckFailed, _mismatch, _resolve, check_function
+from course_lib.grading import CheckFailed, _mismatch, _resolve, catalogued, check_function
 
 
 def _likely(student, reference, cases, mistakes, **tol):
@@ -98,6 +105,7 @@ CATALOGUES = {
         {},
     ),
     "generate": (checks.GENERATE_MISTAKES, checks._reference_generate, lambda: _generate_cases(), {}),
+    "bpe_encode": (checks.BPE_ENCODE_MISTAKES, checks.reference_bpe_encode, checks.bpe_encode_cases, {}),
 }
 
 
@@ -285,3 +293,136 @@ def test_check_generate_refuses_course_libs_generate():
 
     with pytest.raises(CheckFailed, match="course_lib.gpt.generate"):
         checks.check_generate(shortcut, {})
+
+
+# -- the debug exercise: bpe_encode ------------------------------------------------------
+
+
+def _shipped_bpe_encode(namespace):
+    """The function the student release ships (the notebook's buggy code, uncommented), defined in ``namespace``,
+    where check_bpe_encode binds get_pair_counts and merge as it binds them in the notebook."""
+    exec(as_shipped("05_pretraining", "bpe_encode"), namespace)
+    return namespace["bpe_encode"]
+
+
+def _bpe_encode_by_rank(text, merges):
+    """A correct answer written differently: each merge once, in the order it was learned, over the whole text."""
+    ids = list(text.encode("utf-8"))
+    for rank, pair in enumerate(merges):
+        ids = tokenizer.merge(ids, pair, 256 + rank)
+    return ids
+
+
+def _bpe_encode_hidden_style_cases():
+    return [
+        checks.bpe_encode_case("Return an iterator over the items of the mapping."),
+        checks.bpe_encode_case("Return the index.", num_merges=40),
+        checks.bpe_encode_case("é", "café, crème, fiancé", 6),
+        {"text": "abc", "merges": []},
+        {"text": "aaaaa", "merges": [(97, 97), (256, 256)]},
+        checks.random_bpe_case(51),
+        checks.random_bpe_case(52, alphabet="aab"),
+        checks.random_bpe_case(53, num_merges=25),
+    ]
+
+
+def test_the_bpe_encode_reference_replays_train_bpe():
+    """Rank order on the training text gives the ids the textbook loop produced; the edges of the contract."""
+    text = "the cat sat on the mat; the hat is flat, the bat is fat"
+    merges = checks.slow_bpe_reference(text, 12)
+    ids = list(text.encode("utf-8"))
+    for rank, pair in enumerate(merges):
+        ids = tokenizer.merge(ids, pair, 256 + rank)
+    assert checks.reference_bpe_encode(text, merges) == ids
+    for case in checks.bpe_encode_cases() + _bpe_encode_hidden_style_cases():
+        assert checks.reference_bpe_encode(**case) == _bpe_encode_by_rank(**case)
+    assert checks.reference_bpe_encode("", merges) == []
+    assert checks.reference_bpe_encode("é", []) == [195, 169]
+    assert checks.reference_bpe_encode("aaaaa", [(97, 97), (256, 256)]) == [257, 97]
+
+
+def test_correct_bpe_encodes_pass_and_the_namespace_is_restored():
+    namespace = {}
+    exec(harness.solution_answers("05_pretraining", "pretraining.ipynb")["bpe_encode"], namespace)
+    for answer in (namespace["bpe_encode"], _bpe_encode_by_rank):
+        checks.check_bpe_encode(answer, namespace)
+        checks.check_bpe_encode(answer, namespace, cases=_bpe_encode_hidden_style_cases())
+    assert "get_pair_counts" not in namespace and "merge" not in namespace
+
+
+def test_the_shipped_bpe_encode_runs_and_survives_its_authors_tests():
+    """Wrong, not broken: it raises on no input of the contract; it encodes its training text to the ids training
+    produced and every text back to itself, which is why its bugs went unnoticed; the check names its first bug."""
+    namespace = {"get_pair_counts": tokenizer.get_pair_counts, "merge": tokenizer.merge}
+    shipped = _shipped_bpe_encode(namespace)
+    cases = checks.bpe_encode_cases() + _bpe_encode_hidden_style_cases()
+    outputs = [shipped(**case) for case in cases]
+    assert any(out != checks.reference_bpe_encode(**case) for out, case in zip(outputs, cases))
+    learned = checks.bpe_encode_case("")["merges"]
+    trained = list(checks.BPE_TRAINING_TEXT.encode("utf-8"))
+    for rank, pair in enumerate(learned):  # what train_bpe's loop left
+        trained = tokenizer.merge(trained, pair, 256 + rank)
+    assert shipped(checks.BPE_TRAINING_TEXT, learned) == trained
+    for out, case in zip(outputs, cases):
+        pieces = tokenizer.BPETokenizer(case["merges"]).vocab
+        assert b"".join(pieces[i] for i in out).decode("utf-8") == case["text"]
+    first = next(iter(checks.BPE_ENCODE_MISTAKES))
+    assert_fails_naming(lambda: checks.check_bpe_encode(shipped, {}), first)
+    assert_fails_naming(lambda: checks.check_bpe_encode(shipped, {}), "see Hint 2 above")
+
+
+def test_fixing_one_bug_of_the_shipped_bpe_encode_lets_the_check_name_the_other():
+    source = as_shipped("05_pretraining", "bpe_encode")
+    by_rank = "min(counts, key=lambda p: ranks.get(p, len(merges)))"
+    chosen_by_rank = source.replace("max(counts, key=counts.get)", by_rank)
+    loop_fixed = source.replace("while len(tokens) > 2:", "while len(tokens) >= 2:")
+    assert chosen_by_rank != source and loop_fixed != source
+    for fixed, named in ((chosen_by_rank, checks._encode_stops_at_two), (loop_fixed, checks._encode_most_frequent)):
+        namespace = {}
+        exec(fixed, namespace)
+        assert_fails_naming(lambda ns=namespace: checks.check_bpe_encode(ns["bpe_encode"], ns),
+                            catalogued(checks.BPE_ENCODE_MISTAKES, named))
+
+
+def test_the_shipped_bpe_encode_merges_nothing_of_fast_modes_validation_text():
+    """The notebook's claim: with the merges FAST mode learns from the first 3,000 training characters, the
+    shipped code leaves the first 3,000 validation characters as bytes; the rank order shortens them."""
+    from course_lib.data import text_corpus
+
+    merges = checks.slow_bpe_reference(text_corpus("docstrings", "train")[:3000], 40)
+    held_out = text_corpus("docstrings", "val")[:3000]
+    shipped = _shipped_bpe_encode({"get_pair_counts": tokenizer.get_pair_counts, "merge": tokenizer.merge})
+    assert shipped(held_out, merges) == list(held_out.encode("utf-8"))
+    assert len(checks.reference_bpe_encode(held_out, merges)) < 0.8 * len(held_out.encode("utf-8"))
+
+
+def test_every_bpe_encode_mistake_is_caught_and_named():
+    assert_each_mistake_is_caught_and_named(checks.BPE_ENCODE_MISTAKES, checks.reference_bpe_encode,
+                                            checks.bpe_encode_cases(), name="bpe_encode")
+
+
+@pytest.mark.parametrize("description", list(checks.BPE_ENCODE_MISTAKES))
+def test_each_bpe_encode_mistake_fails_the_self_check_naming_it(description):
+    assert_fails_naming(lambda: checks.check_bpe_encode(checks.BPE_ENCODE_MISTAKES[description], {}), description)
+
+
+def test_a_bpe_encode_ranking_unlearned_pairs_by_none_names_the_likely_cause():
+    def ranked_by_get(text, merges):
+        ranks = {pair: i for i, pair in enumerate(merges)}
+        ids = list(text.encode("utf-8"))
+        while len(ids) >= 2:
+            pair = min(tokenizer.get_pair_counts(ids), key=ranks.get)
+            if pair not in ranks:
+                break
+            ids = tokenizer.merge(ids, pair, 256 + ranks[pair])
+        return ids
+
+    (description,) = checks.BPE_ENCODE_ERRORS.values()
+    assert_fails_naming(lambda: checks.check_bpe_encode(ranked_by_get, {}), f"Likely cause: {description}")
+
+
+def test_bpe_encode_calling_course_libs_tokenizer_is_caught():
+    def answer(text, merges):
+        return tokenizer.BPETokenizer(merges)._encode_pretoken(text)
+
+    assert_fails_naming(lambda: checks.check_bpe_encode(answer, {}), "build yourself")

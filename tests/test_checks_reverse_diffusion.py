@@ -3,13 +3,18 @@
 The synthesis check (train_denoiser): course_lib passes it, every catalogued mistake fails with its own name,
 and what cannot be compared value by value (eval mode, tensors for losses, a loop that skips diffusion_loss,
 a shortcut) fails with a message that says so. Every other exercise's catalogue: each mistake is caught and named.
+
+The debug exercise ``timestep_embedding`` is checked on the code the notebook ships (read from it with
+harness.as_shipped): its first failure names the layout (cosines first), the second, once that is fixed, the
+growing frequencies.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-from envtools import assert_each_mistake_is_caught_and_named
+from envtools import assert_each_mistake_is_caught_and_named, assert_fails_naming
+from harness import as_shipped
 
 from course_lib import diffusion as D
 from course_lib.checks import reverse_diffusion as C
@@ -200,3 +205,67 @@ def test_the_random_draw_check_passes_the_reference_and_names_one_based_timestep
     with pytest.raises(CheckFailed, match="when it drew its own timesteps") as failure:
         C.check_diffusion_loss_random(_loss_drawing(1, 1))
     assert f"Likely cause: {description}" in str(failure.value), str(failure.value)
+
+
+# -- the debug exercise: the denoiser's time embedding ------------------------------------------------------
+
+
+def _shipped_embedding(*fixes: tuple[str, str]):
+    """The function the student release ships (the notebook's buggy code, uncommented), with ``fixes`` applied."""
+    source = as_shipped("03_reverse_diffusion", "timestep_embedding")
+    for old, new in fixes:
+        assert old in source, old
+        source = source.replace(old, new)
+    namespace = {"torch": torch}
+    exec(compile(source, "<shipped>", "exec"), namespace)
+    return namespace["timestep_embedding"]
+
+
+FIX_SIGN = ("torch.exp(math.log(max_period)", "torch.exp(-math.log(max_period)")
+FIX_ORDER = ("[torch.cos(angles), torch.sin(angles)]", "[torch.sin(angles), torch.cos(angles)]")
+
+
+def _embedding_by_powers(t, dim, max_period=10_000.0):
+    """A correct answer written differently: max_period ** (-2i/dim) in float64."""
+    freqs = max_period ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    angles = t[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def _embedding_hidden_cases():
+    g = torch.Generator().manual_seed(23)
+    return [{"t": torch.zeros(2, dtype=torch.long), "dim": 2},
+            {"t": torch.randint(1000, (7,), generator=g), "dim": 32, "max_period": 1000.0},
+            {"t": torch.tensor([999, 0, 500, 501]), "dim": 64}]
+
+
+@pytest.mark.parametrize("which", ["reference", "powers in float64", "the shipped code with both bugs fixed"])
+def test_the_time_embedding_check_passes_right_answers_on_every_case(which):
+    answer = {"reference": D.timestep_embedding, "powers in float64": _embedding_by_powers}.get(which)
+    answer = answer or _shipped_embedding(FIX_SIGN, FIX_ORDER)
+    C.check_timestep_embedding(answer)
+    C.check_timestep_embedding(answer, cases=_embedding_hidden_cases())
+
+
+def test_the_shipped_time_embedding_is_named_by_one_bug_then_the_other():
+    growing, cos_first = list(C.TIMESTEP_EMBEDDING_MISTAKES)[:2]
+    assert growing.startswith("the frequencies grow") and cos_first.startswith("the cosines come first")
+    assert "Hint 2" in growing and "Hint 2" in cos_first
+    assert_fails_naming(lambda: C.check_timestep_embedding(_shipped_embedding()), f"Likely cause: {cos_first}")
+    assert_fails_naming(lambda: C.check_timestep_embedding(_shipped_embedding(FIX_SIGN)), f"Likely cause: {cos_first}")
+    assert_fails_naming(lambda: C.check_timestep_embedding(_shipped_embedding(FIX_ORDER)), f"Likely cause: {growing}")
+
+
+@pytest.mark.parametrize("description", list(C.TIMESTEP_EMBEDDING_MISTAKES))
+def test_each_time_embedding_mistake_is_named_by_the_check(description):
+    wrong = C.TIMESTEP_EMBEDDING_MISTAKES[description]
+    assert_fails_naming(lambda: C.check_timestep_embedding(wrong), f"Likely cause: {description}")
+    assert_fails_naming(lambda: C.check_timestep_embedding(wrong, cases=_embedding_hidden_cases()),
+                        f"Likely cause: {description}")
+
+
+def test_the_time_embedding_check_refuses_the_reference():
+    def timestep_embedding(t, dim, max_period=10_000.0):
+        return D.timestep_embedding(t, dim, max_period)
+
+    assert_fails_naming(lambda: C.check_timestep_embedding(timestep_embedding), "build yourself")

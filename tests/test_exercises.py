@@ -8,7 +8,9 @@ Read from the notebooks themselves, so that a new exercise is held to the same r
   markdown between the previous graded cell and it (prediction cells excepted: they are the question);
 * every notebook after the welcome has a synthesis exercise (a ``## Synthesis · `` section with an
   answer cell) and at least two predict-then-run questions (answer cells ``predict_*``, each graded by a
-  one-point ``test_predict_*`` cell).
+  one-point ``test_predict_*`` cell);
+* notebooks 01-06 each have a debug exercise: an answer cell that ships a colleague's buggy code
+  (``### SHIPPED INSTEAD``) under a ``## Debug · `` heading.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import re
 import catalogue
 import harness
 import pytest
+
+from course_lib.autograde import release
 
 NOTEBOOKS = [(a, n) for a in harness.assignments() for n in harness.notebook_names(a)]
 IDS = [f"{a}/{n}" for a, n in NOTEBOOKS]
@@ -148,6 +152,22 @@ def test_each_notebook_has_two_predict_then_run_questions_worth_a_point(assignme
         assert "answer=" in hidden, f"test_{gid} must grade the answer in its hidden region"
     wrong = {m.cell for m in harness.load_mistakes(assignment) if m.cell in answers}
     assert wrong == answers, f"predictions without a wrong-answer submission: {answers - wrong}"
+
+
+@pytest.mark.parametrize("assignment", [a for a in COURSE if a <= "06"])
+def test_each_notebook_has_a_debug_exercise_under_its_heading(assignment):
+    """01-06 each ship a colleague's buggy code in one answer cell under a ``## Debug · `` heading
+    (course_lib/autograde/release.py); the round trip grades the code as shipped, see test_release."""
+    section, debug = "", {}
+    for cell in _cells(assignment):
+        if cell.cell_type == "markdown" and re.search(r"^## ", cell.source, re.M):
+            section = re.search(r"^## (.*)$", cell.source, re.M).group(1)
+        meta = harness.nbgrader_meta(cell)
+        if meta.get("solution") and not meta.get("grade") and release.ship(cell.source) is not None:
+            debug[meta["grade_id"]] = section
+    assert debug, f"{assignment} has no answer cell with a '### SHIPPED INSTEAD' part"
+    misplaced = {gid: heading for gid, heading in debug.items() if not heading.startswith("Debug · ")}
+    assert not misplaced, f"debug cells outside a '## Debug · ' section: {misplaced}"
 
 
 def test_each_mistake_cause_names_exactly_one_catalogue_entry():

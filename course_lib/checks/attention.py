@@ -9,6 +9,7 @@ and are passed in.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from torch import nn
 
 from .. import attention as A
 from ..attention import causal_mask, merge_heads, padding_mask, scaled_dot_product_attention, split_heads
-from ..grading import CheckFailed, check_close, check_function, forbid_reference, substitute
+from ..grading import CheckFailed, check_answer_rules, check_close, check_function, forbid_reference, substitute
 
 Cases = Sequence[Mapping[str, Any]]
 
@@ -534,6 +535,218 @@ def check_self_attention(
 
 
 # ---------------------------------------------------------------------------
+# debug: a colleague's MultiHeadAttention, with the heads merged without a transpose and the wrong scale
+# ---------------------------------------------------------------------------
+
+
+class _MHA(nn.Module):
+    """MultiHeadAttention as notebook 04's debug exercise writes it; each mistake below gets its forward wrong."""
+
+    def __init__(self, d_model, num_heads, bias=True):
+        super().__init__()
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def attend(self, query, key, value, mask, scale):
+        """Project, split into heads (right), attend with scores q k^T / scale: (B, H, T_q, dh), (B, H, T_q, T_k)."""
+        key = query if key is None else key
+        value = key if value is None else value
+        B, T_q, D = query.shape
+        H, dh = self.num_heads, D // self.num_heads
+        q = self.q_proj(query).view(B, T_q, H, dh).transpose(1, 2)
+        k = self.k_proj(key).view(B, key.shape[1], H, dh).transpose(1, 2)
+        v = self.v_proj(value).view(B, value.shape[1], H, dh).transpose(1, 2)
+        scores = q @ k.transpose(-2, -1) / scale
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+        return weights @ v, weights
+
+
+class _MHAMergedByReshape(_MHA):
+    def forward(self, query, key=None, value=None, mask=None):
+        out, weights = self.attend(query, key, value, mask, math.sqrt(self.d_model // self.num_heads))
+        B, H, T_q, dh = out.shape
+        return self.out_proj(out.reshape(B, T_q, H * dh)), weights
+
+
+class _MHAScaledByWidth(_MHA):
+    def forward(self, query, key=None, value=None, mask=None):
+        out, weights = self.attend(query, key, value, mask, math.sqrt(self.d_model))
+        B, H, T_q, dh = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(B, T_q, H * dh)), weights
+
+
+class _MHAMergedLastAxesSwapped(_MHA):
+    def forward(self, query, key=None, value=None, mask=None):
+        out, weights = self.attend(query, key, value, mask, math.sqrt(self.d_model // self.num_heads))
+        B, H, T_q, dh = out.shape
+        return self.out_proj(out.transpose(-2, -1).reshape(B, T_q, H * dh)), weights
+
+
+class _MHAMergedFeatureByFeature(_MHA):
+    def forward(self, query, key=None, value=None, mask=None):
+        out, weights = self.attend(query, key, value, mask, math.sqrt(self.d_model // self.num_heads))
+        B, H, T_q, dh = out.shape
+        return self.out_proj(out.permute(0, 2, 3, 1).reshape(B, T_q, H * dh)), weights
+
+
+class _MHANoScale(_MHA):
+    def forward(self, query, key=None, value=None, mask=None):
+        out, weights = self.attend(query, key, value, mask, 1.0)
+        B, H, T_q, dh = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(B, T_q, H * dh)), weights
+
+
+class _MHAScaledByHeadSize(_MHA):
+    def forward(self, query, key=None, value=None, mask=None):
+        out, weights = self.attend(query, key, value, mask, self.d_model // self.num_heads)
+        B, H, T_q, dh = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(B, T_q, H * dh)), weights
+
+
+def mha_output(
+    cls: type,
+    d_model: int,
+    num_heads: int,
+    seed: int,
+    query: torch.Tensor,
+    key: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    zero_queries: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cls(d_model, num_heads)`` with seeded weights (q_proj zero if ``zero_queries``), run on query (B, T_q, D)
+    and key = value (B, T_k, D), or on query alone (self-attention) when ``key`` is None; returns its
+    ``(output, weights)``. The global random generator is left as it was."""
+    check_answer_rules(cls)
+    weights = _Projections(d_model, num_heads, seed).state_dict()
+    if zero_queries:  # every score is 0: each query weighs the keys it may see equally, whatever the scale
+        weights = {name: p.zero_() if name.startswith("q_proj.") else p for name, p in weights.items()}
+    with torch.random.fork_rng(devices=[]):
+        module = cls(d_model, num_heads)
+    missing = set(weights) - set(module.state_dict())
+    if missing:
+        raise ValueError(f"the module has no parameters named {sorted(missing)}: keep q_proj, k_proj, v_proj, out_proj")
+    module.load_state_dict(weights)
+    with torch.no_grad():
+        return module(query, mask=mask) if key is None else module(query, key, key, mask=mask)
+
+
+def _output_of(cls: type) -> Callable:
+    """A mistaken class as the check sees a class: its output on a case (:func:`mha_output`)."""
+    return functools.partial(mha_output, cls)
+
+
+MHA_FORWARD_MISTAKES = {
+    "the heads are merged with a reshape alone: (B, H, T_q, dh) reshaped straight to (B, T_q, D) hands "
+    "position i the head outputs of other positions, later ones included (hence the leak past the causal mask); "
+    "move the heads back next to the features, (B, T_q, H, dh), before the reshape (Hint 2 above)": _output_of(
+        _MHAMergedByReshape
+    ),
+    "the scores are divided by sqrt(D), the model's width: each head's dot products are over its own "
+    "dh = D / H features, so the scale is 1 / sqrt(dh) (Hint 3 above)": _output_of(_MHAScaledByWidth),
+    "the merge swaps the last two axes (positions and head features): the axes to swap are the heads and the "
+    "positions, 1 and 2, giving (B, T_q, H, dh)": _output_of(_MHAMergedLastAxesSwapped),
+    "the heads are merged feature by feature: each position's D features must be head 0's dh values, then "
+    "head 1's, ..., i.e. (B, T_q, H, dh) before the reshape, not (B, T_q, dh, H)": _output_of(
+        _MHAMergedFeatureByFeature
+    ),
+    "the scale is gone: the scores q k^T of each head must be divided by sqrt(dh)": _output_of(_MHANoScale),
+    "the scores are divided by dh, the head size itself: the scale is its square root, 1 / sqrt(dh)": _output_of(
+        _MHAScaledByHeadSize
+    ),
+}
+
+MHA_FORWARD_SHORTCUTS = [
+    "course_lib.attention.MultiHeadAttention.forward",
+    "course_lib.attention.self_attention",
+    "torch.nn.MultiheadAttention.forward",
+    "torch.nn.functional.multi_head_attention_forward",
+    "torch.nn.functional.scaled_dot_product_attention",
+]
+
+# The first case gives every query equal weights (q_proj is zero), so it tests the bookkeeping of heads and
+# positions alone; the second the scores as well; then cross-attention with a padded (and an empty) memory,
+# and one head.
+MHA_FORWARD_CONFIGS = [
+    {"B": 2, "T_q": 5, "D": 8, "H": 2, "mask": "causal", "zero_queries": True, "seed": 0},
+    {"B": 2, "T_q": 5, "D": 8, "H": 2, "mask": "causal", "seed": 1},
+    {"B": 2, "T_q": 4, "T_k": 6, "D": 12, "H": 3, "mask": "padding", "lengths": [6, 0], "seed": 2},
+    {"B": 1, "T_q": 3, "D": 6, "H": 1, "seed": 3},
+]
+
+
+def mha_case(
+    B: int,
+    T_q: int,
+    D: int,
+    H: int,
+    seed: int,
+    T_k: int | None = None,
+    mask: str | None = None,
+    lengths: Sequence[int] | None = None,
+    zero_queries: bool = False,
+) -> dict[str, Any]:
+    """The keyword arguments of one :func:`mha_output` call (minus ``cls``).
+
+    Self-attention of a (B, T_q, D) query when ``T_k`` is None, else cross-attention to a (B, T_k, D) memory.
+    mask: None, ``"causal"`` (a (T_q, T_q) causal mask, self-attention) or ``"padding"`` (a (B, 1, 1, T_k)
+    mask hiding the keys t >= lengths[b]).
+    """
+    g = torch.Generator().manual_seed(2000 + seed)
+    query = torch.randn(B, T_q, D, generator=g)
+    key = None if T_k is None else torch.randn(B, T_k, D, generator=g)
+    if mask == "causal":
+        attend = causal_mask(T_q)  # (T_q, T_q)
+    elif mask == "padding":
+        attend = padding_mask(torch.tensor(lengths), T_q if T_k is None else T_k)[:, None, None, :]  # (B, 1, 1, T_k)
+    else:
+        attend = None
+    return {"d_model": D, "num_heads": H, "seed": seed, "query": query, "key": key, "mask": attend,
+            "zero_queries": zero_queries}
+
+
+def check_mha_forward(
+    MultiHeadAttention: type,
+    namespace: MutableMapping[str, Any],
+    configs: Sequence[Mapping[str, Any]] | None = None,
+    atol: float = 1e-5,
+) -> None:
+    """Self-check of notebook 04's debug exercise: the colleague's ``MultiHeadAttention``, fixed.
+
+    The class is built for each config (see :func:`mha_case`), given course_lib's seeded weights and compared,
+    output and per-head weights, with course_lib's :class:`~course_lib.attention.MultiHeadAttention`. It runs
+    with course_lib's attention, masks and head functions bound in ``namespace`` (the notebook's ``globals()``),
+    so a fix that calls the notebook's own is not failed for a slip in an earlier exercise. Without
+    ``configs``: no ready-made multi-head attention (``MHA_FORWARD_SHORTCUTS``), then ``MHA_FORWARD_CONFIGS``.
+    """
+    pieces = {
+        "scaled_dot_product_attention": A.scaled_dot_product_attention,
+        "causal_mask": A.causal_mask,
+        "padding_mask": A.padding_mask,
+        "split_heads": A.split_heads,
+        "merge_heads": A.merge_heads,
+    }
+    yours = functools.partial(mha_output, MultiHeadAttention)
+    with substitute(namespace, **pieces):
+        if configs is None:
+            forbid_reference(
+                yours, MHA_FORWARD_SHORTCUTS, example=mha_case(**MHA_FORWARD_CONFIGS[1]), name="MultiHeadAttention",
+                instead="Fix the forward pass you were given (or write it from the projections, split_heads, "
+                "scaled_dot_product_attention and merge_heads).",
+            )
+            configs = MHA_FORWARD_CONFIGS
+        check_function(
+            yours, functools.partial(mha_output, A.MultiHeadAttention), [mha_case(**c) for c in configs],
+            name="MultiHeadAttention", atol=atol, mistakes=MHA_FORWARD_MISTAKES,
+        )
+
+
+# ---------------------------------------------------------------------------
 # positions
 # ---------------------------------------------------------------------------
 
@@ -604,6 +817,9 @@ __all__ = [
     "CAUSAL_MASK_MISTAKES",
     "CAUSAL_SHORTCUTS",
     "HEADS_SHORTCUTS",
+    "MHA_FORWARD_CONFIGS",
+    "MHA_FORWARD_MISTAKES",
+    "MHA_FORWARD_SHORTCUTS",
     "MERGE_HEADS_MISTAKES",
     "PADDING_MASK_MISTAKES",
     "PADDING_SHORTCUTS",
@@ -618,6 +834,7 @@ __all__ = [
     "attention_from_torch",
     "check_causal_mask",
     "check_merge_heads",
+    "check_mha_forward",
     "check_multi_head_attention",
     "check_padding_mask",
     "check_sdpa_empty_rows",
@@ -626,5 +843,7 @@ __all__ = [
     "check_self_attention",
     "check_sinusoidal_positions",
     "check_split_heads",
+    "mha_case",
+    "mha_output",
     "self_attention_case",
 ]

@@ -1,4 +1,4 @@
-"""Shortcuts, test models and common mistakes for notebook 06 (LoRA, freezing, counting, merging).
+"""Shortcuts, test models and common mistakes for notebook 06 (LoRA, freezing, counting, merging, early stopping).
 
 The exercises build classes and functions that act on whole models, so the
 checks first turn each into a function of plain, seeded inputs that returns
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..finetune import LoRALinear, apply_lora, lora_for_budget, merge_lora
+from ..finetune import EarlyStopping, LoRALinear, apply_lora, lora_for_budget, merge_lora
 from ..finetune import count_trainable_parameters as reference_count
 from ..gpt import GPT, GPTConfig
 from ..grading import (
@@ -34,6 +34,7 @@ from ..grading import (
     matching_cause,
     substitute,
 )
+from ..train import StopTraining, run_loop
 
 COUNT_SHORTCUTS = ["course_lib.finetune.count_trainable_parameters", "course_lib.finetune.count_parameters"]
 APPLY_SHORTCUTS = ["course_lib.finetune.apply_lora"]
@@ -767,3 +768,269 @@ def reference_budget_summary(seed: int, budget: int, r_choices: Sequence[int],
                              target_choices: Sequence[Sequence[str]], n_embd: int = 8, n_layer: int = 2):
     """:func:`budget_summary` of course_lib's lora_for_budget."""
     return budget_summary(lora_for_budget, seed, budget, r_choices, target_choices, n_embd, n_layer)
+
+
+# --------------------------------------------------------------------------
+# Debug exercise: EarlyStopping
+# --------------------------------------------------------------------------
+
+EARLY_STOPPING_SHORTCUTS = ["course_lib.finetune.EarlyStopping", "course_lib.finetune.train_with_early_stopping"]
+
+
+def early_stopping_run(cls: type, losses: str, patience: int = 3, eval_every: int = 1,
+                       min_delta: float = 0.0, metric: str | None = None):
+    """Train a stand-in model under ``cls(evaluate, patience, ...)`` with course_lib's loop; what happened.
+
+    The "training" adds 1 to every weight in place at each step, as an optimizer
+    updates parameters in place, so a weight holds the number of steps done. The
+    validation loss after ``(k + 1) * eval_every`` steps is the k-th number of
+    ``losses`` (text such as ``"3.0 2.6 2.8"``, so that a failing case shows it):
+    a number, or, with ``metric``, the entry ``metric`` of a dict of metrics. The
+    run has ``eval_every`` steps per loss, with the stopper's ``evaluate`` and
+    ``callback`` plugged into :func:`course_lib.train.run_loop` as
+    ``train_with_early_stopping`` plugs them into ``train``; then ``restore``.
+
+    Returns [the step the run stopped at (None: it ran to the end), ``best``, ``best_step``,
+    the validation loss of the restored model].
+    """
+    check_answer_rules(cls)
+    curve = [float(v) for v in losses.split()]
+    table = {(k + 1) * eval_every: v for k, v in enumerate(curve)}  # steps done -> validation loss
+    model = nn.Linear(3, 2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+
+    def steps_done(m: nn.Module) -> int:
+        return round(m.weight[0, 0].item())
+
+    def evaluate(m: nn.Module):
+        loss = table.get(steps_done(m), math.nan)
+        return loss if metric is None else {"accuracy": 0.5, metric: loss}
+
+    def step_fn(step: int) -> float:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+        return 0.0
+
+    options = {"patience": patience, "min_delta": min_delta, **({"metric": metric} if metric else {})}
+    stopper = cls(evaluate, **options)
+    history = run_loop(step_fn, len(curve) * eval_every, evaluate=lambda: stopper.evaluate(model),
+                       eval_every=eval_every, callback=stopper.callback, progress=False)
+    stopper.restore(model)
+    best = getattr(stopper, "best", None)
+    return [history.stopped_at, best, getattr(stopper, "best_step", None), table.get(steps_done(model), math.nan)]
+
+
+def reference_early_stopping_run(losses: str, patience: int = 3, eval_every: int = 1,
+                                 min_delta: float = 0.0, metric: str | None = None):
+    """:func:`early_stopping_run` of course_lib's EarlyStopping."""
+    return early_stopping_run(EarlyStopping, losses, patience, eval_every, min_delta, metric)
+
+
+class _Stopper:
+    """EarlyStopping as an answer writes it; each mistake below gets one method wrong."""
+
+    def __init__(self, evaluate, patience=3, metric="val_loss", min_delta=0.0):
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self._evaluate = evaluate
+        self.patience = patience
+        self.metric = metric
+        self.min_delta = min_delta
+        self.best = math.inf
+        self.best_step = -1
+        self.best_state = None
+        self.bad_evals = 0
+        self._step = 0
+
+    def evaluate(self, model):
+        result = self._evaluate(model)
+        value = float(result if isinstance(result, (int, float)) else result[self.metric])
+        if value < self.best - self.min_delta:
+            self.best, self.best_step, self.bad_evals = value, self._step, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_evals += 1
+        return result
+
+    def callback(self, step, history):
+        self._step = step + 1
+        if self.bad_evals >= self.patience:
+            raise StopTraining(step)
+
+    def restore(self, model):
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
+class _StopperKeepsLiveWeights(_Stopper):
+    def evaluate(self, model):
+        result = self._evaluate(model)
+        value = float(result if isinstance(result, (int, float)) else result[self.metric])
+        if value < self.best - self.min_delta:
+            self.best, self.best_step, self.bad_evals = value, self._step, 0
+            self.best_state = model.state_dict()
+        else:
+            self.bad_evals += 1
+        return result
+
+
+class _StopperNeverResets(_Stopper):
+    def evaluate(self, model):
+        result = self._evaluate(model)
+        value = float(result if isinstance(result, (int, float)) else result[self.metric])
+        if value < self.best - self.min_delta:
+            self.best, self.best_step = value, self._step
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_evals += 1
+        return result
+
+
+class _StopperTieIsProgress(_Stopper):
+    def evaluate(self, model):
+        result = self._evaluate(model)
+        value = float(result if isinstance(result, (int, float)) else result[self.metric])
+        if value <= self.best - self.min_delta:
+            self.best, self.best_step, self.bad_evals = value, self._step, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_evals += 1
+        return result
+
+
+class _StopperDeltaWrongSide(_Stopper):
+    def evaluate(self, model):
+        result = self._evaluate(model)
+        value = float(result if isinstance(result, (int, float)) else result[self.metric])
+        if value < self.best + self.min_delta:
+            self.best, self.best_step, self.bad_evals = value, self._step, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_evals += 1
+        return result
+
+
+class _StopperComparesWithPrevious(_Stopper):
+    def __init__(self, evaluate, patience=3, metric="val_loss", min_delta=0.0):
+        super().__init__(evaluate, patience, metric, min_delta)
+        self.previous = math.inf
+
+    def evaluate(self, model):
+        result = self._evaluate(model)
+        value = float(result if isinstance(result, (int, float)) else result[self.metric])
+        previous, self.previous = self.previous, value
+        if value < previous - self.min_delta:
+            self.best, self.best_step, self.bad_evals = value, self._step, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_evals += 1
+        return result
+
+
+class _StopperStopsLate(_Stopper):
+    def callback(self, step, history):
+        self._step = step + 1
+        if self.bad_evals > self.patience:
+            raise StopTraining(step)
+
+
+def _early_stopping_mistake(cls: type) -> Callable:
+    """A mistaken class as the check sees a class: what a run under it did (:func:`early_stopping_run`)."""
+    return functools.partial(early_stopping_run, cls)
+
+
+EARLY_STOPPING_MISTAKES = {
+    "the saved 'best' weights are the model's own tensors, not a copy: `model.state_dict()` returns the "
+    "parameters themselves, the optimizer keeps changing them in place, and `restore` loads the last weights "
+    "(`dict(...)`, `.copy()` and `.detach()` do not copy the tensors either; see Hint 2 above)": (
+        _early_stopping_mistake(_StopperKeepsLiveWeights)
+    ),
+    "the patience counter is not reset by a new best: `bad_evals` counts every evaluation without progress "
+    "since the start instead of those in a row, so a noisy run stops too early (see Hint 2 above)": (
+        _early_stopping_mistake(_StopperNeverResets)
+    ),
+    "a tie counted as progress: a new best must be lower than the best so far by more than min_delta; "
+    "an equal loss is an evaluation without progress": _early_stopping_mistake(_StopperTieIsProgress),
+    "min_delta is on the wrong side: progress means beating the best by more than min_delta "
+    "(value < best - min_delta), so a loss a little above the best is not a new best": (
+        _early_stopping_mistake(_StopperDeltaWrongSide)
+    ),
+    "compared each loss with the previous evaluation's instead of the best so far: a dip after a rise "
+    "is not a new best unless it beats the best": _early_stopping_mistake(_StopperComparesWithPrevious),
+    "stopped one evaluation late: stop as soon as `patience` evaluations in a row brought no new best "
+    "(bad_evals >= patience)": _early_stopping_mistake(_StopperStopsLate),
+}
+
+EARLY_STOPPING_CASES = [  # the first shows the saved-weights bug alone; each mistake shows on the first it fails
+    {"losses": "3.0 2.6 2.3 2.3 2.5 2.9 3.1 3.2 3.3", "patience": 3},
+    {"losses": "3.0 2.6 2.8 2.4 2.7 2.5 2.4 2.9 2.2 2.6", "patience": 2, "eval_every": 2, "metric": "val_loss"},
+    {"losses": "2.0 1.7 1.68 1.75 1.4 1.45 1.5 1.3", "patience": 2, "min_delta": 0.05},
+]
+
+
+def early_stopping_cases(seed: int, n: int = 3) -> list[dict]:
+    """Seeded noisy validation curves (fall, then rise), rounded to 0.05 so that ties happen; varied settings
+    (patience 1 to 3, an evaluation every step or every second step, a dict of metrics, a min_delta)."""
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for i in range(n):
+        length = int(torch.randint(8, 16, (1,), generator=g))
+        turn = int(torch.randint(3, length - 2, (1,), generator=g))
+        trend = [-0.2 * min(k, turn) + 0.15 * max(0, k - turn) for k in range(length)]
+        noise = (0.12 * torch.randn(length, generator=g)).tolist()
+        losses = " ".join(f"{round(20 * (3.0 + t + e)) / 20:g}" for t, e in zip(trend, noise))
+        case = {"losses": losses, "patience": 1 + (seed + i) % 3, "eval_every": 1 + i % 2}
+        if i % 3 == 1:
+            case["metric"] = "val_loss" if seed % 2 else "perplexity"
+        if i % 3 == 2:
+            case["min_delta"] = 0.07  # far from the differences (multiples of 0.05): no rounding at the boundary
+        cases.append(case)
+    return cases
+
+
+def _unchanged_by_restore(cls: type) -> str | None:
+    """restore before any evaluation must leave the model as it is; patience < 1 must be refused."""
+    model = nn.Linear(3, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    cls(lambda m: 1.0, patience=2).restore(model)
+    if any(not torch.equal(p.detach(), b) for p, b in zip(model.parameters(), before)):
+        return "restore() changed the model although no evaluation ran: with no best weights yet, do nothing."
+    try:
+        cls(lambda m: 1.0, patience=0)
+    except ValueError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - any other error is the wrong kind
+        return f"EarlyStopping(evaluate, patience=0) raised {type(exc).__name__}: {exc}; expected a ValueError."
+    return "EarlyStopping(evaluate, patience=0) did not raise: patience must be at least 1 (raise a ValueError)."
+
+
+def check_early_stopping(cls: type, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 06's debug exercise, the class EarlyStopping, against course_lib's.
+
+    With ``cases`` None: refuses course_lib's EarlyStopping (as a base class or a
+    shortcut), checks the contract's edges (restore with no evaluation, patience
+    0), then compares :func:`early_stopping_run` with course_lib's on
+    :data:`EARLY_STOPPING_CASES`. Otherwise compares on ``cases`` (see
+    :func:`early_stopping_cases`). A difference names its
+    :data:`EARLY_STOPPING_MISTAKES` cause.
+    """
+    check_answer_rules(cls)
+    check_untampered()
+    if cases is None:
+        if isinstance(cls, type) and issubclass(cls, EarlyStopping):
+            raise CheckFailed("your EarlyStopping is (or subclasses) course_lib.finetune.EarlyStopping, which is "
+                              "what this exercise asks you to fix yourself: keep the class you were given.")
+        forbid_reference(functools.partial(early_stopping_run, cls), EARLY_STOPPING_SHORTCUTS,
+                         example={"losses": "2.0 1.0 1.5 1.6", "patience": 1}, name="EarlyStopping")
+        problem = _unchanged_by_restore(cls)
+        if problem:
+            raise CheckFailed(problem)
+        cases = EARLY_STOPPING_CASES
+    check_function(
+        functools.partial(early_stopping_run, cls), reference_early_stopping_run, cases,
+        name="EarlyStopping (run: [step it stopped at, best, best_step, validation loss after restore])",
+        mistakes=EARLY_STOPPING_MISTAKES,
+    )

@@ -348,6 +348,90 @@ def check_q_sample_images(q_sample: Callable, cases: list[dict] | None = None, a
 
 
 # --------------------------------------------------------------------------
+# Notebook 02 debug exercise: extract
+# --------------------------------------------------------------------------
+
+EXTRACT_SHORTCUTS = ["course_lib.diffusion.extract"]
+
+
+def _extract_previous_step(values, t, x):
+    return values[t - 1].reshape(len(t), *([1] * (x.dim() - 1)))
+
+
+def _extract_points_only(values, t, x):
+    return values[t].view(-1, 1)
+
+
+def _extract_clamped(values, t, x):
+    return values[(t - 1).clamp(min=0)].reshape(len(t), *([1] * (x.dim() - 1)))
+
+
+def _extract_flat(values, t, x):
+    return values[t]
+
+
+def _extract_extra_axis(values, t, x):
+    return values[t].reshape(len(t), *([1] * x.dim()))
+
+
+def _extract_images_only(values, t, x):
+    return values[t][:, None, None, None]
+
+
+EXTRACT_MISTAKES = {
+    "off by one: timesteps here run 0 .. T-1 and index the schedule directly, so example i needs values[t_i], "
+    "not values[t_i - 1]; at t = 0, values[-1] silently reads the *last* step, pure noise where the data should "
+    "be almost clean (Hint 2 above)": _extract_previous_step,
+    "the result is (B, 1) whatever x is: right for points (B, 2) only; broadcasting lines up the *last* axes, so "
+    "against images (B, 1, 8, 8) the B values meet the image's height. Give it x.dim() axes, (B, 1, ..., 1) "
+    "(Hint 2 above)": _extract_points_only,
+    "clamped t - 1 at 0: that hides the wrap-around at t = 0, but every other example still gets the step "
+    "before its own; index with t itself (timesteps run 0 .. T-1)": _extract_clamped,
+    "returned the (B,) values without reshaping them: against x (B, ...) they would broadcast along x's *last* "
+    "axis; give them x.dim() axes, (B, 1, ..., 1)": _extract_flat,
+    "one size-1 axis too many: the result has x.dim() axes in all, the batch axis and x.dim() - 1 of size 1; "
+    "with one more, multiplying it by x broadcasts to (B, B, ...)": _extract_extra_axis,
+    "the result has 4 axes whatever x is: right for images (B, 1, 8, 8) only; the number of size-1 axes "
+    "follows x.dim(), so points (B, 2) get (B, 1)": _extract_images_only,
+}
+
+# What extract raises when it gives the B values x's whole shape instead of (B, 1, ..., 1).
+EXTRACT_ERRORS = {
+    r"shape '\[[\d, ]*\]' is invalid for input of size": (
+        "reshaped the B values to x's whole shape: there is one value per example, so the result is "
+        "(B, 1, ..., 1), and broadcasting stretches it over x when the two are multiplied"
+    ),
+    r"expanded size of the tensor": (
+        "expanded the (B,) values to x's shape: expand lines them up with x's *last* axis; reshape them to "
+        "(B, 1, ..., 1) and let broadcasting do the rest"
+    ),
+}
+
+
+def extract_cases(seed: int = 0) -> list[dict]:
+    """The visible cases (a schedule's alpha_bars): points with t = 0 and t = T-1 in the batch, images, and x (B,)."""
+    g = torch.Generator().manual_seed(seed)
+    values = D.NoiseSchedule.linear(20, 1e-3, 0.2).alpha_bars  # (T,): falls from 0.999 to 0.1, so a wrong step shows
+    return [
+        {"values": values, "t": torch.tensor([0, 1, 5, 10, 18, 19]), "x": torch.randn(6, 2, generator=g)},
+        {"values": values, "t": torch.tensor([0, 3, 12, 19]), "x": torch.randn(4, 1, 8, 8, generator=g)},
+        {"values": values, "t": torch.tensor([7, 0, 19, 2, 11]), "x": torch.randn(5, generator=g)},
+    ]
+
+
+def check_extract(extract: Callable, cases: list[dict] | None = None, atol: float = 1e-6) -> None:
+    """Self-check of notebook 02's debug exercise ``extract(values, t, x) -> (B, 1, ..., 1)`` against course_lib's.
+
+    Without ``cases``: a shortcut check (``EXTRACT_SHORTCUTS``), then :func:`extract_cases`.
+    """
+    if cases is None:
+        cases = extract_cases()
+        forbid_reference(extract, EXTRACT_SHORTCUTS, example=cases[0])
+    check_function(extract, D.extract, cases, name="extract", atol=atol, mistakes=EXTRACT_MISTAKES,
+                   errors=EXTRACT_ERRORS)
+
+
+# --------------------------------------------------------------------------
 # Notebook 02 synthesis: q_chain
 # --------------------------------------------------------------------------
 
@@ -473,9 +557,10 @@ def check_q_chain(q_chain: Callable, cases: list[dict] | None = None, atol: floa
                    errors=Q_CHAIN_ERRORS)
 
 __all__ = [
-    "ALPHA_BAR_MISTAKES", "ALPHA_BAR_SHORTCUTS", "COSINE_MISTAKES", "LINEAR_MISTAKES", "Q_CHAIN_ERRORS",
-    "Q_CHAIN_MISTAKES", "Q_CHAIN_SHORTCUTS", "Q_SAMPLE_ERRORS", "Q_SAMPLE_MISTAKES", "Q_SAMPLE_SHORTCUTS",
-    "SCHEDULE_SHORTCUTS", "bare_schedule", "check_alpha_bars", "check_cosine_beta_schedule",
-    "check_linear_beta_schedule", "check_q_chain", "check_q_sample_images", "check_q_sample_points", "full",
-    "q_chain_cases", "reference_alpha_bars", "reference_q_chain", "reference_q_sample",
+    "ALPHA_BAR_MISTAKES", "ALPHA_BAR_SHORTCUTS", "COSINE_MISTAKES", "EXTRACT_ERRORS", "EXTRACT_MISTAKES",
+    "EXTRACT_SHORTCUTS", "LINEAR_MISTAKES", "Q_CHAIN_ERRORS", "Q_CHAIN_MISTAKES", "Q_CHAIN_SHORTCUTS",
+    "Q_SAMPLE_ERRORS", "Q_SAMPLE_MISTAKES", "Q_SAMPLE_SHORTCUTS", "SCHEDULE_SHORTCUTS", "bare_schedule",
+    "check_alpha_bars", "check_cosine_beta_schedule", "check_extract", "check_linear_beta_schedule", "check_q_chain",
+    "check_q_sample_images", "check_q_sample_points", "extract_cases", "full", "q_chain_cases", "reference_alpha_bars",
+    "reference_q_chain", "reference_q_sample",
 ]

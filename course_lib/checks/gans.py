@@ -1,4 +1,5 @@
-"""Shortcuts and common mistakes for notebook 01 (GAN losses, the training step, the training loop, WGAN-GP).
+"""Shortcuts and common mistakes for notebook 01 (GAN losses, the training step, the training loop, mode coverage,
+WGAN-GP).
 
 Each mistaken function below is what a student's answer computes when it
 makes that mistake; ``grading.check_function`` (and :func:`check_train_step`
@@ -7,6 +8,7 @@ here) names the one that matches.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
@@ -36,6 +38,7 @@ from ..grading import (
     matching_cause,
     substitute,
 )
+from ..metrics import mode_coverage
 
 BCE_SHORTCUTS = [
     "torch.nn.functional.binary_cross_entropy_with_logits",
@@ -682,6 +685,148 @@ def check_fit_gan(
 
 
 # --------------------------------------------------------------------------
+# Mode coverage (the debug exercise): the yardstick that calls a GAN collapsed
+# --------------------------------------------------------------------------
+
+MODE_COVERAGE_SHORTCUTS = ["course_lib.metrics.mode_coverage"]
+
+
+def _coverage(samples, centers, std, k=3.0, min_share=None, *, squared=False, k_not_squared=False,
+              all_samples=False, share_as_count=False, strict=False, no_floor=False, share_of_all=False):
+    """:func:`course_lib.metrics.mode_coverage` written out as an answer would, one switch per common mistake
+    (all off: right)."""
+    K = len(centers)
+    if min_share is None:
+        min_share = 0.2 if share_of_all else 0.2 / K
+    squares = ((samples[:, None, :] - centers[None, :, :]) ** 2).sum(dim=-1)  # (N, K) squared distances
+    nearest_square, nearest = squares.min(dim=1)  # (N,), (N,)
+    if squared:
+        good = nearest_square <= k * std  # a squared length against a length
+    elif k_not_squared:
+        good = nearest_square <= k * std ** 2  # the radius is then sqrt(k) * std
+    else:
+        good = nearest_square.sqrt() <= k * std
+    counts = torch.bincount(nearest if all_samples else nearest[good], minlength=K)  # (K,)
+    need = min_share if share_as_count else min_share * len(samples)
+    if not no_floor:
+        need = max(1.0, need)
+    covered = counts > need if strict else counts >= need
+    return {"modes": int(covered.sum()), "of": K, "high_quality": float(good.double().mean()), "counts": counts}
+
+
+MODE_COVERAGE_MISTAKES = {
+    "compared a squared distance with k * std: a sample is high quality when its *distance* to the nearest "
+    "centre is at most k * std, a length; on the ring a squared distance of at most 0.06 lets in every sample "
+    "within sqrt(0.06) = 0.245 of a centre, four times the radius (Hint 2 above)": (
+        functools.partial(_coverage, squared=True)
+    ),
+    "compared the squared distance with k * std ** 2, which squares std but not k: the square of the radius "
+    "k * std is (k * std) ** 2": functools.partial(_coverage, k_not_squared=True),
+    "counted every sample towards its nearest mode: `counts` holds only the *high-quality* samples nearest to "
+    "each centre, so a sample far from every centre covers nothing": functools.partial(_coverage, all_samples=True),
+    "compared each mode's count with the share `min_share` itself: a count of samples must reach a number of "
+    "samples, max(1, min_share * N), so one sample near a mode was enough to cover it (Hint 2 above)": (
+        functools.partial(_coverage, share_as_count=True)
+    ),
+    "counted a mode only *above* the threshold: a count equal to max(1, min_share * N) covers it (>=, not >)": (
+        functools.partial(_coverage, strict=True)
+    ),
+    "left out the floor of one sample: with min_share = 0 a mode still needs at least one high-quality sample, "
+    "so the threshold is max(1, min_share * N)": functools.partial(_coverage, no_floor=True),
+    "took a fifth of *all* samples as the default threshold: the default min_share is 0.2 / K, a fifth of one "
+    "mode's fair share 1 / K": functools.partial(_coverage, share_of_all=True),
+}
+
+
+def coverage_case(seed: int, centers: torch.Tensor, std: float, near: list[int], mid: list[int], far: list[int],
+                  k: float = 3.0, min_share: float | None = None, dtype: torch.dtype = torch.float32) -> dict:
+    """A ``mode_coverage`` case: samples (N, D) placed around ``centers`` (K, D), mode by mode, at known distances.
+
+    With ``r = k * std``: ``near[j]`` samples of mode j lie within 0.05 r to 0.9 r of its centre (high quality),
+    ``mid[j]`` between ``r`` and ``sqrt(r)`` (kept 10 % away from both: high quality only for an answer that
+    compares a squared distance with ``r``), ``far[j]`` at 1.5 to 2.5 times the larger of the two (high
+    quality for no answer). Directions are random; the samples are shuffled.
+    """
+    radius = k * std
+    low, high = sorted((radius, math.sqrt(radius)))
+    if high < 1.25 * low:
+        raise ValueError(f"k * std = {radius} is too close to 1 to tell a distance from its square")
+    gen = torch.Generator().manual_seed(seed)
+    centers = centers.to(torch.float64)
+    points = []
+    for j, (n_near, n_mid, n_far) in enumerate(zip(near, mid, far)):
+        for n, (a, b) in ((n_near, (0.05 * radius, 0.9 * radius)), (n_mid, (1.1 * low, 0.9 * high)),
+                          (n_far, (1.5 * high, 2.5 * high))):
+            if n:
+                u = torch.randn(n, centers.shape[1], generator=gen, dtype=torch.float64)
+                u = u / u.norm(dim=1, keepdim=True)  # (n, D) unit directions
+                r = a + (b - a) * torch.rand(n, 1, generator=gen, dtype=torch.float64)
+                points.append(centers[j] + r * u)
+    samples = torch.cat(points)
+    samples = samples[torch.randperm(len(samples), generator=gen)]
+    return {"samples": samples.to(dtype), "centers": centers.to(dtype), "std": std, "k": k, "min_share": min_share}
+
+
+def coverage_cases() -> list[dict]:
+    """The visible cases: the ring of notebook 01 (200 samples, so the default threshold is exactly 5, which mode 1
+    reaches), and 3-D points with k = 2.5 and min_share = 0 (a mode needs one sample; mode 2 has none)."""
+    ring = torch.tensor([[2.0 * math.cos(i * math.pi / 4), 2.0 * math.sin(i * math.pi / 4)] for i in range(8)])
+    corners = torch.tensor([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
+    return [
+        coverage_case(0, ring, 0.02, near=[150, 5, 3, 0, 12, 0, 0, 0], mid=[4, 0, 0, 4, 0, 2, 0, 0],
+                      far=[0, 0, 0, 0, 0, 5, 10, 5]),
+        coverage_case(1, corners, 0.1, near=[6, 1, 0, 3], mid=[2, 0, 3, 0], far=[1, 0, 0, 2], k=2.5, min_share=0.0),
+    ]
+
+
+def _coverage_dict(coverage_fn: Callable, samples, centers, std, k, min_share) -> Mapping:
+    out = coverage_fn(samples, centers, std, k, min_share)
+    if not isinstance(out, Mapping) or not {"modes", "of", "high_quality", "counts"} <= set(out):
+        raise CheckFailed(f"mode_coverage should return a dict with 'modes', 'of', 'high_quality' and 'counts', "
+                          f"got {describe(out)}")
+    return out
+
+
+def coverage_quality(coverage_fn: Callable, samples, centers, std, k=3.0, min_share=None) -> list:
+    """``[high_quality, counts]`` of the dict ``coverage_fn`` returns: what the distances decide."""
+    out = _coverage_dict(coverage_fn, samples, centers, std, k, min_share)
+    return [out["high_quality"], out["counts"]]
+
+
+def coverage_all(coverage_fn: Callable, samples, centers, std, k=3.0, min_share=None) -> list:
+    """``[modes, of, high_quality, counts]``: the whole dict ``coverage_fn`` returns. Compared after
+    :func:`coverage_quality` agrees, so that only a threshold mistake can match a difference in ``modes``."""
+    out = _coverage_dict(coverage_fn, samples, centers, std, k, min_share)
+    return [out["modes"], out["of"], out["high_quality"], out["counts"]]
+
+
+def check_mode_coverage(coverage_fn: Callable, cases: list[dict] | None = None) -> None:
+    """Self-check of notebook 01's debug exercise ``mode_coverage`` against ``course_lib.metrics.mode_coverage``.
+
+    In two stages: first what the distances decide (``[high_quality, counts]``), then the whole dict, where only
+    ``modes`` (what the threshold decides) can still differ. So the code as shipped, with one bug in each, is told
+    about its distance first; and a distance mistake, which also changes ``modes``, is never named for a wrong
+    threshold. With ``cases`` None: the visible checks (no call of the reference, then :func:`coverage_cases`);
+    otherwise only the comparison on ``cases`` (see :func:`coverage_case`).
+    """
+    if cases is None:
+        forbid_reference(
+            coverage_fn, MODE_COVERAGE_SHORTCUTS, name="mode_coverage",
+            example={"samples": torch.randn(20, 2), "centers": torch.randn(3, 2), "std": 0.5, "k": 3.0,
+                     "min_share": None},
+        )
+        cases = coverage_cases()
+    stages = ((coverage_quality, "[high_quality, counts]"), (coverage_all, "[modes, of, high_quality, counts]"))
+    for summary, parts in stages:
+        check_function(
+            functools.partial(summary, coverage_fn), functools.partial(summary, mode_coverage), cases,
+            name=f"mode_coverage ({parts})",
+            mistakes={description: functools.partial(summary, mistaken)
+                      for description, mistaken in MODE_COVERAGE_MISTAKES.items()},
+        )
+
+
+# --------------------------------------------------------------------------
 # Gradient penalty
 # --------------------------------------------------------------------------
 
@@ -963,6 +1108,8 @@ __all__ = [
     "GRADIENT_PENALTY_GRAPH_SYMPTOMS",
     "GRADIENT_PENALTY_MISTAKES",
     "GRADIENT_PENALTY_SHORTCUTS",
+    "MODE_COVERAGE_MISTAKES",
+    "MODE_COVERAGE_SHORTCUTS",
     "TRAIN_STEP_MISTAKES",
     "WGAN_STEP_MISTAKES",
     "check_discriminator_loss",
@@ -973,9 +1120,14 @@ __all__ = [
     "check_generator_loss_stable",
     "check_gradient_penalty",
     "check_gradient_penalty_backprop",
+    "check_mode_coverage",
     "check_train_step",
     "check_wgan_gp_train_step",
     "check_wgan_step",
+    "coverage_case",
+    "coverage_all",
+    "coverage_cases",
+    "coverage_quality",
     "penalty_parameter_gradients",
     "small_critic",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import random
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -21,6 +22,7 @@ from torch import nn
 from ..attention import scaled_dot_product_attention
 from ..gpt import GPT, MLP, CausalSelfAttention, GPTConfig, forward_with_cache, next_token_probs, sample_next_token
 from ..grading import CheckFailed, check_answer_rules, check_function, forbid_reference, matching_cause, substitute
+from ..tokenizer import BPETokenizer, get_pair_counts, merge
 
 # ---------------------------------------------------------------------------
 # BPE: pair counts and merges
@@ -145,8 +147,6 @@ def slow_bpe_reference(text: str, num_merges: int) -> list[tuple[int, int]]:
 
     Ties go to the pair seen first, as ``max`` over a dict in insertion order does.
     """
-    from ..tokenizer import get_pair_counts, merge
-
     ids = list(text.encode("utf-8"))
     merges = []
     for step in range(num_merges):
@@ -157,6 +157,149 @@ def slow_bpe_reference(text: str, num_merges: int) -> list[tuple[int, int]]:
         ids = merge(ids, pair, 256 + step)
         merges.append(pair)
     return merges
+
+
+# ---------------------------------------------------------------------------
+# Debug: encoding new text with the learned merges
+# ---------------------------------------------------------------------------
+
+
+def reference_bpe_encode(text: str, merges: list[tuple[int, int]]) -> list[int]:
+    """``text`` as course_lib.tokenizer.BPETokenizer encodes one pre-token: its UTF-8 bytes, then, while a learned
+    pair is adjacent somewhere, the one learned first (smallest rank; ``merges[r]`` became id 256 + r) merged
+    everywhere. No pre-tokenization, like the notebook's ``train_bpe``."""
+    return BPETokenizer(merges)._encode_pretoken(text)
+
+
+def _encode_most_frequent(text, merges):
+    ranks = {pair: i for i, pair in enumerate(merges)}
+    tokens = list(text.encode("utf-8"))
+    while len(tokens) >= 2:
+        counts = get_pair_counts(tokens)
+        pair = max(counts, key=counts.get)
+        if pair not in ranks:
+            break
+        tokens = merge(tokens, pair, 256 + ranks[pair])
+    return tokens
+
+
+def _encode_stops_at_two(text, merges):
+    ranks = {pair: i for i, pair in enumerate(merges)}
+    tokens = list(text.encode("utf-8"))
+    while len(tokens) > 2:
+        counts = get_pair_counts(tokens)
+        pair = min(counts, key=lambda p: ranks.get(p, len(merges)))
+        if pair not in ranks:
+            break
+        tokens = merge(tokens, pair, 256 + ranks[pair])
+    return tokens
+
+
+def _encode_most_frequent_learned(text, merges):
+    ranks = {pair: i for i, pair in enumerate(merges)}
+    tokens = list(text.encode("utf-8"))
+    while len(tokens) >= 2:
+        counts = {pair: n for pair, n in get_pair_counts(tokens).items() if pair in ranks}
+        if not counts:
+            break
+        pair = max(counts, key=counts.get)
+        tokens = merge(tokens, pair, 256 + ranks[pair])
+    return tokens
+
+
+def _encode_latest_first(text, merges):
+    ranks = {pair: i for i, pair in enumerate(merges)}
+    tokens = list(text.encode("utf-8"))
+    while len(tokens) >= 2:
+        counts = get_pair_counts(tokens)
+        pair = max(counts, key=lambda p: ranks.get(p, -1))
+        if pair not in ranks:
+            break
+        tokens = merge(tokens, pair, 256 + ranks[pair])
+    return tokens
+
+
+def _encode_one_pass(text, merges):
+    ranks = {pair: i for i, pair in enumerate(merges)}
+    tokens = list(text.encode("utf-8"))
+    for pair in get_pair_counts(tokens):
+        if pair in ranks:
+            tokens = merge(tokens, pair, 256 + ranks[pair])
+    return tokens
+
+
+BPE_ENCODE_MISTAKES = {
+    "the pair to merge was chosen by how often it occurs in this text, as training chooses: encoding must replay "
+    "training's merges in the order they were learned, so merge the adjacent pair with the smallest rank, however "
+    "rare it is here; the loop then ends only when no learned pair is left, not at the first frequent pair that "
+    "was never learned (see Hint 2 above)": (
+        _encode_most_frequent
+    ),
+    "the loop stopped with two ids left: two ids are still one pair, which may be a learned merge (' th' + 'e' "
+    "is ' the'); keep merging while at least two ids remain (Hint 3 above)": _encode_stops_at_two,
+    "the most frequent learned pair went first: counts must not decide at all, only the ranks (the order of "
+    "`merges`) do; merge the learned pair with the smallest rank first": _encode_most_frequent_learned,
+    "the latest-learned merge went first: merge the adjacent pair with the *smallest* rank (min, not max), as "
+    "training merged it before the later ones": _encode_latest_first,
+    "each pair of the raw bytes was tried once, in the order it occurs in the text: a merge makes new pairs that "
+    "may be learned merges themselves (' t' + 'h' gives ' th', then ' th' + 'e'), and the ranks, not the text, "
+    "give the order; keep merging the smallest-rank pair until no learned pair is left": _encode_one_pass,
+}
+
+BPE_ENCODE_ERRORS = {
+    r"'<' not supported between instances of '(NoneType|int)' and '(NoneType|int)'": (
+        "a pair that was never learned has no rank: `ranks.get(pair)` gives None for it, and None cannot be "
+        "compared with a rank; give such pairs a rank larger than every learned one (Hint 2 above)"
+    ),
+}
+
+BPE_ENCODE_SHORTCUTS = [
+    "course_lib.tokenizer.BPETokenizer.encode",
+    "course_lib.tokenizer.BPETokenizer._encode_pretoken",
+]
+
+BPE_TRAINING_TEXT = (
+    "Return the number of items in the sequence. Return the index of the first item that is equal to the value. "
+    "Return a new list of the items in the order they were inserted."
+)
+
+
+def bpe_encode_case(text: str, training_text: str = BPE_TRAINING_TEXT, num_merges: int = 24) -> dict:
+    """A case for bpe_encode: ``text`` and the ``num_merges`` merges that the notebook's ``train_bpe`` learns from
+    the raw bytes of ``training_text`` (:func:`slow_bpe_reference`)."""
+    return {"text": text, "merges": slow_bpe_reference(training_text, num_merges)}
+
+
+def random_bpe_case(seed: int, alphabet: str = "ab c", length: int = 80, num_merges: int = 10) -> dict:
+    """A case for bpe_encode on random text: merges learned from ``length`` random characters of ``alphabet``,
+    applied to ``length // 2`` others (a small alphabet makes many competing merges)."""
+    rng = random.Random(seed)
+    training_text = "".join(rng.choice(alphabet) for _ in range(length))
+    text = "".join(rng.choice(alphabet) for _ in range(length // 2))
+    return bpe_encode_case(text, training_text, num_merges)
+
+
+def bpe_encode_cases() -> list[dict]:
+    """The visible cases of :func:`check_bpe_encode`: a sentence, a word the merges make one token, a word where two
+    merges compete for the same byte, and the empty text, each with the merges learned from
+    :data:`BPE_TRAINING_TEXT`."""
+    texts = ["Return the items of the list in reverse order.", " the", " test", ""]
+    return [bpe_encode_case(text) for text in texts]
+
+
+def check_bpe_encode(
+    bpe_encode: Callable, namespace: MutableMapping[str, Any], cases: list[dict] | None = None
+) -> None:
+    """Self-check of notebook 05's debug exercise bpe_encode against :func:`reference_bpe_encode` (course_lib's
+    BPETokenizer), run with course_lib's ``get_pair_counts`` and ``merge`` bound in ``namespace`` (the notebook's
+    ``globals()``), so a slip in those exercises is not counted twice. Without ``cases``: a shortcut check, then
+    the visible cases (a sentence, two words, the empty text) with merges learned from :data:`BPE_TRAINING_TEXT`."""
+    with substitute(namespace, get_pair_counts=get_pair_counts, merge=merge):
+        if cases is None:
+            forbid_reference(bpe_encode, BPE_ENCODE_SHORTCUTS, example=bpe_encode_case(" the"))
+            cases = bpe_encode_cases()
+        check_function(bpe_encode, reference_bpe_encode, cases, name="bpe_encode", mistakes=BPE_ENCODE_MISTAKES,
+                       errors=BPE_ENCODE_ERRORS)
 
 
 # ---------------------------------------------------------------------------
@@ -876,6 +1019,10 @@ __all__ = [
     "ATTENTION_WITH_PAST_MISTAKES",
     "ATTENTION_WITH_PAST_SHORTCUTS",
     "BLOCK_MISTAKES",
+    "BPE_ENCODE_ERRORS",
+    "BPE_ENCODE_MISTAKES",
+    "BPE_ENCODE_SHORTCUTS",
+    "BPE_TRAINING_TEXT",
     "CHAR_TOKENIZER_MISTAKES",
     "FORWARD_WITH_CACHE_MISTAKES",
     "FORWARD_WITH_CACHE_SHORTCUTS",
@@ -891,11 +1038,14 @@ __all__ = [
     "SAMPLING_MISTAKES",
     "SAMPLING_SHORTCUTS",
     "block_output",
+    "bpe_encode_case",
+    "bpe_encode_cases",
     "char_tokenizer_round",
     "generate_case",
     "generated_ids",
     "check_attention_with_past",
     "check_block",
+    "check_bpe_encode",
     "check_char_tokenizer",
     "check_forward_with_cache",
     "check_generate",
@@ -905,7 +1055,9 @@ __all__ = [
     "check_sampling_temperature",
     "check_sampling_top_k_top_p",
     "positions_fed",
+    "random_bpe_case",
     "random_qkv",
+    "reference_bpe_encode",
     "sampled_frequencies",
     "slow_bpe_reference",
     "tiny_gpt_and_cache",

@@ -396,6 +396,88 @@ def check_ddpm_sample(
         )
 
 # --------------------------------------------------------------------------
+# Notebook 03 debug: the denoiser's time embedding
+# --------------------------------------------------------------------------
+
+TIMESTEP_EMBEDDING_SHORTCUTS = ["course_lib.diffusion.timestep_embedding"]
+
+
+def _frequencies(half, max_period):
+    """The right ladder w_i = max_period^(-i/half), i = 0 .. half-1: from 1 down towards 1/max_period."""
+    return torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+
+
+def _emb_growing(t, dim, max_period=10_000.0):
+    half = dim // 2
+    freqs = torch.exp(math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def _emb_cos_first(t, dim, max_period=10_000.0):
+    angles = t.float()[:, None] * _frequencies(dim // 2, max_period)[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+
+
+def _emb_interleaved(t, dim, max_period=10_000.0):
+    angles = t.float()[:, None] * _frequencies(dim // 2, max_period)[None]
+    return torch.stack([torch.sin(angles), torch.cos(angles)], dim=2).flatten(1)
+
+
+def _emb_exponent_over_dim(t, dim, max_period=10_000.0):
+    freqs = torch.exp(-math.log(max_period) * torch.arange(dim // 2, dtype=torch.float32) / dim)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def _emb_from_one(t, dim, max_period=10_000.0):
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(1, half + 1, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+# The notebook ships _emb_growing and _emb_cos_first in one function. The check's first case is t = 0, where
+# every angle is 0 and only the layout shows, so the shipped code is named by its layout bug first, then, once
+# that is fixed, by its frequencies.
+TIMESTEP_EMBEDDING_MISTAKES = {
+    "the frequencies grow along the features instead of shrinking (a sign lost in the exponent): "
+    "w_i = max_period^(-i/(dim/2)) starts at 1 radian per step and falls towards 1/max_period; faster ones "
+    "make the embeddings of neighbouring timesteps unrelated (see Hint 2 above)": _emb_growing,
+    "the cosines come first: the first dim/2 features are the sines, the last dim/2 the cosines, so the "
+    "embedding of t = 0 is dim/2 zeros, then dim/2 ones; a network trained with one order reads the other "
+    "as a different time (see Hint 2 above)": _emb_cos_first,
+    "interleaved the sines and cosines (sin in feature 2i, cos in 2i+1, like notebook 04's positions): here "
+    "they are two halves, all the sines, then all the cosines": _emb_interleaved,
+    "divided the exponent by dim where dim/2 belongs: w_i = max_period^(-i/(dim/2)), so that the slowest "
+    "frequency gets near 1/max_period (with i/dim it stops near 1/sqrt(max_period))": _emb_exponent_over_dim,
+    "started the frequencies at i = 1 (off by one): i runs over 0 .. dim/2 - 1, so the fastest frequency "
+    "is max_period^0 = 1 radian per step": _emb_from_one,
+}
+
+
+def check_timestep_embedding(timestep_embedding: Callable, cases: list[dict] | None = None,
+                             atol: float = 2e-4) -> None:
+    """Self-check of notebook 03's debug exercise, timestep_embedding: sines then cosines of t w_i.
+
+    Without ``cases``: a shortcut check, then t = 0 alone (every angle 0: only the layout shows), then
+    timesteps from 0 to 999 at dim 16, then a smaller max_period. The tolerance allows for another way of
+    computing the frequencies (``max_period ** (-i / half)``, float64): at t = 999 that moves an angle by
+    up to about 1e-4.
+    """
+    if cases is None:
+        cases = [
+            {"t": torch.zeros(3, dtype=torch.long), "dim": 8},
+            {"t": torch.tensor([0, 1, 2, 37, 250, 999]), "dim": 16},
+            {"t": torch.tensor([5, 80, 3]), "dim": 6, "max_period": 50.0},
+        ]
+        forbid_reference(timestep_embedding, TIMESTEP_EMBEDDING_SHORTCUTS, example=cases[1])
+    check_function(
+        timestep_embedding, D.timestep_embedding, cases, name="timestep_embedding", atol=atol, rtol=1e-4,
+        mistakes=TIMESTEP_EMBEDDING_MISTAKES,
+    )
+
+# --------------------------------------------------------------------------
 # Notebook 03: DDIM
 # --------------------------------------------------------------------------
 
@@ -916,10 +998,11 @@ __all__ = [
     "DDIM_SAMPLE_MISTAKES", "DDIM_SHORTCUTS", "DDIM_STEP_MISTAKES", "DDPM_MISTAKES", "DDPM_SHORTCUTS",
     "GUIDANCE_MISTAKES", "GUIDANCE_SHORTCUTS", "LABEL_DROPOUT_MISTAKES", "LOSS_DRAW_ERRORS", "LOSS_MISTAKES",
     "LOSS_SHORTCUTS", "POSTERIOR_MISTAKES", "POSTERIOR_SHORTCUTS", "P_SAMPLE_MISTAKES", "P_SAMPLE_SHORTCUTS",
-    "RecordingModel", "SeededLoss", "TRAIN_DENOISER_MISTAKES", "TRAIN_SHORTCUTS", "bare_schedule",
-    "check_ddim_sample", "check_ddim_step", "check_ddpm_sample", "check_diffusion_loss",
-    "check_diffusion_loss_random", "check_guided_noise", "check_label_dropout", "check_p_sample",
-    "check_p_sample_last_step", "check_posterior", "check_train_denoiser", "full", "reference_ddim_sample",
-    "reference_ddim_step", "reference_ddpm_sample", "reference_diffusion_loss",
-    "reference_p_sample", "reference_posterior", "seeded", "toy_model", "train_setup",
+    "RecordingModel", "SeededLoss", "TIMESTEP_EMBEDDING_MISTAKES", "TIMESTEP_EMBEDDING_SHORTCUTS",
+    "TRAIN_DENOISER_MISTAKES", "TRAIN_SHORTCUTS", "bare_schedule", "check_ddim_sample", "check_ddim_step",
+    "check_ddpm_sample", "check_diffusion_loss", "check_diffusion_loss_random", "check_guided_noise",
+    "check_label_dropout", "check_p_sample", "check_p_sample_last_step", "check_posterior",
+    "check_timestep_embedding", "check_train_denoiser", "full", "reference_ddim_sample", "reference_ddim_step",
+    "reference_ddpm_sample", "reference_diffusion_loss", "reference_p_sample", "reference_posterior", "seeded",
+    "toy_model", "train_setup",
 ]

@@ -627,20 +627,183 @@ check_fit_gan(fit_gan,
 ### END HIDDEN TESTS
 passed("fit_gan trains the pair step for step like the reference loop.")
 
+# %% [markdown] id="coverage-intro"
+# ## Debug · A yardstick that cannot see collapse
+#
+# Section 4 trains GANs on a ring of eight Gaussians (radius 2, standard
+# deviation 0.02) and has to say with a number whether a run **collapsed**. The
+# mode-collapse literature (VEEGAN, Srivastava et al. 2017; PacGAN, Lin et al.
+# 2018) counts modes. With the modes' centres $\mu_1, \dots, \mu_K$ and their
+# standard deviation $\sigma$, each of the $N$ samples $x_i$ has a nearest
+# centre $j_i$ and a distance $d_i$ to it:
+#
+# $$j_i = \arg\min_j \|x_i - \mu_j\|_2, \qquad d_i = \min_j \|x_i - \mu_j\|_2 .$$
+#
+# A sample is **high quality** when $d_i \le k\sigma$ (with $k = 3$: within 0.06
+# of a centre on the ring). Mode $j$ has $n_j$ high-quality samples whose
+# nearest centre it is, and it is **covered** when
+#
+# $$n_j \ge \max(1,\; m N) ,$$
+#
+# with $m$ = `min_share`, by default $0.2 / K$: a fifth of a mode's fair share
+# (PacGAN's 20 of 2,500 samples for 25 modes, scaled to $K$ modes; on our ring,
+# 63 of 2,500).
+#
+# **`mode_coverage(samples, centers, std, k=3.0, min_share=None)`**, the
+# function Section 4 measures every run with:
+#
+# - Inputs: `samples` $(N, D)$, `centers` $(K, D)$, the modes' `std` $\sigma > 0$,
+#   `k`, and `min_share` $m$ (`None` for $0.2 / K$).
+# - Output: a dict with four keys: `modes`, the number of covered modes (an
+#   `int`); `of`, $K$; `high_quality`, the share of high-quality samples (a float
+#   in $[0, 1]$); and `counts`, the $n_j$ (an integer tensor of shape $(K,)$).
+# - With `min_share=0` a mode still needs one high-quality sample.
+# - Not allowed: `course_lib.metrics.mode_coverage` (the check notices).
+#
+# **The code below was written by a colleague, and it has two bugs.** It runs
+# without an error and gives the data itself 8 of 8 modes, but on a generator
+# that had collapsed onto one mode, with a few stray samples around the ring,
+# it also reported 8 of 8; and on a blurred ring whose samples mostly miss the
+# modes, it reported 99 % high quality. A yardstick that cannot see collapse
+# passes every GAN.
+#
+# Run the self-check below first, on the code as it is, and read its message:
+# it names the first bug. Fix that, run the check again, and it tells you about
+# the second.
+#
+# <details><summary>Hint 1</summary>
+#
+# Each of the two numbers comes from one comparison: a distance against a
+# radius, and a count against a threshold. For each, ask what the two sides
+# measure and in which units. Two tiny examples on the ring: a sample 0.1 from
+# the nearest centre must not be high quality (0.1 > 0.06), and a mode with 5
+# high-quality samples out of 2,500 must not be covered (5 < 63).
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# $k\sigma$ is a length, and a squared distance of at most 0.06 is a distance
+# of at most $\sqrt{0.06} \approx 0.245$: check what `dist` holds. `min_share`
+# is a share of the samples (0.025 on the ring), and a count of a single sample
+# already exceeds it: the threshold must be a number of samples.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# Take the square root of the summed squares (or use `torch.cdist`), or else
+# compare the squared distance with `(k * std) ** 2`; and compare `counts` with
+# `max(1.0, min_share * len(samples))`.
+#
+# </details>
+
+# %% id="mode_coverage" nbgrader={"grade": false, "grade_id": "mode_coverage", "locked": false, "schema_version": 3, "solution": true}
+def mode_coverage(
+    samples: torch.Tensor, centers: torch.Tensor, std: float, k: float = 3.0, min_share: float | None = None
+) -> dict:
+    """Modes covered and the share of high-quality samples, for data with known Gaussian modes.
+
+    samples: (N, D); centers: (K, D) the modes' means; std: their standard deviation.
+    A sample is high quality when its distance to the nearest centre is at most k * std. A mode is
+    covered when at least max(1, min_share * N) high-quality samples are nearest to it; min_share
+    defaults to 0.2 / K (a fifth of a fair share).
+    Returns {"modes": int, "of": K, "high_quality": float in [0, 1], "counts": (K,) integer tensor}.
+    """
+    ### BEGIN SOLUTION
+    K = len(centers)
+    if min_share is None:
+        min_share = 0.2 / K  # a fifth of a fair share
+    diff = samples[:, None, :] - centers[None, :, :]  # (N, K, D)
+    dist = (diff**2).sum(dim=-1).sqrt()  # (N, K) distances
+    nearest_dist, nearest = dist.min(dim=1)  # (N,), (N,)
+    good = nearest_dist <= k * std  # (N,) high quality
+    counts = torch.bincount(nearest[good], minlength=K)  # (K,)
+    covered = int((counts >= max(1.0, min_share * len(samples))).sum())
+    return {"modes": covered, "of": K, "high_quality": good.float().mean().item(), "counts": counts}
+    ### SHIPPED INSTEAD
+    # K = len(centers)
+    # if min_share is None:
+    #     min_share = 0.2 / K  # a fifth of a fair share
+    # diff = samples[:, None, :] - centers[None, :, :]  # (N, K, D)
+    # dist = (diff**2).sum(dim=-1)  # (N, K) distances
+    # nearest_dist, nearest = dist.min(dim=1)  # (N,), (N,)
+    # good = nearest_dist <= k * std  # (N,) high quality
+    # counts = torch.bincount(nearest[good], minlength=K)  # (K,)
+    # covered = int((counts >= max(1.0, min_share)).sum())
+    # return {"modes": covered, "of": K, "high_quality": good.float().mean().item(), "counts": counts}
+    ### END SOLUTION
+
+# %% id="test_mode_coverage" nbgrader={"grade": true, "grade_id": "test_mode_coverage", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# Self-check: mode_coverage, the yardstick of Section 4 (3 points)
+from course_lib.checks.gans import check_mode_coverage
+from course_lib.grading import passed
+
+check_mode_coverage(mode_coverage)
+### BEGIN HIDDEN TESTS
+import torch
+
+from course_lib.checks.gans import coverage_case
+from course_lib.data import ring_centers
+
+check_mode_coverage(mode_coverage,
+    cases=[
+        coverage_case(7, ring_centers(8, 2.0), 0.02, near=[300, 4, 0, 10, 0, 1, 0, 0], mid=[5, 3, 3, 0, 0, 2, 0, 0],
+                      far=[0, 0, 0, 0, 12, 20, 20, 20], dtype=torch.float64),
+        coverage_case(8, torch.tensor([[-1.0], [1.0]]), 0.05, near=[8, 3], mid=[2, 6], far=[1, 0], k=2.0,
+                      min_share=0.3),
+        coverage_case(9, torch.tensor([[0.0, 0.0], [30.0, 0.0], [0.0, 30.0]]), 1.0, near=[10, 0, 1], mid=[3, 0, 2],
+                      far=[0, 4, 0], k=2.0, min_share=0.0),
+    ],
+)
+### END HIDDEN TESTS
+passed("mode_coverage agrees with the reference: Section 4 can tell a collapsed GAN now.")
+
+# %% [markdown] id="coverage-demo-md"
+# ### Three samples, two numbers
+#
+# The fixed yardstick on three samples of 2,500 points: the data; a generator
+# collapsed onto one mode, with 100 strays spread around the ring; and a
+# blurred ring with all eight modes but a standard deviation of 0.08 instead of
+# 0.02. The collapsed sample is nearly as precise as the data (about 95 % of
+# it is high quality, against 99 %), so only the mode count sees its collapse;
+# the blurred one covers every mode, so only the high-quality share sees its
+# blur: within $3 \times 0.02$ of its centre lies a
+# share $1 - e^{-0.06^2 / (2 \cdot 0.08^2)} \approx 25\,\%$ of a 2-D Gaussian
+# with $\sigma = 0.08$. That is why Section 4 reports both numbers. (Run on
+# the colleague's code, the cell gives all three 8 of 8 modes and about 99 %
+# high quality.)
+
+# %% id="coverage-demo" tags=["experiment"]
+ring = ring_centers(8, 2.0)
+strays = torch.Generator().manual_seed(0)
+examples = {
+    "the data": eight_gaussians(2500, seed=1),
+    "collapsed, with strays": torch.cat(
+        [ring[0] + 0.02 * torch.randn(2400, 2, generator=strays), eight_gaussians(100, std=0.15, seed=2)]
+    ),
+    "blurred (std 0.08)": eight_gaussians(2500, std=0.08, seed=3),
+}
+fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+for ax, (name, points) in zip(axes, examples.items()):
+    score = mode_coverage(points, ring, std=0.02)
+    print(f"{name:24s} {score['modes']}/8 modes, {score['high_quality']:6.1%} high quality, "
+          f"high-quality samples per mode {score['counts'].tolist()}")
+    scatter_2d(points, ax=ax, lim=2.6, s=2,
+               title=f"{name}\n{score['modes']}/8 modes, {score['high_quality']:.0%} high quality")
+plt.show()
+
 # %% [markdown] id="ring-intro"
 # ## 4 · Experiment: eight Gaussians on a ring
 #
 # The classic test of mode collapse: an equal mixture of 8 Gaussians with
 # standard deviation 0.02 on a circle of radius 2. A GAN that learns only some
 # of them is **collapsed**; one that puts samples between them produces **low
-# quality**. We measure both, as the mode-collapse literature does (VEEGAN,
-# Srivastava et al. 2017; PacGAN, Lin et al. 2018), with
-# `course_lib.metrics.mode_coverage` on 2,500 samples:
+# quality**. We measure both with **your `mode_coverage`** (the debug exercise
+# above) on 2,500 samples:
 #
 # - a sample is **high quality** when it lies within 3 standard deviations
 #   (0.06) of some mode's centre;
 # - a mode is **covered** when at least a fifth of its fair share of the samples
-#   (here 62 of 2,500) are high-quality samples near it.
+#   (63 of 2,500) are high-quality samples near it.
 #
 # The data itself scores 8/8 modes and about 99 % high quality. The other number,
 # the **energy distance** $2\mathbb E|X-Y| - \mathbb E|X-X'| - \mathbb E|Y-Y'|$,
@@ -650,7 +813,7 @@ passed("fit_gan trains the pair step for step like the reference loop.")
 # %% id="ring-data" tags=["experiment"]
 centers = ring_centers(8, 2.0)
 data_check = eight_gaussians(2500, seed=1)
-score = metrics.mode_coverage(data_check, centers, std=0.02)
+score = mode_coverage(data_check, centers, std=0.02)
 print(f"the data itself: {score['modes']}/8 modes, {score['high_quality']:.1%} high quality")
 scatter_2d(data_check, title="eight Gaussians (std 0.02)", lim=2.6)
 plt.show()
@@ -696,7 +859,7 @@ def sample_ring(n):
 
 def ring_scores(G, latent_dim):
     samples = reference.sample(G, 2500, latent_dim, seed=1)
-    score = metrics.mode_coverage(samples, centers, std=0.02)
+    score = mode_coverage(samples, centers, std=0.02)
     return {"modes": score["modes"], "high_quality": score["high_quality"],
             "energy": metrics.energy_distance(samples[:1000], data_check[:1000])}
 
@@ -1190,7 +1353,8 @@ latent_explorer(G_digits, 32, label_fn=lambda images: metrics.classifier_scores(
 # **Common pitfalls:** forgetting `.detach()` for D's fakes; the wrong label for
 # $G$ (0 instead of 1); `log(sigmoid(x))` in two steps; reading the losses as
 # "lower is better" (in a balanced game they do not go to zero); judging a GAN
-# by a few nice samples instead of a coverage metric.
+# by a few nice samples instead of a coverage metric; in a metric, comparing a
+# squared distance with a length, or a count with a share.
 #
 # **Further reading:** Goodfellow et al., *Generative Adversarial Nets* (2014);
 # Radford et al., *DCGAN* (2016); Arjovsky, Chintala and Bottou, *Wasserstein GAN*

@@ -370,6 +370,142 @@ check_q_sample_images(q_sample,
 ### END HIDDEN TESTS
 passed("q_sample works for images and any data shape.")
 
+# %% [markdown] id="extract-intro"
+# ## Debug · One value per example: `extract`
+#
+# Your `q_sample` picked one $\bar\alpha_t$ per example and gave it a shape that
+# broadcasts against `x0`. Every formula from here on makes the same move with some
+# per-step number: $\beta_t$, $\bar\alpha_t$, and in notebook 03 the coefficients of
+# the posterior and of the sampler. So diffusion code writes it once, as a helper
+# (`_extract` in the code released with Ho et al. 2020).
+#
+# **`extract(values, t, x)`** gives example $i$ of the batch the value of its own
+# step $t_i$, shaped to multiply `x`:
+#
+# $$\mathrm{out}_{i, 0, \dots, 0} = v_{t_i}, \qquad i = 0, \dots, B-1.$$
+#
+# - `values` has shape `(T,)`: one number $v_t$ per step, indexed by $t = 0, \dots, T-1$
+#   like every schedule tensor in this notebook (see Notation);
+# - `t` is an int64 tensor of shape `(B,)`: any steps in $0 \dots T-1$, the first and
+#   the last included;
+# - `x` is the batch, `(B, ...)`: points `(B, 2)`, images `(B, 1, 8, 8)` or plain
+#   numbers `(B,)`; only its shape matters;
+# - the result has shape `(B, 1, ..., 1)`: as many axes as `x`, all but the first of
+#   size 1 (for `x` of shape `(B,)`, simply `(B,)`).
+#
+# **A colleague wrote the cell below** and tried it on the Swiss roll, where the
+# noised points looked plausible. It has **two bugs**. Noising a batch of images
+# with it crashes (or, for a batch of exactly 8 images, runs and pairs each value
+# with the wrong pixels). And at $t = 0$, the step where the data should come out
+# almost clean, it comes out as pure noise.
+#
+# **Run the self-check below first** and read its message: it names the input it
+# tried, what came out, and the likely cause. Then fix the code in the cell (keep its
+# signature) and run the check again; it stops at the first case that fails, so the
+# second bug speaks up once the first is fixed.
+#
+# <details><summary>Hint 1</summary>
+#
+# `extract` has two jobs: pick one value per example, then give the picked values
+# their shape. Try each job on an input whose answer you know. With
+# `values = torch.arange(10.0)` (each value is its own step), `t = torch.tensor([0, 9])`
+# and `x = torch.zeros(2, 1, 8, 8)`, the right result holds 0 and 9, in shape
+# `(2, 1, 1, 1)`. Print what the cell returns and its shape; then try
+# `x = torch.zeros(2, 2)` and `x = torch.zeros(2)`.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Picking: timesteps here run $0 \dots T-1$ and index the schedule tensors directly,
+# so `betas[t]` is the beta of step $t$ (the paper counts from 1, the code does not).
+# A negative index reads from the *end* of a tensor, without an error.
+#
+# Shaping: broadcasting lines up the *last* axes. A `(B, 1)` coefficient fits points
+# `(B, 2)`, but against images `(B, 1, 8, 8)` its $B$ meets the image's height of 8.
+# The number of size-1 axes has to follow `x.dim()`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# Hint 3 of Exercise 3 built this shape for `q_sample`: `reshape` with the batch size
+# (`len(t)`, or `-1`) first and `x.dim() - 1` ones after it.
+#
+# </details>
+
+# %% id="extract" nbgrader={"grade": false, "grade_id": "extract", "locked": false, "schema_version": 3, "solution": true}
+def extract(values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """One value per example, shaped to broadcast against x.
+
+    values: (T,) one number per step; t: (B,) int64 steps in 0..T-1; x: (B, ...) the batch.
+    Returns (B, 1, ..., 1) with x.dim() axes: entry i is values[t[i]].
+    """
+    ### BEGIN SOLUTION
+    picked = values[t]  # (B,): the value of each example's own step
+    return picked.reshape(len(t), *([1] * (x.dim() - 1)))  # (B, 1, ..., 1): as many axes as x
+    ### SHIPPED INSTEAD
+    # picked = values[t - 1]  # (B,): one value per example
+    # return picked.view(-1, 1)  # (B, 1): broadcasts against x
+    ### END SOLUTION
+
+# %% id="test_extract" nbgrader={"grade": true, "grade_id": "test_extract", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Self-check: extract, one value per example shaped for any x (2 points)
+from course_lib.checks.forward_diffusion import check_extract
+from course_lib.grading import passed
+
+check_extract(extract)
+### BEGIN HIDDEN TESTS
+import torch
+
+from course_lib.checks.forward_diffusion import bare_schedule
+from course_lib.diffusion import cosine_beta_schedule as cosine_betas_hidden
+
+g_hidden = torch.Generator().manual_seed(31)
+cosine_alpha_bars_hidden = bare_schedule(cosine_betas_hidden(1000)).alpha_bars
+check_extract(extract,
+    cases=[{"values": cosine_alpha_bars_hidden, "t": torch.tensor([999, 0, 500, 1, 998, 250, 0, 42]),
+            "x": torch.randn(8, 1, 8, 8, generator=g_hidden)},
+           {"values": 0.5 * torch.rand(12, generator=g_hidden), "t": torch.tensor([11]),
+            "x": torch.randn(1, 3, generator=g_hidden)},
+           {"values": torch.rand(30, generator=g_hidden, dtype=torch.float64),
+            "t": torch.randint(0, 30, (3,), generator=g_hidden), "x": torch.randn(3, 2, 5, 4, generator=g_hidden)}],
+)
+### END HIDDEN TESTS
+passed("extract gives every example its own step's value, shaped for any x.")
+
+# %% [markdown] id="extract-demo-intro"
+# With `extract` fixed, the closed form of Exercise 3 is two lookups and one line,
+# whatever the data. This is how a training step noises its batch: every example at
+# its own step. Below, ten digits get ten different steps of the linear schedule in
+# one call, with the same noise that course_lib's `q_sample` receives, so the two
+# results must agree.
+
+# %% id="extract-demo" tags=["experiment"]
+import matplotlib.pyplot as plt
+
+from course_lib.data import load_digits
+from course_lib.diffusion import q_sample as library_q_sample
+from course_lib.viz import show_images
+
+digits, _ = load_digits()
+x0_batch = digits[:10]  # (10, 1, 8, 8)
+t_batch = torch.tensor([0, 10, 50, 100, 200, 300, 400, 600, 800, 999])  # (10,): one step per example
+noise_batch = torch.randn(x0_batch.shape, generator=torch.Generator().manual_seed(0))
+ab = schedules["linear"].alpha_bars
+xt_batch = extract(ab, t_batch, x0_batch).sqrt() * x0_batch + extract(1 - ab, t_batch, x0_batch).sqrt() * noise_batch
+print("largest difference from course_lib's q_sample:",
+      f"{(xt_batch - library_q_sample(x0_batch, t_batch, schedules['linear'], noise_batch)).abs().max().item():.1e}")
+print(f"example 0 (t = 0): largest change from its clean image {(xt_batch[0] - x0_batch[0]).abs().max().item():.3f}")
+fig = show_images(torch.cat([x0_batch, xt_batch]).clamp(-1.5, 1.5), nrow=10, value_range=(-1.5, 1.5))
+fig.axes[0].set_title("top: clean; below: t = " + ", ".join(map(str, t_batch.tolist())), fontsize=9)
+plt.show()
+
+# %% [markdown] id="extract-demo-answer"
+# Your helper and course_lib's `q_sample` agree to float precision. The first digit,
+# at $t = 0$, has barely changed (its noise is scaled by $\sqrt{1 - \bar\alpha_0} = 0.01$):
+# it is the example that came out as pure noise before your fix. Along the row the
+# digits fade as $t$ grows, all in one batch, each at its own step: the kind of batch
+# a diffusion model trains on in notebook 03.
+
 # %% [markdown] id="synthesis-intro"
 # ## Synthesis · Run the chain yourself, then test the shortcut
 #

@@ -434,6 +434,135 @@ check_ddpm_sample(ddpm_sample, globals(),
 ### END HIDDEN TESTS
 passed("ddpm_sample runs the reverse chain from t = T-1 down to 0.")
 
+# %% [markdown] id="timestep-embedding-intro"
+# ## Debug · Telling the network the time
+#
+# Before a real model trains, one part of it deserves a look: how it is told the
+# time. One network predicts the noise at all $T$ noise levels, so $t$ is one of
+# its inputs. As a bare number (up to 999, beside inputs of size about 1) it
+# would be a poor one. `Denoiser` feeds it in as **sinusoidal features**, the
+# encoding Vaswani et al. (2017) gave token positions (notebook 04) and Ho et al.
+# (2020) took over for timesteps. With $h = d/2$ frequencies,
+#
+# $$\operatorname{emb}(t) = \big[\sin(\omega_0 t), \dots, \sin(\omega_{h-1} t),\; \cos(\omega_0 t), \dots, \cos(\omega_{h-1} t)\big], \qquad \omega_i = P^{-i/h}, \quad i = 0, \dots, h-1,$$
+#
+# where $P$ is `max_period` (10 000). The frequencies form a geometric ladder from
+# $\omega_0 = 1$ radian per step down to almost $1/P$: the fast features tell
+# neighbouring steps apart, the slow ones change little over hundreds of steps.
+# Nearby timesteps get similar embeddings, so what the network learns at one noise
+# level carries over to the next.
+#
+# **The contract of `timestep_embedding(t, dim, max_period=10_000.0)`:** `t` is a
+# `(B,)` int64 tensor of timesteps anywhere in $0 \dots T-1$, 0 included; `dim` is
+# even. Return a `(B, dim)` float tensor whose column $i$ is $\sin(\omega_i t)$ and
+# column $h + i$ is $\cos(\omega_i t)$, for $i < h$: all the sines, then all the
+# cosines, the order `course_lib`'s `Denoiser` is built with (as are Ho et al.'s
+# code and, by default, `diffusers`). At $t = 0$ that is $h$ zeros, then $h$ ones.
+#
+# **The cell below holds a colleague's version**, ported from another code base.
+# It runs and returns the right shape, but it has two bugs. One makes the
+# embeddings of neighbouring timesteps unrelated: $t = 500$ and $t = 501$ come out
+# almost orthogonal (cosine similarity 0.10, where the contract gives 0.97), and a
+# typical timestep's most similar embedding is that of a step hundreds of steps
+# away, so a network fed with it would have to learn 1000 unrelated codes instead
+# of one smooth function of the noise level. The other makes a network trained
+# with `course_lib`'s embedding read a wrong time from it.
+#
+# **Run the self-check below first** and read its message: it names one bug at a
+# time. Then fix the code in place, and run the check again until it passes.
+#
+# <details><summary>Hint 1</summary>
+#
+# Work out two embeddings by hand for `dim = 8` and the default `max_period`, and
+# compare them with what the function returns. At $t = 0$ every angle is 0: four
+# zeros, then four ones. At $t = 1$ the angles *are* the frequencies,
+# $\omega_i = 10\,000^{-i/4}$ = 1, 0.1, 0.01, 0.001, so the first four features are
+# $\sin 1 \approx 0.84$, then about 0.1, 0.01 and 0.001.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Print `freqs` inside the function for `dim = 8`: do they fall from 1 towards
+# $1/P$, as $\omega_i = P^{-i/h} = e^{-(i/h) \ln P}$ says, or rise? Then look at the
+# line that puts the result together: which of `torch.sin` and `torch.cos` fills the
+# first `dim // 2` columns?
+#
+# </details>
+
+# %% id="timestep_embedding" nbgrader={"grade": false, "grade_id": "timestep_embedding", "locked": false, "schema_version": 3, "solution": true}
+import math
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Sinusoidal features of integer timesteps, sines first: t (B,) int64 -> (B, dim) float, dim even.
+
+    Column i < dim/2 is sin(w_i t), column dim/2 + i is cos(w_i t), with w_i = max_period^(-i / (dim/2)).
+    """
+    ### BEGIN SOLUTION
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    angles = t.float()[:, None] * freqs[None]  # (B, half)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    ### SHIPPED INSTEAD
+    # half = dim // 2
+    # freqs = torch.exp(math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    # angles = t.float()[:, None] * freqs[None]  # (B, half)
+    # return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+    ### END SOLUTION
+
+# %% id="test_timestep_embedding" nbgrader={"grade": true, "grade_id": "test_timestep_embedding", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Self-check: the time embedding, at t = 0 first, then at timesteps up to 999 (2 points)
+from course_lib.checks.reverse_diffusion import check_timestep_embedding
+from course_lib.grading import passed
+
+check_timestep_embedding(timestep_embedding)
+### BEGIN HIDDEN TESTS
+import torch
+
+g_hidden = torch.Generator().manual_seed(23)
+check_timestep_embedding(timestep_embedding,
+    cases=[{"t": torch.zeros(2, dtype=torch.long), "dim": 2},
+           {"t": torch.randint(1000, (7,), generator=g_hidden), "dim": 32, "max_period": 1000.0},
+           {"t": torch.tensor([999, 0, 500, 501]), "dim": 64}],
+)
+### END HIDDEN TESTS
+passed("timestep_embedding gives the sines, then the cosines, of a shrinking ladder of frequencies.")
+
+# %% [markdown] id="timestep-embedding-look-intro"
+# ### What the embedding looks like
+#
+# Every timestep's embedding at the `Denoiser`'s size (`dim = 64`) as an image,
+# one column per timestep, and the cosine similarity of three timesteps'
+# embeddings with all the others. With the contract's embedding, each timestep's
+# most similar embedding is a neighbour's, one step away (0.97 for $t = 500$ and
+# 501); further away the similarity falls, with ripples, to about 0.56 at 100
+# steps and 0.2 at 500. The colleague's version paints noise here: run the cell
+# before and after your fix.
+
+# %% id="timestep-embedding-look" tags=["experiment"]
+import matplotlib.pyplot as plt
+
+all_t = torch.arange(1000)
+embedding = timestep_embedding(all_t, 64)  # (1000, 64): the Denoiser's emb_dim
+unit = embedding / embedding.norm(dim=1, keepdim=True)
+similarity = unit @ unit.T  # (1000, 1000) cosine similarities
+nearest = (similarity - 2 * torch.eye(len(all_t))).argmax(dim=1)  # the most similar *other* timestep
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
+axes[0].imshow(embedding.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+axes[0].set_xlabel("timestep t")
+axes[0].set_ylabel("feature (sines, then cosines)")
+for anchor in (100, 500, 900):
+    axes[1].plot(all_t, similarity[anchor], lw=1, label=f"t = {anchor}")
+axes[1].set_xlabel("timestep t'")
+axes[1].set_ylabel("cosine similarity with t")
+axes[1].set_ylim(-0.5, 1.3)
+axes[1].legend(loc="upper center", ncol=3, fontsize="small")
+plt.show()
+print(f"cosine similarity of t = 500 with t' = 501: {similarity[500, 501]:.2f}, with 600: "
+      f"{similarity[500, 600]:.2f}, with 0: {similarity[500, 0]:.2f}")
+print(f"median distance from a timestep to the one with the most similar embedding: "
+      f"{(nearest - all_t).abs().float().median():.0f} step(s)")
+
 # %% [markdown] id="synthesis-intro"
 # ## Synthesis · Train the denoiser with your own loop
 #
@@ -562,8 +691,8 @@ passed("train_denoiser trains like course_lib's loop, label dropout included.")
 # ### Experiment: a denoiser for the Swiss roll
 #
 # Now a real model. `course_lib.diffusion.Denoiser` is a small MLP: the input
-# $x_t$, plus a sinusoidal embedding of $t$ (the same trick transformers use for
-# positions, notebook 04) added inside every residual block. Your `train_denoiser`
+# $x_t$, plus the sinusoidal embedding of $t$ from the debug exercise above (computed by
+# `course_lib`), added inside every residual block. Your `train_denoiser`
 # trains it, with the course's usual settings: AdamW at a learning rate of
 # $2 \cdot 10^{-3}$, a linear warm-up then a cosine decay of that rate (as a PyTorch
 # scheduler), gradients clipped to norm 1; on the linear schedule with $T = 1000$.
@@ -1137,7 +1266,9 @@ course_lib.fast_note(f"{digit_steps} training steps instead of 4,000, {n_eval} s
 # **Common pitfalls:** $\bar\alpha_t$ where $\bar\alpha_{t-1}$ belongs in the
 # posterior; noise added at $t = 0$; $\bar\alpha_{t-1}$ instead of
 # $\bar\alpha_{t'}$ when DDIM skips steps; `alpha_bars[-1]` for
-# $\bar\alpha_{-1} = 1$; conditional and unconditional swapped in guidance.
+# $\bar\alpha_{-1} = 1$; conditional and unconditional swapped in guidance; time-embedding
+# frequencies that grow instead of shrinking, or sines and cosines in another order than
+# the model was trained with.
 #
 # **Further reading:** Ho, Jain & Abbeel, *Denoising Diffusion Probabilistic
 # Models* (2020); Song, Meng & Ermon, *Denoising Diffusion Implicit Models*

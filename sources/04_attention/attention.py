@@ -15,11 +15,12 @@
 # **You will build** `scaled_dot_product_attention`, `causal_mask`,
 # `padding_mask`, the head split and merge of multi-head attention, and
 # `sinusoidal_positions`: the pieces that notebooks 05 and 06 use (from
-# `course_lib.attention`) to build a GPT. Then you combine them into
-# `self_attention`, the layer a small model trains with, and you predict two
-# experiments before running them.
+# `course_lib.attention`) to build a GPT. You debug a colleague's
+# `MultiHeadAttention` module whose causal mask leaks the future. Then you
+# combine the pieces into `self_attention`, the layer a small model trains
+# with, and you predict two experiments before running them.
 #
-# **Time:** about 75 minutes. **Prerequisites:** notebook 00 (softmax), matrix
+# **Time:** about 85 minutes. **Prerequisites:** notebook 00 (softmax), matrix
 # multiplication with batch dimensions (`@` on tensors of shape `(..., n, m)`).
 
 # %% id="setup" nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false}
@@ -68,6 +69,7 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
+from torch import nn
 
 torch.set_num_threads(1)  # this notebook's tensors are tiny: one CPU thread is faster than several
 
@@ -584,6 +586,181 @@ check_multi_head_attention(split_heads, merge_heads,
 ### END HIDDEN TESTS
 passed("multi-head attention with your split and merge equals torch.nn.MultiheadAttention.")
 
+# %% [markdown] id="mha-debug-intro"
+# ## Debug · A colleague's multi-head attention
+#
+# Exercise 3 built multi-head attention from its pieces. Real code (notebook
+# 05's GPT, `torch.nn.MultiheadAttention`) packs the whole layer into one module:
+# four `nn.Linear(D, D)` projections $W^Q, W^K, W^V, W^O$ and a `forward` that
+# projects, splits into heads, attends, merges the heads and projects out
+# (Vaswani et al. 2017):
+#
+# $$\operatorname{MHA}(X_q, X_{kv}) = [\operatorname{head}_1, \dots, \operatorname{head}_H]\, W^O, \qquad
+# \operatorname{head}_h = \operatorname{softmax}\!\left(\frac{Q_h K_h^\top}{\sqrt{d_h}} + M\right) V_h ,$$
+#
+# where $Q = X_q W^Q$, $K = X_{kv} W^K$, $V = X_{kv} W^V$, head $h$ owns the
+# features $h \cdot d_h \dots (h+1) d_h - 1$ of each of them, $d_h = D / H$, and $M$
+# is $0$ where the mask allows a key and $-\infty$ where it does not.
+#
+# **The contract** of `MultiHeadAttention(d_model, num_heads)`:
+#
+# - `forward(query, key=None, value=None, mask=None)`: `query` is $(B, T_q, D)$; `key` and `value` are
+#   $(B, T_k, D)$ and both default to `query` (self-attention);
+# - `mask`: `None` or bool, broadcastable to $(B, H, T_q, T_k)$, `True` = may attend: a $(T_q, T_k)$ causal
+#   mask and a $(B, 1, 1, T_k)$ padding mask both work;
+# - returns `(output, weights)`: output $(B, T_q, D)$ and weights $(B, H, T_q, T_k)$, one map per head;
+# - edge case: a query whose mask row is all `False` gets zero weights (Exercise 1), so its output is
+#   `out_proj` of zeros.
+#
+# **The bug report.** A colleague wrote the module below for a small language
+# model. It runs, every shape is right, and with one head its outputs are even
+# correct. With four heads and a causal mask, though, the model learned
+# suspiciously fast and then generated nonsense: the output at a position
+# changes when a *later* token changes, although the causal mask is applied.
+# The code has **two bugs**.
+#
+# **Run the next two cells as they are**: the second is the self-check. Read its
+# message, then fix `forward` and run both again. Keep the class's name, its
+# `__init__` and the names of its projections (the self-check copies its
+# weights into them). You may keep the colleague's lines and mend them, or
+# rewrite `forward` with your `split_heads`, `merge_heads` and
+# `scaled_dot_product_attention`. The self-check's first case gives every
+# query equal weights over the keys it may see (its `q_proj` is zero), so it
+# tests how heads and positions are kept apart and nothing else; the next cases
+# test the scores too.
+#
+# <details><summary>Hint 1</summary>
+#
+# The code is right with $H = 1$, so both bugs sit where $H$ or $d_h$ matters:
+# read `forward` line by line against the equation above, with the shape of
+# every tensor written beside it. Which lines would do the same thing whatever
+# $H$ is? As in Exercise 3, shapes alone prove nothing: a tensor of the right
+# shape can hold the right numbers in the wrong places.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# A reshape never moves a number: it re-cuts the row-major order. After
+# attention, `weights @ v` is $(B, H, T_q, d_h)$: in memory, all of head 0's
+# positions come first, then all of head 1's. Cut that straight into
+# $(B, T_q, D)$ and position 1 is handed the second block of head 0's outputs,
+# which belongs to a *later* position. Compare with the two steps of your
+# `merge_heads`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# The softmax of each head compares dot products of $d_h$-dimensional vectors,
+# $q_h \cdot k_h$, whose spread grows like $\sqrt{d_h}$ (Exercise 1's
+# experiment). What does the code divide the scores by, and how many features
+# does each dot product really sum over?
+#
+# </details>
+
+# %% id="MultiHeadAttention" nbgrader={"grade": false, "grade_id": "MultiHeadAttention", "locked": false, "schema_version": 3, "solution": true}
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with the projections q_proj, k_proj, v_proj and out_proj (each nn.Linear(D, D)).
+
+    forward(query, key=None, value=None, mask=None): query (B, T_q, D); key and value (B, T_k, D),
+    both default to query; mask None or bool, broadcastable to (B, H, T_q, T_k), True = may attend.
+    Returns output (B, T_q, D) and weights (B, H, T_q, T_k).
+    """
+
+    def __init__(self, d_model, num_heads, bias=True):
+        super().__init__()
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(self, query, key=None, value=None, mask=None):
+        """query (B, T_q, D), key and value (B, T_k, D) -> output (B, T_q, D), weights (B, H, T_q, T_k)."""
+        ### BEGIN SOLUTION
+        key = query if key is None else key
+        value = key if value is None else value
+        B, T_q, D = query.shape
+        T_k = key.shape[1]
+        H = self.num_heads
+        dh = D // H
+        q = self.q_proj(query).view(B, T_q, H, dh).transpose(1, 2)  # (B, H, T_q, dh)
+        k = self.k_proj(key).view(B, T_k, H, dh).transpose(1, 2)  # (B, H, T_k, dh)
+        v = self.v_proj(value).view(B, T_k, H, dh).transpose(1, 2)  # (B, H, T_k, dh)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(dh)  # (B, H, T_q, T_k): each head's dot products have dh terms
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a query with no key to see gets zeros
+        out = (weights @ v).transpose(1, 2).reshape(B, T_q, D)  # (B, H, T_q, dh) -> (B, T_q, H, dh) -> (B, T_q, D)
+        return self.out_proj(out), weights
+        ### SHIPPED INSTEAD
+        # key = query if key is None else key
+        # value = key if value is None else value
+        # B, T_q, D = query.shape
+        # T_k = key.shape[1]
+        # H = self.num_heads
+        # dh = D // H
+        # q = self.q_proj(query).view(B, T_q, H, dh).transpose(1, 2)  # (B, H, T_q, dh)
+        # k = self.k_proj(key).view(B, T_k, H, dh).transpose(1, 2)  # (B, H, T_k, dh)
+        # v = self.v_proj(value).view(B, T_k, H, dh).transpose(1, 2)  # (B, H, T_k, dh)
+        # scores = q @ k.transpose(-2, -1) / math.sqrt(D)  # (B, H, T_q, T_k)
+        # if mask is not None:
+        #     scores = scores.masked_fill(~mask, float("-inf"))
+        # weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a query with no key to see gets zeros
+        # out = (weights @ v).reshape(B, T_q, D)  # (B, T_q, D): the heads side by side
+        # return self.out_proj(out), weights
+        ### END SOLUTION
+
+# %% id="test_mha_forward" nbgrader={"grade": true, "grade_id": "test_mha_forward", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# Self-check: the colleague's MultiHeadAttention, fixed: causal self-attention, padded cross-attention, one head (3 points)
+from course_lib.checks.attention import check_mha_forward
+from course_lib.grading import passed
+
+check_mha_forward(MultiHeadAttention, globals())
+### BEGIN HIDDEN TESTS
+check_mha_forward(MultiHeadAttention, globals(),
+    configs=[
+        {"B": 3, "T_q": 7, "D": 16, "H": 4, "mask": "causal", "seed": 40},
+        {"B": 3, "T_q": 3, "T_k": 5, "D": 6, "H": 3, "mask": "padding", "lengths": [5, 0, 2], "seed": 41},
+        {"B": 1, "T_q": 6, "D": 12, "H": 4, "mask": "causal", "zero_queries": True, "seed": 42},
+        {"B": 2, "T_q": 4, "T_k": 2, "D": 4, "H": 2, "seed": 43},
+    ],
+)
+### END HIDDEN TESTS
+passed("MultiHeadAttention keeps each position's heads together and scales by sqrt(d_h): no more leaks.")
+
+# %% [markdown] id="leak-map-intro"
+# ### Who influences whom
+#
+# Under a causal mask, output $i$ may depend on the tokens $0 \dots i$ only. The
+# cell below measures it: it changes one input token $j$ at a time and records
+# how far each output $i$ moves, $\max |\Delta\, \text{output}_i|$, in an
+# $8 \times 8$ map (row $i$, column $j$). Everything above the diagonal is the
+# future. With the bugs fixed, every entry above the diagonal is exactly 0: no
+# output moves when a later token changes. (Run the cell before your fix and
+# the colleague's version lights up above the diagonal.)
+
+# %% id="leak-map" tags=["experiment"]
+from course_lib.viz import plot_attention
+
+torch.manual_seed(0)
+layer = MultiHeadAttention(d_model=16, num_heads=4)
+g = torch.Generator().manual_seed(0)
+tokens = torch.randn(1, 8, 16, generator=g)  # one sequence of 8 token vectors
+influence = torch.zeros(8, 8)  # [i, j]: how far output i moves when token j changes
+with torch.no_grad():
+    base, _ = layer(tokens, mask=causal_mask(8))
+    for j in range(8):
+        changed = tokens.clone()
+        changed[0, j] += torch.randn(16, generator=g)
+        moved, _ = layer(changed, mask=causal_mask(8))
+        influence[:, j] = (moved - base)[0].abs().amax(-1)
+print(f"largest move of an output when a later token changes: {influence.triu(1).max().item():.3g}")
+fig = plot_attention(influence, title="how far output i moves", colorbar=True)
+fig.axes[0].set_xlabel("changed token j")
+fig.axes[0].set_ylabel("output position i")
+plt.show()
+
 # %% [markdown] id="positions-intro"
 # ## Exercise 4 · Positions
 #
@@ -591,13 +768,12 @@ passed("multi-head attention with your split and merge equals torch.nn.Multihead
 # $\operatorname{softmax}(Q K^\top / \sqrt{d}) V$ knows *where* a token is.
 # Permute the input tokens, and self-attention returns the same outputs,
 # permuted the same way: it is **permutation-equivariant**, so on its own it
-# sees a bag of tokens, not a sequence. Check it yourself:
+# sees a bag of tokens, not a sequence. Check it yourself, with your fixed
+# `MultiHeadAttention`:
 
 # %% id="permutation-test" tags=["experiment"]
-from course_lib.attention import MultiHeadAttention
-
 torch.manual_seed(0)
-mha = MultiHeadAttention(d_model=16, num_heads=4)
+mha = MultiHeadAttention(d_model=16, num_heads=4)  # your module from the debug exercise
 x = torch.randn(1, 6, 16)  # one sequence of 6 tokens
 perm = torch.randperm(6)
 with torch.no_grad():
@@ -996,14 +1172,17 @@ attention_explorer(maps, tokens=x_show, targets=y_show)
 #   head, and makes the heads a batch axis `(B, H, T, d_h)` without mixing
 #   tokens; merging undoes it. Self-attention of a padded batch combines the
 #   causal rule and the padding rule in one mask that broadcasts against the
-#   scores `(B, H, T, T)`: a key must pass both.
+#   scores `(B, H, T, T)`: a key must pass both. Each head's scores are
+#   scaled by $1/\sqrt{d_h}$, its own width, not by $1/\sqrt{D}$.
 # - **Positions**: attention alone is permutation-equivariant; sinusoidal
 #   encodings (or rotary embeddings) tell it where each token is.
 #
 # **Common pitfalls:** softmax over the queries instead of the keys; forgetting
 # the scale; an inverted mask; filling masked scores with 0 instead of
-# $-\infty$; reshaping heads without the transpose; a padding mask that lines
-# its batch axis up with the heads; swapping sin and cos.
+# $-\infty$; reshaping heads without the transpose (the outputs of later
+# positions then leak past a causal mask); scaling every head by $\sqrt{D}$
+# instead of $\sqrt{d_h}$; a padding mask that lines its batch axis up with the
+# heads; swapping sin and cos.
 #
 # **Next:** notebook 05 stacks causal multi-head attention into a GPT and trains
 # it on Python's documentation, using `course_lib.attention`.

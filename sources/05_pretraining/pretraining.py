@@ -17,11 +17,12 @@
 # `CharTokenizer`, the pre-LayerNorm transformer `Block`, the causal language-model
 # loss `lm_loss`, `sample_next_token`, and the two halves of the KV cache:
 # `attention_with_past` and `forward_with_cache`; then, with no recipe, `generate`,
-# the loop that writes with your sampler and your cache. You pre-train a GPT on the
-# docstrings of Python's standard library, and predict three results before you
-# see them.
+# the loop that writes with your sampler and your cache. You debug a colleague's
+# `bpe_encode`, which tokenizes new text with the learned merges. You pre-train a GPT
+# on the docstrings of Python's standard library, and predict three results before
+# you see them.
 #
-# **Time:** about 100 minutes (the full training run takes about 4 of them).
+# **Time:** about 110 minutes (the full training run takes about 4 of them).
 # **Prerequisites:** notebook 04 (attention, masks, heads), cross-entropy.
 
 # %% id="setup" nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false}
@@ -238,15 +239,148 @@ print("first merges:", [vocab[256 + i].decode("utf-8", "replace") for i in range
 print("same merges as course_lib's loop:", merges == slow_bpe_reference(sample_text, 40))
 course_lib.fast_note(f"BPE on the first {len(sample_text):,} characters instead of 20,000")
 
+# %% [markdown] id="bpe-encode-intro"
+# ## Debug · Encoding new text with the learned merges
+#
+# `train_bpe` returns the merges in the order it learned them: `merges[r]` $= (a, b)$
+# is the pair that became id $256 + r$, and $r$ is its **rank**. To tokenize *new*
+# text, a tokenizer starts from the text's UTF-8 bytes and replays the merges in that
+# order: while some adjacent pair of the sequence is a learned merge, it takes the
+# one learned first,
+#
+# $$r^\ast = \min \{\, \operatorname{rank}(\text{ids}_i, \text{ids}_{i+1}) \;:\; (\text{ids}_i, \text{ids}_{i+1}) \in \text{merges} \,\},$$
+#
+# and replaces every occurrence of `merges[`$r^\ast$`]` by the id $256 + r^\ast$
+# (your `merge`). A merge can make a pair that is itself a later merge (` t` + `h`
+# gives ` th`, then ` th` + `e` gives ` the`), so the loop goes on until no adjacent
+# pair is a learned one. GPT-2's tokenizer encodes each word this way (Radford et al.
+# 2019 released it with the model: its `bpe` function ranks the pairs by `bpe_ranks`).
+# On the training text, replaying the merges in rank order gives exactly the ids
+# training produced.
+#
+# **`bpe_encode(text, merges)`**: `text` is a `str`; `merges` a list of pairs of ints
+# as `train_bpe` returns them; the result is a list of ints, the ids of `text`. There
+# is no pre-tokenization (as in `train_bpe`): the whole text is one sequence. The
+# empty text gives `[]`; a text in which no learned pair occurs (or an empty `merges`)
+# gives its UTF-8 bytes, two of them for `é`. It may call your `get_pair_counts` and
+# `merge`; the self-check runs it with `course_lib`'s copies of those two, so a slip
+# there is not counted twice. `course_lib.tokenizer.BPETokenizer` is off limits.
+#
+# **A colleague wrote the `bpe_encode` below, and it has two bugs.** They checked that
+# `decode(encode(text)) == text` (true whatever the merges do: every token is still its
+# bytes) and that encoding the training sample gives back the ids training produced:
+# both hold. Yet on text the merges were not learned from, their version applies few of
+# the merges or none: on the first 3,000 characters of the validation text, with the
+# merges FAST mode learns, it merged nothing at all, and with the full run's merges it
+# left 20,000 characters 12% longer than the right order does. Its ids also disagree with
+# any other BPE tokenizer that has the same merges. **Run the self-check first, read its
+# message, then fix the code.** The message names one bug; once that one is fixed, the
+# next run may point at the other.
+#
+# <details><summary>Hint 1</summary>
+#
+# Training and encoding choose the next pair differently. Training picks the most
+# frequent pair of *its* text; encoding must make the same choices again, on a text
+# whose counts are different, and the only record of those choices is the order of
+# `merges`. A worked example: `merges = [(104, 101), (116, 104)]` (first `he`, then
+# `th`) and the text `the`, bytes `[116, 104, 101]`. Both pairs occur once. The rank
+# order merges `he` first, `[116, 256]`, and then no learned pair is left. Choosing by
+# count (the first of the tied pairs) merges `th` first and gives `[257, 101]`, ids
+# that training would never have produced for that text. Find where the loop chooses
+# `pair` and compare it with the equation above.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# The loop picks the pair with `max` over `counts`, i.e. by how often it occurs in
+# the text being encoded. Pick the adjacent pair with the smallest `ranks[pair]`
+# instead. A pair that was never learned has no rank: `ranks.get(pair)` would give
+# `None`, which cannot be compared with an int, so give such pairs a rank larger than
+# every learned one (`len(merges)` will do). If the smallest-ranked pair is one of
+# them, no learned pair is left, and the loop may stop there.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# Once the pair is chosen by rank, read the `while` condition. Which is the shortest
+# sequence that can still be merged? Two ids are one pair, and that pair may be a
+# learned merge (` th` and `e` make ` the`).
+#
+# </details>
+
+# %% id="bpe_encode" nbgrader={"grade": false, "grade_id": "bpe_encode", "locked": false, "schema_version": 3, "solution": true}
+def bpe_encode(text, merges):
+    """text (str) -> list of ids: its UTF-8 bytes, then the learned merges replayed in rank order.
+
+    merges: a list of pairs (a, b) as train_bpe returns them; merges[r] became id 256 + r.
+    """
+    ### BEGIN SOLUTION
+    ranks = {pair: i for i, pair in enumerate(merges)}  # (a, b) -> its rank r: it became id 256 + r
+    tokens = list(text.encode("utf-8"))
+    while len(tokens) >= 2:
+        counts = get_pair_counts(tokens)
+        pair = min(counts, key=lambda p: ranks.get(p, len(merges)))  # the earliest-learned pair present
+        if pair not in ranks:
+            break  # no adjacent pair is a learned merge
+        tokens = merge(tokens, pair, 256 + ranks[pair])
+    return tokens
+    ### SHIPPED INSTEAD
+    # ranks = {pair: i for i, pair in enumerate(merges)}  # (a, b) -> its rank r: it became id 256 + r
+    # tokens = list(text.encode("utf-8"))
+    # while len(tokens) > 2:
+    #     counts = get_pair_counts(tokens)
+    #     pair = max(counts, key=counts.get)  # the pair to merge next
+    #     if pair not in ranks:
+    #         break  # nothing left to merge
+    #     tokens = merge(tokens, pair, 256 + ranks[pair])
+    # return tokens
+    ### END SOLUTION
+
+# %% id="test_bpe_encode" nbgrader={"grade": true, "grade_id": "test_bpe_encode", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Self-check: encoding with the learned merges, in rank order (2 points)
+from course_lib.checks.pretraining import check_bpe_encode
+from course_lib.grading import passed
+
+check_bpe_encode(bpe_encode, globals())
+### BEGIN HIDDEN TESTS
+from course_lib.checks.pretraining import bpe_encode_case, random_bpe_case
+
+check_bpe_encode(bpe_encode, globals(),
+    cases=[bpe_encode_case("Return an iterator over the items of the mapping."),
+           bpe_encode_case("Return the index.", num_merges=40), bpe_encode_case("é", "café, crème, fiancé", 6),
+           {"text": "abc", "merges": []}, {"text": "aaaaa", "merges": [(97, 97), (256, 256)]},
+           random_bpe_case(51), random_bpe_case(52, alphabet="aab"), random_bpe_case(53, num_merges=25)],
+)
+### END HIDDEN TESTS
+passed("bpe_encode replays the learned merges in the order they were learned.")
+
+# %% [markdown] id="bpe-encode-run-intro"
+# Your fixed `bpe_encode` (on your `get_pair_counts` and `merge`) now encodes the
+# training sample, which must give exactly the ids `train_bpe` produced, and as many
+# characters of validation text, which it must decode back to; then one sentence,
+# piece by piece.
+
+# %% id="bpe-encode-run" tags=["experiment"]
+print("the training sample encodes to the ids training produced:", bpe_encode(sample_text, merges) == ids)
+held_out = val_text[:len(sample_text)]
+held_out_ids = bpe_encode(held_out, merges)
+for name, text, encoded in (("training sample", sample_text, ids), ("validation text", held_out, held_out_ids)):
+    n_bytes = len(text.encode("utf-8"))
+    print(f"{name}: {n_bytes} bytes -> {len(encoded)} tokens ({n_bytes / len(encoded):.2f} bytes per token)")
+print("the validation ids decode back to the text:", b"".join(vocab[i] for i in held_out_ids).decode() == held_out)
+sentence = "Return the number of items in the sequence."
+print([vocab[i].decode("utf-8", "replace") for i in bpe_encode(sentence, merges)])
+course_lib.fast_note(f"{len(sample_text):,} characters instead of 20,000")
+
 # %% [markdown] id="fast-bpe-intro"
-# Every merge re-counts the whole sequence, so the loop costs
+# Every merge of `train_bpe` re-counts the whole sequence, so the loop costs
 # (number of merges) $\times$ (length of the text): fine for a few thousand
 # characters, hours for the 1.5 M-character corpus. `course_lib.tokenizer.BPETokenizer.train`
 # learns the same kind of merges but (as GPT-2 does) never merges across a
 # *pre-token* boundary (a word with its leading space, a run of punctuation, a run
 # of white space), counts each distinct pre-token once with its frequency, and
 # updates only the counts that a merge changes. 512 merges on the full training
-# text take about a second.
+# text take about a second. Its `encode` is your `bpe_encode` applied to each pre-token.
 
 # %% [markdown] id="predict-bpe-length-intro"
 # **Predict, then run.** The next cell learns 512 merges from the whole training
@@ -1232,8 +1366,10 @@ try_gpt2()
 # ## Recap
 #
 # - **Tokenizers** turn text into ids. BPE starts from bytes and repeatedly
-#   merges the most frequent adjacent pair (`get_pair_counts`, `merge`); a
-#   character tokenizer gives each distinct character an id, in sorted order.
+#   merges the most frequent adjacent pair (`get_pair_counts`, `merge`); encoding
+#   new text replays the learned merges in the order they were learned, whatever the
+#   counts in that text (`bpe_encode`); a character tokenizer gives each distinct
+#   character an id, in sorted order.
 # - **A GPT block** is pre-LN: $x + \operatorname{attn}(\operatorname{LN}_1(x))$,
 #   then $x + \operatorname{MLP}(\operatorname{LN}_2(x))$.
 # - **The LM loss** scores the logits at position $t$ against token $t+1$:
@@ -1247,10 +1383,11 @@ try_gpt2()
 # - **Generation** feeds one token per step with the cache; learned positions
 #   force a rebuild from the last `block_size` tokens once the window is full.
 #
-# **Common pitfalls:** unshifted targets (the model learns to copy); post-LN
-# residuals; temperature applied to probabilities; top-p dropping the token that
-# crosses $p$; restarting positions at 0 with a cache; sliding a full cache instead
-# of rebuilding it.
+# **Common pitfalls:** encoding with the most frequent pair instead of the
+# earliest-learned one (the round trip still works, the ids do not); unshifted
+# targets (the model learns to copy); post-LN residuals; temperature applied to
+# probabilities; top-p dropping the token that crosses $p$; restarting positions at
+# 0 with a cache; sliding a full cache instead of rebuilding it.
 #
 # **Next:** notebook 06 fine-tunes a pre-trained GPT on a new domain, fully and
 # with LoRA.

@@ -16,12 +16,13 @@
 # layer plus a trainable low-rank update), `apply_lora` (wrap the right layers of
 # a model and freeze the rest) and `merge_lora` (fold the update back into the
 # weights), then combine them in `lora_for_budget` (the best LoRA that fits a
-# budget of trainable parameters). Then you predict, and measure, how
-# from-scratch training, full fine-tuning and LoRA compare on the same budget
-# of steps, and, in an ungraded extension, put a classification head on the
-# pre-trained model.
+# budget of trainable parameters). You debug a colleague's `EarlyStopping`,
+# which hands back the last weights instead of the best. Then you predict, and
+# measure, how from-scratch training, full fine-tuning and LoRA compare on the
+# same budget of steps, and, in an ungraded extension, put a classification
+# head on the pre-trained model.
 #
-# **Time:** about 75 minutes, plus up to 12 minutes of training (less when the
+# **Time:** about 90 minutes, plus up to 12 minutes of training (less when the
 # pre-trained model is already cached). **Prerequisites:** notebook 05 (a GPT and
 # its language-model loss; here it comes from `course_lib.gpt`), `nn.Module`
 # and `requires_grad`.
@@ -642,6 +643,223 @@ check_lora_for_budget(lora_for_budget, globals(), cases=[
 ### END HIDDEN TESTS
 passed("lora_for_budget finds the configuration that uses the budget best, and wraps the model with it.")
 
+# %% [markdown] id="early-stopping-intro"
+# ## Debug · Early stopping that keeps the best weights
+#
+# Full fine-tuning has a failure mode of its own: with a small domain corpus and
+# enough steps, the model starts to **memorise** its training windows. The
+# training loss keeps falling while the loss on held-out text turns back up.
+# **Early stopping** (Prechelt 1998, "Early Stopping — But When?") guards
+# against it: measure the validation loss every few steps, keep a copy of the
+# weights of the best evaluation so far, stop after $p$ evaluations in a row
+# without a new best ($p$ is the **patience**), and hand back the best weights,
+# not the last ones.
+#
+# With validation losses $L_1, L_2, \dots$ of successive evaluations, evaluation
+# $k$ is **progress** when it beats the best so far by more than a margin
+# $\delta \ge 0$ (`min_delta`):
+#
+# $$L_k < b - \delta, \qquad b = \text{the loss of the last evaluation that was progress} \;\; (b = \infty \text{ before the first}).$$
+#
+# A tie is not progress. The run stops at the evaluation that makes $p$
+# evaluations in a row without progress, and the model gets back the weights of
+# the last progress evaluation.
+#
+# **The class `EarlyStopping(evaluate, patience=3, metric="val_loss", min_delta=0.0)`**
+# plugs into `course_lib.train.train` (as `course_lib.finetune.EarlyStopping` does):
+#
+# ```python
+# stopper = EarlyStopping(domain_loss, patience=3)
+# history = train(model, batches, loss_fn, steps, evaluate=stopper.evaluate, eval_every=10,
+#                 callback=stopper.callback)
+# stopper.restore(model)
+# ```
+#
+# - `evaluate`, the function you pass in, takes the model and returns a number,
+#   or a dict of metrics that holds the number under the key `metric`.
+# - `stopper.evaluate(model)` calls it and returns its result unchanged (`train`
+#   logs it). On progress it sets `best` (the loss, a float), `best_step` (the
+#   training step the evaluation belongs to) and `best_state`, a **copy** of the
+#   weights: a dict name $\to$ tensor with the names and shapes of
+#   `model.state_dict()`, which later training steps must not change; and it
+#   sets `bad_evals`, the number of evaluations in a row without progress, to 0.
+#   Otherwise it adds 1 to `bad_evals`.
+# - `stopper.callback(step, history)` runs after every training step and raises
+#   `StopTraining` (from `course_lib.train`) once `bad_evals` reaches
+#   `patience`; `train` then ends the run.
+# - `stopper.restore(model)` loads `best_state` into `model`; if no evaluation
+#   ran, it does nothing. A `patience` below 1 raises a `ValueError`.
+# - **Not allowed:** course_lib's `EarlyStopping` and `train_with_early_stopping`.
+#
+# **A colleague wrote the class below, and it has two bugs.** It runs without an
+# error, and its runs stop at sensible places. But the model it hands back has
+# the validation loss of the *last* evaluation, not of the best one, so stopping
+# early gained nothing; and on a noisy validation curve it stops sooner than a
+# patience of $p$ allows. Run the self-check below the class first and read its
+# message; then fix the class in its cell, run that cell and the self-check
+# again. The full fine-tuning run of the experiment after this section uses your
+# class.
+#
+# <details><summary>Hint 1</summary>
+#
+# Follow the first case of the self-check's message by hand: after each
+# evaluation, write down `best`, `bad_evals`, and which step's weights
+# `best_state` holds *at the end of the run*. Two questions: right after a new
+# best, how many evaluations in a row have been without progress? And does
+# anything copy the numbers that `best_state` keeps, or do the next training
+# steps change them?
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `model.state_dict()` returns a dict whose tensors share their memory with the
+# model's parameters (it copies nothing), and the optimizer updates the
+# parameters in place. A dict kept at the best evaluation therefore holds the
+# latest weights by the end of the run, and loading it changes nothing.
+# `dict(...)` and `.copy()` copy the dictionary, and `.detach()` makes a new view
+# of the same memory; `.clone()` copies the numbers. "In a row" means that the
+# count starts again at every new best.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# On progress: `self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}`
+# (or `copy.deepcopy(model.state_dict())`), and `self.bad_evals = 0` beside
+# `self.best` and `self.best_step`.
+#
+# </details>
+
+# %% id="EarlyStopping" nbgrader={"grade": false, "grade_id": "EarlyStopping", "locked": false, "schema_version": 3, "solution": true}
+from course_lib.train import StopTraining
+
+
+class EarlyStopping:
+    '''Watch a validation metric, keep a copy of the best weights, stop after `patience` evaluations in a row
+    without progress (a loss below the best so far minus min_delta).
+
+    evaluate(model) -> a number, or a dict of metrics holding `metric`.
+    After each progress evaluation: best (float), best_step (int), best_state (dict name -> tensor, the shapes
+    of model.state_dict(), a copy), bad_evals = 0. callback(step, history) raises StopTraining once
+    bad_evals >= patience; restore(model) loads best_state (nothing if no evaluation ran).
+    '''
+
+    def __init__(self, evaluate, patience=3, metric="val_loss", min_delta=0.0):
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self._evaluate = evaluate
+        self.patience = patience
+        self.metric = metric
+        self.min_delta = min_delta
+        self.best = math.inf
+        self.best_step = -1
+        self.best_state = None
+        self.bad_evals = 0
+        self._step = 0  # the training step the next evaluation belongs to (callback keeps it up to date)
+
+    def evaluate(self, model):
+        ### BEGIN SOLUTION
+        result = self._evaluate(model)
+        value = float(result if isinstance(result, (int, float)) else result[self.metric])
+        if value < self.best - self.min_delta:
+            self.best, self.best_step, self.bad_evals = value, self._step, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_evals += 1
+        return result
+        ### SHIPPED INSTEAD
+        # result = self._evaluate(model)
+        # value = float(result if isinstance(result, (int, float)) else result[self.metric])
+        # if value < self.best - self.min_delta:
+        #     self.best, self.best_step = value, self._step
+        #     self.best_state = model.state_dict()
+        # else:
+        #     self.bad_evals += 1
+        # return result
+        ### END SOLUTION
+
+    def callback(self, step, history):
+        self._step = step + 1
+        if self.bad_evals >= self.patience:
+            raise StopTraining(step)
+
+    def restore(self, model):
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+# %% id="test_early_stopping" nbgrader={"grade": true, "grade_id": "test_early_stopping", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# Self-check: EarlyStopping stops after `patience` evaluations in a row without progress and restores the best weights (3 points)
+from course_lib.checks.fine_tuning import check_early_stopping
+from course_lib.grading import passed
+
+check_early_stopping(EarlyStopping)
+### BEGIN HIDDEN TESTS
+from course_lib.checks.fine_tuning import early_stopping_cases
+
+check_early_stopping(EarlyStopping, cases=early_stopping_cases(66, 4))
+check_early_stopping(EarlyStopping, cases=early_stopping_cases(607, 4))
+### END HIDDEN TESTS
+passed("EarlyStopping counts evaluations in a row without progress and restores a copy of the best weights.")
+
+# %% [markdown] id="early-stopping-demo-intro"
+# ### Early stopping at work
+#
+# To see it catch overfitting, we fully fine-tune a copy of the pre-trained
+# model on a sliver of the domain, its first 10,000 training characters (2 %
+# of them), with the learning rate $3 \times 10^{-4}$. The validation loss is
+# measured every 10 steps on 64 windows of the domain's validation text, and
+# your `EarlyStopping` watches it with a patience of 3.
+
+# %% id="early-stopping-demo" tags=["experiment"]
+from course_lib.train import train
+
+SLIVER = 2_000 if course_lib.FAST else 10_000
+ES_STEPS = 60 if course_lib.FAST else 300  # at most: early stopping may end the run sooner
+ES_LR = 1e-2 if course_lib.FAST else 3e-4  # the tiny FAST model needs a large rate to move in 60 steps
+
+
+def quick_domain_loss(model):
+    return lm_eval_loss(model, domain_val, T, max_windows=64)
+
+
+overfit = copy.deepcopy(pretrained)
+stopper = EarlyStopping(quick_domain_loss, patience=3)  # your class
+history = train(overfit, random_windows(domain_train[:SLIVER], T, 8 if course_lib.FAST else 16, seed=1),
+                lambda model, x: lm_loss(model(x), x), ES_STEPS, lr=ES_LR, warmup_steps=ES_STEPS // 20,
+                evaluate=stopper.evaluate, eval_every=10, callback=stopper.callback, desc="overfitting a sliver")
+last_step, last_loss = history.evals["val_loss"][-1]  # the run ends right after an evaluation
+stopper.restore(overfit)
+ended = f"stopped at step {history.stopped_at + 1}" if history.stopped_at is not None else "ran to the end"
+print(f"pre-trained model: {quick_domain_loss(pretrained):.4f}; {ended}")
+print(f"best evaluation:  step {stopper.best_step + 1:3d}, validation loss {stopper.best:.4f}")
+print(f"last evaluation:  step {last_step + 1:3d}, validation loss {last_loss:.4f}")
+print(f"restored model:             validation loss {quick_domain_loss(overfit):.4f}")
+
+fig, ax = plt.subplots(figsize=(7, 3.8))
+steps, losses = zip(*history.train["loss"])
+ax.plot([s + 1 for s in steps], losses, color="lightgray", label="training loss (one batch)")
+steps, losses = zip(*history.evals["val_loss"])
+ax.plot([s + 1 for s in steps], losses, "o-", ms=4, label="validation loss")
+ax.plot([stopper.best_step + 1], [stopper.best], "*", ms=14, color="C3", label="best: restored")
+ax.set_xlabel("step")
+ax.set_ylabel("loss (nats / char)")
+ax.set_title(f"full fine-tuning on {SLIVER:,} characters")
+ax.legend()
+fig.tight_layout()
+plt.show()
+course_lib.fast_note(f"{ES_STEPS} steps on {SLIVER:,} characters with a {RECIPE.n_layer}-layer, {RECIPE.n_embd}-channel "
+                     "model at rate 1e-2, instead of 300 steps on 10,000 with 4 layers, 128 channels at 3e-4")
+
+# %% [markdown] id="early-stopping-demo-discussion"
+# What to look for. In our full-mode run the validation loss fell from the
+# pre-trained model's 1.770 to 1.720 at step 60 while the training loss on the
+# sliver kept falling (from about 1.6 to about 1.2). Then the model began to
+# memorise its 10,000 characters: 1.732, 1.747 and 1.752 at steps 70, 80 and
+# 90, three evaluations in a row without progress, so the run stopped at step
+# 90. The restored model has the best evaluation's loss, 1.720, not the last
+# one's, 1.752; the colleague's class would have handed back the step-90 model.
+# The full fine-tuning run below trains on all 0.4 M characters, where 300 steps
+# are too few to overfit.
+
 # %% [markdown] id="experiment-intro"
 # ## Experiment: scratch vs full fine-tuning vs LoRA
 #
@@ -657,12 +875,12 @@ passed("lora_for_budget finds the configuration that uses the budget best, and w
 #
 # **Full fine-tuning** uses a smaller learning rate than pre-training: large
 # steps would quickly wreck what the weights already know. It also uses
-# **early stopping**: the domain validation loss is measured every tenth of the
-# run, the weights of the best evaluation are kept, and the run ends after three
-# evaluations in a row without a new best (`course_lib.finetune.train_with_early_stopping`).
-# With 0.4 M training characters and 0.8 M parameters, a long enough run
-# would overfit; in our 300-step runs the validation loss was still falling at the
-# end, so early stopping kept the last weights. LoRA takes the larger
+# **early stopping** with *your* `EarlyStopping` from the debug exercise: the
+# domain validation loss is measured every tenth of the run, the weights of the
+# best evaluation are kept, and the run ends after three evaluations in a row
+# without a new best. With 0.4 M training characters and 0.8 M parameters, a
+# long enough run would overfit; in our 300-step runs the validation loss was
+# still falling at the end, so early stopping kept the last weights. LoRA takes the larger
 # learning rate that low-rank adapters usually need (with $\alpha = 2r$). Each learning rate was the best of a few we tried
 # (full fine-tuning: $3 \times 10^{-4}$ and $10^{-3}$; LoRA: $3 \times 10^{-3}$
 # to $2.4 \times 10^{-2}$).
@@ -679,7 +897,6 @@ passed("lora_for_budget finds the configuration that uses the budget best, and w
 # seconds; its results mean little.
 
 # %% id="experiment-setup" tags=["experiment"]
-from course_lib.finetune import train_with_early_stopping
 from course_lib.train import train
 
 STEPS = 30 if course_lib.FAST else 300
@@ -699,14 +916,17 @@ def next_token_loss(model, x):
 def fine_tune(name, model, lr, early_stopping=False):
     '''Train `model` on the domain for STEPS steps (the same batches for every run) and record the results.'''
     batches = random_windows(domain_train, T, BATCH, seed=1)
-    settings = dict(lr=lr, warmup_steps=STEPS // 20, evaluate=domain_loss, eval_every=EVAL_EVERY, desc=name)
-    if early_stopping:
-        history, stopper = train_with_early_stopping(model, batches, next_token_loss, STEPS, patience=3, **settings)
+    settings = dict(lr=lr, warmup_steps=STEPS // 20, eval_every=EVAL_EVERY, desc=name)
+    if early_stopping:  # your EarlyStopping, from the debug exercise
+        stopper = EarlyStopping(domain_loss, patience=3)
+        history = train(model, batches, next_token_loss, STEPS, evaluate=stopper.evaluate, callback=stopper.callback,
+                        **settings)
+        stopper.restore(model)
         steps_done = len(history.train["loss"])
         ended = f"stopped at {steps_done}" if history.stopped_at is not None else "ran to the end"
         note = f"best at step {stopper.best_step + 1}, {ended}"
     else:
-        history = train(model, batches, next_token_loss, STEPS, **settings)
+        history = train(model, batches, next_token_loss, STEPS, evaluate=domain_loss, **settings)
         steps_done, note = STEPS, ""
     results[name] = {
         "domain": domain_loss(model), "general": general_loss(model), "seconds": history.seconds,
@@ -1083,7 +1303,8 @@ course_lib.fast_note(f"{CLS_STEPS} steps on {PER_CLASS} paragraphs per package w
 #   it reaches a far lower loss than training from scratch in the same number of
 #   steps.
 # - **Full fine-tuning** trains everything: use a smaller learning rate, watch a
-#   validation loss and stop early; it forgets the most.
+#   validation loss and stop early, handing back a *copy* of the best weights;
+#   it forgets the most.
 # - **LoRA** freezes $W$ and learns $\Delta W = \frac{\alpha}{r} B A$ with
 #   $B = 0$ at the start, so the adapted model starts as the pre-trained one. It
 #   trains a few percent of the parameters, gets most of full fine-tuning's
@@ -1101,7 +1322,9 @@ course_lib.fast_note(f"{CLS_STEPS} steps on {PER_CLASS} paragraphs per package w
 # the pre-trained one); the scale upside down ($r/\alpha$); leaving the base
 # weights trainable, or freezing *after* wrapping (which freezes $A$ and $B$
 # too); wrapping the wrong layers; merging $(BA)^\top$ or forgetting the scale;
-# a tokenizer that cannot encode the new domain.
+# a tokenizer that cannot encode the new domain; keeping `model.state_dict()` as
+# the "best" weights without copying its tensors, so early stopping restores
+# the last ones.
 #
 # **Further reading:** Hu et al. (2021), "LoRA: Low-Rank Adaptation of Large
 # Language Models"; Howard and Ruder (2018), "Universal Language Model

@@ -4,6 +4,7 @@ Read by tools/harness.py. Every answer cell must be the target of at least
 one mistake; each mistake names exactly the test cells that must score 0.
 """
 
+import harness
 from harness import FROM_CATALOGUE, Mistake
 
 _D_TESTS = {"test_discriminator_loss", "test_discriminator_loss_stable"}
@@ -198,6 +199,71 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
     return history
 ''',
         fails={"test_fit_gan"},
+    ),
+    # ---- mode_coverage (the debug exercise) ---------------------------------
+    Mistake(
+        name="coverage-as-shipped",
+        cause="compared a squared distance with k * std",
+        cell="mode_coverage",
+        why="the debug exercise handed in unchanged: a squared distance against k * std, a count against min_share",
+        code=harness.as_shipped("01_gans", "mode_coverage"),
+        fails={"test_mode_coverage"},
+    ),
+    Mistake(
+        name="coverage-squared-distance",
+        cause="compared a squared distance with k * std",
+        cell="mode_coverage",
+        why="fixed the threshold only: still a squared distance against the radius k * std",
+        code=FROM_CATALOGUE,
+        fails={"test_mode_coverage"},
+    ),
+    Mistake(
+        name="coverage-share-as-count",
+        cause="compared each mode's count with the share",
+        cell="mode_coverage",
+        why="fixed the distance only: a count still compared with min_share, so one sample covers a mode",
+        code=FROM_CATALOGUE,
+        fails={"test_mode_coverage"},
+    ),
+    Mistake(
+        name="coverage-k-not-squared",
+        cause="which squares std but not k",
+        cell="mode_coverage",
+        why="fixed the distance by squaring the radius, as k * std ** 2: a radius of sqrt(k) std",
+        code=FROM_CATALOGUE,
+        fails={"test_mode_coverage"},
+    ),
+    Mistake(
+        name="coverage-all-samples",
+        cause="counted every sample towards its nearest mode",
+        cell="mode_coverage",
+        why="counts every sample's nearest mode, high quality or not",
+        code=FROM_CATALOGUE,
+        fails={"test_mode_coverage"},
+    ),
+    Mistake(
+        name="coverage-strict",
+        cause="counted a mode only *above* the threshold",
+        cell="mode_coverage",
+        why="counts > threshold: a mode exactly at the threshold is not covered",
+        code=FROM_CATALOGUE,
+        fails={"test_mode_coverage"},
+    ),
+    Mistake(
+        name="coverage-no-floor",
+        cause="left out the floor of one sample",
+        cell="mode_coverage",
+        why="threshold min_share * N without max(1, ...): with min_share = 0 an empty mode is covered",
+        code=FROM_CATALOGUE,
+        fails={"test_mode_coverage"},
+    ),
+    Mistake(
+        name="coverage-fifth-of-all",
+        cause="took a fifth of *all* samples",
+        cell="mode_coverage",
+        why="default min_share 0.2 instead of 0.2 / K",
+        code=FROM_CATALOGUE,
+        fails={"test_mode_coverage"},
     ),
     # ---- predict_collapse ---------------------------------------------------
     Mistake(

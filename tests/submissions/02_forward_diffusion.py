@@ -4,6 +4,7 @@ Read by tools/harness.py. Every answer cell is the target of at least one
 mistake; each mistake names exactly the test cells that must score 0.
 """
 
+import harness
 from harness import FROM_CATALOGUE, Mistake
 
 MISTAKES = [
@@ -118,6 +119,73 @@ def q_sample(x0, t, schedule, noise=None):
     return course_lib.diffusion.q_sample(x0, t, course_lib.diffusion.NoiseSchedule.from_betas(schedule.betas), noise)
 ''',
         fails={"test_q_sample_points"},
+    ),
+    Mistake(
+        name="extract-as-shipped",
+        cause="off by one: timesteps here run 0 .. T-1",
+        cell="extract",
+        why="the debug exercise handed in unchanged: values[t - 1] and a (B, 1) result for every x",
+        code=harness.as_shipped("02_forward_diffusion", "extract"),
+        fails={"test_extract"},
+    ),
+    Mistake(
+        name="extract-previous-step",
+        cause="off by one: timesteps here run 0 .. T-1",
+        cell="extract",
+        why="fixed the shape only: still values[t - 1], which wraps to the last step at t = 0",
+        code=FROM_CATALOGUE,
+        fails={"test_extract"},
+    ),
+    Mistake(
+        name="extract-points-only",
+        cause="the result is (B, 1) whatever x is",
+        cell="extract",
+        why="fixed the index only: still view(-1, 1), right for points, not for images",
+        code=FROM_CATALOGUE,
+        fails={"test_extract"},
+    ),
+    Mistake(
+        name="extract-clamped",
+        cause="clamped t - 1 at 0",
+        cell="extract",
+        why="patched the wrap-around at t = 0 instead of the off-by-one behind it",
+        code=FROM_CATALOGUE,
+        fails={"test_extract"},
+    ),
+    Mistake(
+        name="extract-flat",
+        cause="returned the (B,) values without reshaping them",
+        cell="extract",
+        why="dropped the reshape altogether",
+        code=FROM_CATALOGUE,
+        fails={"test_extract"},
+    ),
+    Mistake(
+        name="extract-extra-axis",
+        cause="one size-1 axis too many",
+        cell="extract",
+        why="x.dim() ones after the batch axis instead of x.dim() - 1",
+        code=FROM_CATALOGUE,
+        fails={"test_extract"},
+    ),
+    Mistake(
+        name="extract-images-only",
+        cause="the result has 4 axes whatever x is",
+        cell="extract",
+        why="[:, None, None, None]: right for images, not for points",
+        code=FROM_CATALOGUE,
+        fails={"test_extract"},
+    ),
+    Mistake(
+        name="extract-reshape-to-x",
+        cause="reshaped the B values to x's whole shape",
+        cell="extract",
+        why="one value per example cannot fill x's shape: a RuntimeError",
+        code='''
+def extract(values, t, x):
+    return values[t].reshape(x.shape)
+''',
+        fails={"test_extract"},
     ),
     Mistake(
         name="q-chain-alpha-bar",

@@ -4,6 +4,7 @@ Read by tools/harness.py. Every answer cell is the target of at least one
 mistake; each mistake names exactly the test cells that must score 0.
 """
 
+import harness
 from harness import FROM_CATALOGUE, Mistake
 
 
@@ -193,6 +194,54 @@ def ddim_sample(model, x_T, schedule, steps):
         why="scales the conditional prediction alone",
         code=FROM_CATALOGUE,
         fails={"test_guided_noise"},
+    ),
+    Mistake(
+        name="time-embedding-as-shipped",
+        cause="the cosines come first: the first dim/2",
+        cell="timestep_embedding",
+        why="the colleague's code, unfixed: frequencies that grow, and cosines before sines",
+        code=harness.as_shipped("03_reverse_diffusion", "timestep_embedding"),
+        fails={"test_timestep_embedding"},
+    ),
+    Mistake(
+        name="time-embedding-growing-frequencies",
+        cause="the frequencies grow along the features",
+        cell="timestep_embedding",
+        why="only the layout fixed: the exponent still lacks its minus sign",
+        code=FROM_CATALOGUE,
+        fails={"test_timestep_embedding"},
+    ),
+    Mistake(
+        name="time-embedding-cosines-first",
+        cause="the cosines come first: the first dim/2",
+        cell="timestep_embedding",
+        why="only the frequencies fixed: cosines still before sines",
+        code=FROM_CATALOGUE,
+        fails={"test_timestep_embedding"},
+    ),
+    Mistake(
+        name="time-embedding-interleaved",
+        cause="interleaved the sines and cosines",
+        cell="timestep_embedding",
+        why="sin and cos interleaved, as notebook 04's positions, instead of two halves",
+        code=FROM_CATALOGUE,
+        fails={"test_timestep_embedding"},
+    ),
+    Mistake(
+        name="time-embedding-exponent-over-dim",
+        cause="divided the exponent by dim where dim/2",
+        cell="timestep_embedding",
+        why="exponent i/dim: the ladder stops at 1/sqrt(max_period)",
+        code=FROM_CATALOGUE,
+        fails={"test_timestep_embedding"},
+    ),
+    Mistake(
+        name="time-embedding-from-one",
+        cause="started the frequencies at i = 1",
+        cell="timestep_embedding",
+        why="frequencies from i = 1 .. dim/2 (off by one)",
+        code=FROM_CATALOGUE,
+        fails={"test_timestep_embedding"},
     ),
     Mistake(
         name="train-no-zero-grad",

@@ -4,6 +4,7 @@ Read by tools/harness.py. Every answer cell must be the target of at least
 one mistake; each mistake names exactly the test cells that must score 0.
 """
 
+import harness
 from harness import FROM_CATALOGUE, Mistake
 
 SDPA_TESTS = {"test_sdpa_values", "test_sdpa_mask", "test_sdpa_empty_rows"}
@@ -155,5 +156,66 @@ MISTAKES += [
         why="returns the merged heads without attn.out_proj",
         code=FROM_CATALOGUE,
         fails={"test_self_attention"},
+    ),
+]
+
+MHA_TEST = {"test_mha_forward"}
+
+MISTAKES += [
+    Mistake(
+        name="mha-forward-as-shipped",
+        cause="the heads are merged with a reshape alone",
+        cell="MultiHeadAttention",
+        why="the debug exercise handed in unchanged: heads merged by a reshape alone and scores divided by sqrt(D)",
+        code=harness.as_shipped("04_attention", "MultiHeadAttention"),
+        fails=MHA_TEST,
+    ),
+    Mistake(
+        name="mha-forward-merge-unfixed",
+        cause="the heads are merged with a reshape alone",
+        cell="MultiHeadAttention",
+        why="fixed the scale only: the merge still hands position i the head outputs of later positions",
+        code=FROM_CATALOGUE,
+        fails=MHA_TEST,
+    ),
+    Mistake(
+        name="mha-forward-scale-unfixed",
+        cause="the scores are divided by sqrt(D), the model's width",
+        cell="MultiHeadAttention",
+        why="fixed the merge only: every head's softmax is still too flat by a factor sqrt(H)",
+        code=FROM_CATALOGUE,
+        fails=MHA_TEST,
+    ),
+    Mistake(
+        name="mha-forward-merge-last-axes",
+        cause="the merge swaps the last two axes",
+        cell="MultiHeadAttention",
+        why="transposes (-2, -1), as for k, instead of the heads and the positions",
+        code=FROM_CATALOGUE,
+        fails=MHA_TEST,
+    ),
+    Mistake(
+        name="mha-forward-merge-feature-by-feature",
+        cause="the heads are merged feature by feature",
+        cell="MultiHeadAttention",
+        why="permutes to (B, T_q, dh, H), interleaving the heads' features",
+        code=FROM_CATALOGUE,
+        fails=MHA_TEST,
+    ),
+    Mistake(
+        name="mha-forward-no-scale",
+        cause="the scale is gone",
+        cell="MultiHeadAttention",
+        why="deleted the wrong scale instead of fixing it",
+        code=FROM_CATALOGUE,
+        fails=MHA_TEST,
+    ),
+    Mistake(
+        name="mha-forward-scaled-by-head-size",
+        cause="the scores are divided by dh, the head size itself",
+        cell="MultiHeadAttention",
+        why="divides by dh instead of sqrt(dh)",
+        code=FROM_CATALOGUE,
+        fails=MHA_TEST,
     ),
 ]

@@ -4,7 +4,7 @@ Read by tools/harness.py. Every answer cell must be the target of at least
 one mistake; each mistake names exactly the test cells that must score 0.
 """
 
-from harness import FROM_CATALOGUE, Mistake
+from harness import FROM_CATALOGUE, Mistake, as_shipped
 
 _SAMPLING = {"test_sampling_top_k_top_p"}
 
@@ -50,6 +50,74 @@ MISTAKES = [
         why="replaces the first occurrence and stops",
         code=FROM_CATALOGUE,
         fails={"test_merge"},
+    ),
+    # ---- debug: bpe_encode -------------------------------------------------------------
+    Mistake(
+        name="bpe-encode-as-shipped",
+        cause="the pair to merge was chosen by how often",
+        cell="bpe_encode",
+        why="the colleague's code, unchanged: most frequent pair first, and the loop stops at two ids",
+        code=as_shipped("05_pretraining", "bpe_encode"),
+        fails={"test_bpe_encode"},
+    ),
+    Mistake(
+        name="bpe-encode-most-frequent-first",
+        cause="the pair to merge was chosen by how often",
+        cell="bpe_encode",
+        why="only the loop condition fixed: still picks the most frequent pair, as training does",
+        code=FROM_CATALOGUE,
+        fails={"test_bpe_encode"},
+    ),
+    Mistake(
+        name="bpe-encode-stops-at-two",
+        cause="the loop stopped with two ids left",
+        cell="bpe_encode",
+        why="only the choice fixed: a last pair of two ids is never merged",
+        code=FROM_CATALOGUE,
+        fails={"test_bpe_encode"},
+    ),
+    Mistake(
+        name="bpe-encode-most-frequent-learned",
+        cause="the most frequent learned pair went first",
+        cell="bpe_encode",
+        why="half a fix: unlearned pairs filtered out, but counts still choose among the learned ones",
+        code=FROM_CATALOGUE,
+        fails={"test_bpe_encode"},
+    ),
+    Mistake(
+        name="bpe-encode-latest-first",
+        cause="the latest-learned merge went first",
+        cell="bpe_encode",
+        why="chooses by rank with max instead of min",
+        code=FROM_CATALOGUE,
+        fails={"test_bpe_encode"},
+    ),
+    Mistake(
+        name="bpe-encode-one-pass",
+        cause="each pair of the raw bytes was tried once",
+        cell="bpe_encode",
+        why="a for loop over the pairs of the raw bytes: merges that need an earlier merge never happen",
+        code=FROM_CATALOGUE,
+        fails={"test_bpe_encode"},
+    ),
+    Mistake(
+        name="bpe-encode-rank-none",
+        cause="a pair that was never learned has no rank",
+        cell="bpe_encode",
+        why="min(counts, key=ranks.get): None for an unlearned pair cannot be compared with a rank",
+        code='''
+def bpe_encode(text, merges):
+    ranks = {pair: i for i, pair in enumerate(merges)}
+    tokens = list(text.encode("utf-8"))
+    while len(tokens) >= 2:
+        counts = get_pair_counts(tokens)
+        pair = min(counts, key=ranks.get)
+        if pair not in ranks:
+            break
+        tokens = merge(tokens, pair, 256 + ranks[pair])
+    return tokens
+''',
+        fails={"test_bpe_encode"},
     ),
     # ---- CharTokenizer ----------------------------------------------------------------
     Mistake(

@@ -4,6 +4,7 @@ Read by tools/harness.py. Every answer cell must be the target of at least
 one mistake; each mistake names exactly the test cells that must score 0.
 """
 
+import harness
 from harness import FROM_CATALOGUE, Mistake
 
 LORA_CLASS = '''
@@ -245,6 +246,63 @@ MISTAKES = [
         why="freezes the model before searching, so a budget that nothing fits leaves it frozen",
         code=budget_code(start="model.requires_grad_(False)"),
         fails={"test_lora_for_budget"},
+    ),
+    # -- EarlyStopping (the debug exercise) -------------------------------------------------------
+    Mistake(
+        name="early-stopping-as-shipped",
+        cause="the saved 'best' weights are the model's own tensors",
+        cell="EarlyStopping",
+        why="the debug exercise handed in unchanged: state_dict() kept without a copy, and no reset of bad_evals",
+        code=harness.as_shipped("06_fine_tuning", "EarlyStopping"),
+        fails={"test_early_stopping"},
+    ),
+    Mistake(
+        name="early-stopping-live-weights",
+        cause="the saved 'best' weights are the model's own tensors",
+        cell="EarlyStopping",
+        why="fixed the counter only: the 'best' weights still follow training, so restore loads the last ones",
+        code=FROM_CATALOGUE,
+        fails={"test_early_stopping"},
+    ),
+    Mistake(
+        name="early-stopping-never-resets",
+        cause="the patience counter is not reset by a new best",
+        cell="EarlyStopping",
+        why="fixed the copy only: bad_evals counts every evaluation without progress, not those in a row",
+        code=FROM_CATALOGUE,
+        fails={"test_early_stopping"},
+    ),
+    Mistake(
+        name="early-stopping-tie-is-progress",
+        cause="a tie counted as progress",
+        cell="EarlyStopping",
+        why="tests value <= best - min_delta: an equal loss counts as a new best",
+        code=FROM_CATALOGUE,
+        fails={"test_early_stopping"},
+    ),
+    Mistake(
+        name="early-stopping-delta-wrong-side",
+        cause="min_delta is on the wrong side",
+        cell="EarlyStopping",
+        why="tests value < best + min_delta: a loss a little above the best counts as progress",
+        code=FROM_CATALOGUE,
+        fails={"test_early_stopping"},
+    ),
+    Mistake(
+        name="early-stopping-vs-previous",
+        cause="compared each loss with the previous evaluation's",
+        cell="EarlyStopping",
+        why="compares with the previous evaluation, so a dip after a rise counts as a new best",
+        code=FROM_CATALOGUE,
+        fails={"test_early_stopping"},
+    ),
+    Mistake(
+        name="early-stopping-one-late",
+        cause="stopped one evaluation late",
+        cell="EarlyStopping",
+        why="stops when bad_evals > patience, one evaluation after the contract says",
+        code=FROM_CATALOGUE,
+        fails={"test_early_stopping"},
     ),
     # -- predictions ----------------------------------------------------------------------------
     Mistake(
