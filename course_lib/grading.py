@@ -27,6 +27,7 @@ import math
 import os
 import re
 import sys
+import traceback
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
@@ -53,6 +54,23 @@ _TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)  # exactly these: a subclass 
 
 class CheckFailed(AssertionError):
     """A self-check found a difference; the message says what and why."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython (Jupyter, nbgrader's feedback) shows for a failed check: the message, after the lines
+        of the student's own code when it raised. The check's own frames inside ``course_lib`` are left out:
+        they are the grader's code, not the student's, and pushed the message off the screen."""
+        lines = []
+        cause = self.__cause__
+        if cause is not None:
+            frames = [frame for frame in traceback.extract_tb(cause.__traceback__)
+                      if not os.path.abspath(frame.filename).startswith(_COURSE_LIB + os.sep)]
+            if frames:
+                lines.append("Your code raised (most recent call last):")
+                lines += [entry.rstrip("\n") for entry in traceback.format_list(frames)]
+                lines += [entry.rstrip("\n") for entry in traceback.format_exception_only(type(cause), cause)]
+                lines.append("")
+        lines.append(f"{type(self).__name__}: {self}")
+        return lines
 
 
 def passed(message: str = "All tests passed.") -> None:

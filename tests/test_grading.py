@@ -310,3 +310,43 @@ def test_a_cause_is_read_from_its_catalogue():
     assert error_cause(errors, ZeroDivisionError("division by zero")) == "divided by zero"
     assert error_cause(errors, IndexError("index 3 is out of bounds")) == "indexed past the end"
     assert error_cause(errors, KeyError("x")) is None
+
+
+# ---------------------------------------------------------------------------
+# What a student sees of a failed check in Jupyter (CheckFailed._render_traceback_)
+# ---------------------------------------------------------------------------
+
+
+def test_a_failed_check_renders_its_message_and_only_the_students_frames():
+    def softmax(x, dim=-1):
+        return x.undefined_thing()
+
+    with pytest.raises(CheckFailed) as crashed:
+        welcome.check_softmax_values(softmax)
+    shown = "\n".join(crashed.value._render_traceback_())
+    assert "x.undefined_thing()" in shown and "AttributeError" in shown  # the student's own line
+    assert "course_lib" not in shown.replace("course_lib.", "")  # no frame of the grader's code
+    assert shown.endswith(f"CheckFailed: {crashed.value}")
+
+    with pytest.raises(CheckFailed) as wrong:
+        welcome.check_softmax_values(lambda x, dim=-1: x.exp() / x.exp().sum())
+    assert wrong.value._render_traceback_() == [f"CheckFailed: {wrong.value}"]
+
+
+@pytest.mark.slow
+def test_jupyter_shows_a_failed_check_without_the_graders_frames():
+    """Through a real kernel: the error output of a failing self-check cell is the check's message (and the
+    student's own frames when their code raised), not a traceback through course_lib/checks and grading.py."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("def softmax(x, dim=-1):\n    return x.exp() / x.exp().sum()"),
+        nbformat.v4.new_code_cell("from course_lib.checks.welcome import check_softmax_values\n"
+                                  "check_softmax_values(softmax)"),
+    ]
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+    (error,) = [out for out in nb.cells[1].outputs if out.output_type == "error"]
+    assert error.ename == "CheckFailed"
+    assert len(error.traceback) == 1 and error.traceback[0].startswith("CheckFailed: softmax is not right yet")
