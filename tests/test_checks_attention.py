@@ -238,7 +238,7 @@ def test_the_shipped_code_runs_fails_and_is_named_by_one_of_its_bugs():
     for config in C.MHA_FORWARD_CONFIGS:  # wrong, not broken: it runs on every case, with the right shapes
         out, weights = C.mha_output(cls, **C.mha_case(**config))
         assert out.shape == (config["B"], config["T_q"], config["D"]) and torch.isfinite(out).all()
-    merged_by_reshape = next(d for d in C.MHA_FORWARD_MISTAKES if d.startswith("the heads are merged with a reshape"))
+    merged_by_reshape = next(d for d, f in C.MHA_FORWARD_MISTAKES.items() if f.args[0] is C._MHAMergedByReshape)
     assert_fails_naming(lambda: C.check_mha_forward(cls, {}), f"Likely cause: {merged_by_reshape}")
     with_one_head = C.mha_case(B=2, T_q=5, D=6, H=1, mask="causal", seed=7)  # the bug report: right with one head
     torch.testing.assert_close(C.mha_output(cls, **with_one_head), C.mha_output(A.MultiHeadAttention, **with_one_head))

@@ -265,7 +265,7 @@ def _early_stopping_ref(**case):
 
 def _first_bug() -> str:
     """The catalogue's description of the shipped class's first bug (the 'best' weights are not a copy)."""
-    return next(d for d in ft.EARLY_STOPPING_MISTAKES if d.startswith("the saved 'best' weights"))
+    return next(d for d in ft.EARLY_STOPPING_MISTAKES if d.startswith("the restored model is not the best one"))
 
 
 def test_reference_early_stopping_passes_on_every_case():
@@ -319,7 +319,7 @@ class _Shipped(ft._Stopper):
 
 def test_the_shipped_class_is_told_its_first_bug_and_pointed_at_the_hint():
     assert_fails_naming(lambda: ft.check_early_stopping(_Shipped), "Likely cause: " + _first_bug())
-    assert "see Hint 2 above" in _first_bug()
+    assert "(Hint 1 above)" in _first_bug()
 
 
 def test_early_stopping_edges_and_shortcuts_are_refused():

@@ -246,7 +246,7 @@ def test_right_mode_coverages_pass_visible_hidden_and_edge_cases(answer):
 
 def test_the_code_as_shipped_fails_naming_its_first_bug_and_shows_the_symptoms_the_text_claims():
     shipped = _coverage_answer(harness.as_shipped("01_gans", "mode_coverage"))
-    distance = next(d for d in gans.MODE_COVERAGE_MISTAKES if d.startswith("compared a squared distance"))
+    distance = next(d for d in gans.MODE_COVERAGE_MISTAKES if "up to about 0.245 from their nearest centre" in d)
     assert_fails_naming(lambda: gans.check_mode_coverage(shipped), f"Likely cause: {distance}")
     # The notebook's text: the data 8/8; a collapsed generator with strays 8/8 too; a blurred ring 99 % high
     # quality. The samples are those of its demo cell (coverage-demo), where the fixed code says 8/8 and 99 %,
@@ -263,6 +263,18 @@ def test_the_code_as_shipped_fails_naming_its_first_bug_and_shows_the_symptoms_t
     assert right(data, RING, std=0.02)["modes"] == 8 and right(data, RING, std=0.02)["high_quality"] > 0.985
     assert right(collapsed, RING, std=0.02)["modes"] == 1 and right(collapsed, RING, std=0.02)["high_quality"] > 0.94
     assert 0.23 < right(blurred, RING, std=0.02)["high_quality"] < 0.26
+
+
+def test_the_code_as_shipped_with_its_distance_fixed_is_told_about_its_threshold():
+    """The second run of the self-check, after the first bug is fixed, names the second bug; each of the two
+    messages points to its own part of Hint 2."""
+    source = harness.as_shipped("01_gans", "mode_coverage")
+    assert source.count(".sum(dim=-1)") == 1
+    half_fixed = _coverage_answer(source.replace(".sum(dim=-1)", ".sum(dim=-1).sqrt()"))
+    threshold = next(d for d in gans.MODE_COVERAGE_MISTAKES if "a single high-quality sample is enough" in d)
+    assert_fails_naming(lambda: gans.check_mode_coverage(half_fixed), f"Likely cause: {threshold}")
+    distance = next(d for d in gans.MODE_COVERAGE_MISTAKES if "up to about 0.245 from their nearest centre" in d)
+    assert "'The distance' in Hint 2" in distance and "'The threshold' in Hint 2" in threshold
 
 
 @pytest.mark.parametrize("description", list(gans.MODE_COVERAGE_MISTAKES))

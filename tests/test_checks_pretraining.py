@@ -10,6 +10,9 @@ that stops at two ids.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import harness
 import pytest
 import torch
@@ -368,7 +371,7 @@ def test_the_shipped_bpe_encode_runs_and_survives_its_authors_tests():
         assert b"".join(pieces[i] for i in out).decode("utf-8") == case["text"]
     first = next(iter(checks.BPE_ENCODE_MISTAKES))
     assert_fails_naming(lambda: checks.check_bpe_encode(shipped, {}), first)
-    assert_fails_naming(lambda: checks.check_bpe_encode(shipped, {}), "see Hint 2 above")
+    assert_fails_naming(lambda: checks.check_bpe_encode(shipped, {}), "(Hint 1 above, 'Which pair')")
 
 
 def test_fixing_one_bug_of_the_shipped_bpe_encode_lets_the_check_name_the_other():
@@ -394,6 +397,36 @@ def test_the_shipped_bpe_encode_merges_nothing_of_fast_modes_validation_text():
     shipped = _shipped_bpe_encode({"get_pair_counts": tokenizer.get_pair_counts, "merge": tokenizer.merge})
     assert shipped(held_out, merges) == list(held_out.encode("utf-8"))
     assert len(checks.reference_bpe_encode(held_out, merges)) < 0.8 * len(held_out.encode("utf-8"))
+
+
+def _bpe_encode_hints() -> dict[str, str]:
+    """The hints of notebook 05's debug section ('Hint 1' -> its text), read from the source."""
+    source = (Path(__file__).resolve().parents[1] / "sources" / "05_pretraining" / "pretraining.py").read_text()
+    start = source.index("# ## Debug · ")
+    section = source[start:source.index('# %% id="bpe_encode"', start)]
+    return dict(re.findall(r"<summary>(Hint \d)</summary>(.*?)</details>", section, flags=re.S))
+
+
+@pytest.mark.parametrize("description", list(checks.BPE_ENCODE_MISTAKES) + list(checks.BPE_ENCODE_ERRORS.values()))
+def test_each_bpe_encode_description_points_to_a_hint_paragraph_and_does_not_give_the_fix(description):
+    """Each description says what is wrong with the ids and where to look, then names the hint and its paragraph
+    ('Which pair' or 'When to stop'); none writes the fix (that is Hint 3's job)."""
+    hint, paragraph = re.search(r"\((Hint \d) above, '([^']+)'\)$", description).groups()
+    assert f"**{paragraph}.**" in _bpe_encode_hints()[hint], (hint, paragraph)
+    for giveaway in ("min", "max", "smallest", "largest", ">=", "> 2", "len(", "ranks[", "`ranks`", "get(", "count",
+                     "while len", "`while`", "instead", "rather", "sort", "rank order"):
+        assert giveaway not in description, giveaway
+
+
+def test_the_shipped_bugs_are_pointed_at_hint_1_which_has_a_paragraph_for_each():
+    """Hint 1 says where to look for each bug, Hint 2 what goes wrong, Hint 3 the code: each has both paragraphs."""
+    hints = _bpe_encode_hints()
+    assert list(hints) == ["Hint 1", "Hint 2", "Hint 3"]
+    for text in hints.values():
+        assert "**Which pair.**" in text and "**When to stop.**" in text
+    for bug, paragraph in ((checks._encode_most_frequent, "Which pair"), (checks._encode_stops_at_two, "When to stop")):
+        assert catalogued(checks.BPE_ENCODE_MISTAKES, bug).endswith(f"(Hint 1 above, '{paragraph}')")
+    assert "max(counts" not in hints["Hint 1"] and "> 2" not in hints["Hint 1"]
 
 
 def test_every_bpe_encode_mistake_is_caught_and_named():

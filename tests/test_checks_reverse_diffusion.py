@@ -11,6 +11,9 @@ growing frequencies.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from envtools import assert_each_mistake_is_caught_and_named, assert_fails_naming
@@ -19,6 +22,8 @@ from harness import as_shipped
 from course_lib import diffusion as D
 from course_lib.checks import reverse_diffusion as C
 from course_lib.grading import CheckFailed
+
+ROOT = Path(__file__).resolve().parents[1]
 
 STUDENT = '''
 def train_denoiser(model, batches, schedule, optimizer, steps, p_uncond=0.0, lr_scheduler=None, grad_clip=1.0):
@@ -249,8 +254,8 @@ def test_the_time_embedding_check_passes_right_answers_on_every_case(which):
 
 def test_the_shipped_time_embedding_is_named_by_one_bug_then_the_other():
     growing, cos_first = list(C.TIMESTEP_EMBEDDING_MISTAKES)[:2]
-    assert growing.startswith("the frequencies grow") and cos_first.startswith("the cosines come first")
-    assert "Hint 2" in growing and "Hint 2" in cos_first
+    assert growing.startswith("the frequencies are wrong, and far too fast")
+    assert cos_first.startswith("the layout is wrong")
     assert_fails_naming(lambda: C.check_timestep_embedding(_shipped_embedding()), f"Likely cause: {cos_first}")
     assert_fails_naming(lambda: C.check_timestep_embedding(_shipped_embedding(FIX_SIGN)), f"Likely cause: {cos_first}")
     assert_fails_naming(lambda: C.check_timestep_embedding(_shipped_embedding(FIX_ORDER)), f"Likely cause: {growing}")
@@ -262,6 +267,26 @@ def test_each_time_embedding_mistake_is_named_by_the_check(description):
     assert_fails_naming(lambda: C.check_timestep_embedding(wrong), f"Likely cause: {description}")
     assert_fails_naming(lambda: C.check_timestep_embedding(wrong, cases=_embedding_hidden_cases()),
                         f"Likely cause: {description}")
+
+
+def _debug_section() -> str:
+    """The source of notebook 03's debug section, from its heading to the answer cell (the hints included)."""
+    source = (ROOT / "sources" / "03_reverse_diffusion" / "reverse_diffusion.py").read_text()
+    start = source.index("# ## Debug · ")
+    return source[start:source.index('# %% id="timestep_embedding"', start)]
+
+
+@pytest.mark.parametrize("description", list(C.TIMESTEP_EMBEDDING_MISTAKES))
+def test_each_time_embedding_description_points_to_a_hint_and_does_not_give_the_fix(description):
+    """Each names Hint 1 and the paragraph of it that covers the mistake ('At t = 0' for the layout, 'At t = 1'
+    for the frequencies); none writes code or names the change that fixes it (that is Hint 3's job)."""
+    hint, paragraph = re.search(r"\(Hint (\d) above, '([^']+)'\)$", description).groups()
+    section = _debug_section()
+    body = section[section.index(f"<summary>Hint {hint}</summary>"):]
+    body = body[:body.index("</details>")]
+    assert f"**{paragraph.replace('t = ', '$t = ')}$**" in body, (paragraph, body)
+    for giveaway in ("torch", "math.", "exp(", "sin(", "cos(", "sign", "minus", "swap", "instead", "order"):
+        assert giveaway not in description, giveaway
 
 
 def test_the_time_embedding_check_refuses_the_reference():

@@ -641,24 +641,33 @@ def _output_of(cls: type) -> Callable:
     return functools.partial(mha_output, cls)
 
 
+# Each description says what is observably wrong (against the equation and the contract) and where to look,
+# and points to the part of the hints that covers it: 'After the softmax' (the merge), 'Before the softmax' (the
+# scale); no description says what the right code is. A merge mistake is first caught on case 1, whose weights
+# are uniform whatever the scale (hence "on this case the attention weights are right", true of the code as shipped).
+_AFTER = "(Hint 1 above, 'After the softmax')"
+_BEFORE = "(Hint 1 above, 'Before the softmax')"
+_WHERE_MERGED = "look at what happens to the heads' results between the attention and `out_proj`"
+_WHERE_SCALED = "look at how the scores are scaled"
+
 MHA_FORWARD_MISTAKES = {
-    "the heads are merged with a reshape alone: (B, H, T_q, dh) reshaped straight to (B, T_q, D) hands "
-    "position i the head outputs of other positions, later ones included (hence the leak past the causal mask); "
-    "move the heads back next to the features, (B, T_q, H, dh), before the reshape (Hint 2 above)": _output_of(
-        _MHAMergedByReshape
-    ),
-    "the scores are divided by sqrt(D), the model's width: each head's dot products are over its own "
-    "dh = D / H features, so the scale is 1 / sqrt(dh) (Hint 3 above)": _output_of(_MHAScaledByWidth),
-    "the merge swaps the last two axes (positions and head features): the axes to swap are the heads and the "
-    "positions, 1 and 2, giving (B, T_q, H, dh)": _output_of(_MHAMergedLastAxesSwapped),
-    "the heads are merged feature by feature: each position's D features must be head 0's dh values, then "
-    "head 1's, ..., i.e. (B, T_q, H, dh) before the reshape, not (B, T_q, dh, H)": _output_of(
-        _MHAMergedFeatureByFeature
-    ),
-    "the scale is gone: the scores q k^T of each head must be divided by sqrt(dh)": _output_of(_MHANoScale),
-    "the scores are divided by dh, the head size itself: the scale is its square root, 1 / sqrt(dh)": _output_of(
-        _MHAScaledByHeadSize
-    ),
+    "on this case the attention weights are right, yet the output at a query position is built partly from the "
+    "results of other positions, later ones included (hence the leak past a causal mask); with one head the "
+    f"output is right: {_WHERE_MERGED} {_AFTER}": _output_of(_MHAMergedByReshape),
+    "every head's attention weights are flatter (closer to uniform over the keys a query may see) than the "
+    "equation's, while with one head they are right: "
+    f"{_WHERE_SCALED} {_BEFORE}": _output_of(_MHAScaledByWidth),
+    "on this case the attention weights are right, yet the output at a query position is built partly from the "
+    "results of other positions, later ones included (a leak past a causal mask), and it is wrong with one head "
+    f"too: {_WHERE_MERGED} {_AFTER}": _output_of(_MHAMergedLastAxesSwapped),
+    "on this case the attention weights are right and each position's output depends on its own results only "
+    "(no leak), yet it differs: the features that reach `out_proj` are not laid out as the equation's "
+    "[head_1, ..., head_H]; with one head the output is right: "
+    f"{_WHERE_MERGED} {_AFTER}": _output_of(_MHAMergedFeatureByFeature),
+    "every head's attention weights are more peaked (further from uniform) than the equation's, with one head "
+    f"too: {_WHERE_SCALED} {_BEFORE}": _output_of(_MHANoScale),
+    "every head's attention weights are flatter (closer to uniform over the keys a query may see) than the "
+    f"equation's, with one head too: {_WHERE_SCALED} {_BEFORE}": _output_of(_MHAScaledByHeadSize),
 }
 
 MHA_FORWARD_SHORTCUTS = [

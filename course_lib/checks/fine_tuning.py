@@ -943,25 +943,34 @@ def _early_stopping_mistake(cls: type) -> Callable:
 
 
 EARLY_STOPPING_MISTAKES = {
-    "the saved 'best' weights are the model's own tensors, not a copy: `model.state_dict()` returns the "
-    "parameters themselves, the optimizer keeps changing them in place, and `restore` loads the last weights "
-    "(`dict(...)`, `.copy()` and `.detach()` do not copy the tensors either; see Hint 2 above)": (
+    "the restored model is not the best one: the run stops where it should and `best` and `best_step` are right, "
+    "but after `restore` the model has the validation loss of the run's last evaluation, as if `restore` had not "
+    "run. Check what `best_state` holds at the end of the run, and whether that is still the weights of step "
+    "`best_step` (Hint 1 above)": (
         _early_stopping_mistake(_StopperKeepsLiveWeights)
     ),
-    "the patience counter is not reset by a new best: `bad_evals` counts every evaluation without progress "
-    "since the start instead of those in a row, so a noisy run stops too early (see Hint 2 above)": (
+    "the run stops too early: at the evaluation where it stops, fewer than `patience` evaluations in a row have "
+    "gone without progress since the last new best. Follow `bad_evals` evaluation by evaluation through this "
+    "case and compare it with that count (Hint 1 above)": (
         _early_stopping_mistake(_StopperNeverResets)
     ),
-    "a tie counted as progress: a new best must be lower than the best so far by more than min_delta; "
-    "an equal loss is an evaluation without progress": _early_stopping_mistake(_StopperTieIsProgress),
-    "min_delta is on the wrong side: progress means beating the best by more than min_delta "
-    "(value < best - min_delta), so a loss a little above the best is not a new best": (
+    "a tie counted as progress: a loss equal to the best so far (with min_delta > 0, one exactly min_delta below "
+    "it) became a new best, which moved `best_step` to the later of the two and started the patience count "
+    "again; by the equation above a tie is an evaluation without progress. Check the test that decides "
+    "progress": _early_stopping_mistake(_StopperTieIsProgress),
+    "min_delta works the wrong way: with min_delta > 0, losses that do not beat the best by more than min_delta "
+    "(a little below the best, or even a little above it) counted as new bests, so `best` can go up and the "
+    "run can go on too long. Check the test that decides progress against the equation above": (
         _early_stopping_mistake(_StopperDeltaWrongSide)
     ),
-    "compared each loss with the previous evaluation's instead of the best so far: a dip after a rise "
-    "is not a new best unless it beats the best": _early_stopping_mistake(_StopperComparesWithPrevious),
-    "stopped one evaluation late: stop as soon as `patience` evaluations in a row brought no new best "
-    "(bad_evals >= patience)": _early_stopping_mistake(_StopperStopsLate),
+    "a dip counted as a new best although it did not beat the best so far: after a rise, a loss lower than the "
+    "evaluation just before it, but not lower than `best`, became the new best (so `best` can go up) and "
+    "the patience count started again. Check what a new loss is compared with, against the equation above": (
+        _early_stopping_mistake(_StopperComparesWithPrevious)
+    ),
+    "stopped one evaluation late: the run went on for one more evaluation after the one that made `patience` "
+    "evaluations in a row without progress (or ran to the end when that came first). Check when `callback` "
+    "ends the run": _early_stopping_mistake(_StopperStopsLate),
 }
 
 EARLY_STOPPING_CASES = [  # the first shows the saved-weights bug alone; each mistake shows on the first it fails

@@ -379,31 +379,38 @@ def _extract_images_only(values, t, x):
 
 
 EXTRACT_MISTAKES = {
-    "off by one: timesteps here run 0 .. T-1 and index the schedule directly, so example i needs values[t_i], "
-    "not values[t_i - 1]; at t = 0, values[-1] silently reads the *last* step, pure noise where the data should "
-    "be almost clean (Hint 2 above)": _extract_previous_step,
-    "the result is (B, 1) whatever x is: right for points (B, 2) only; broadcasting lines up the *last* axes, so "
-    "against images (B, 1, 8, 8) the B values meet the image's height. Give it x.dim() axes, (B, 1, ..., 1) "
-    "(Hint 2 above)": _extract_points_only,
-    "clamped t - 1 at 0: that hides the wrap-around at t = 0, but every other example still gets the step "
-    "before its own; index with t itself (timesteps run 0 .. T-1)": _extract_clamped,
-    "returned the (B,) values without reshaping them: against x (B, ...) they would broadcast along x's *last* "
-    "axis; give them x.dim() axes, (B, 1, ..., 1)": _extract_flat,
-    "one size-1 axis too many: the result has x.dim() axes in all, the batch axis and x.dim() - 1 of size 1; "
-    "with one more, multiplying it by x broadcasts to (B, B, ...)": _extract_extra_axis,
-    "the result has 4 axes whatever x is: right for images (B, 1, 8, 8) only; the number of size-1 axes "
-    "follows x.dim(), so points (B, 2) get (B, 1)": _extract_images_only,
+    "every example gets the value of another step than its own t_i (at t = 0, the *last* entry of `values`, "
+    "the step where the data is pure noise): check which entry of `values` each example reads "
+    "(Hint 1 above, on picking)": _extract_previous_step,
+    "the result has shape (B, 1) whatever x is: that fits points (B, 2) only; for images, or plain numbers (B,), "
+    "its number of axes is not x's, and against images (B, 1, 8, 8) its B values do not meet x's batch axis "
+    "(an error, or for B = 8 a wrong pairing that runs): check whether the result's shape follows x "
+    "(Hint 1 above, on shaping)": _extract_points_only,
+    "examples at t = 0 now get their own value, but every example at a later step still gets the value of "
+    "another step than its own t_i: check again which entry of `values` each example reads "
+    "(Hint 1 above, on picking)": _extract_clamped,
+    "the result is one-dimensional, (B,), whatever x is: for points or images it has fewer axes than x, and "
+    "multiplied by x its B values would meet x's *last* axis, not the batch axis: check whether the result's "
+    "shape follows x (Hint 1 above, on shaping)": _extract_flat,
+    "the result has one axis more than x: multiplied by x it would broadcast to (B, B, ...) instead of x's shape; "
+    "count the axes of size 1 it gets (Hint 1 above, on shaping)": _extract_extra_axis,
+    "the result has 4 axes whatever x is: that fits images (B, 1, 8, 8) only; for points (B, 2), plain numbers "
+    "(B,) or any x without 4 axes its number of axes is not x's: check whether the result's shape follows x "
+    "(Hint 1 above, on shaping)": _extract_images_only,
 }
 
-# What extract raises when it gives the B values x's whole shape instead of (B, 1, ..., 1).
+# What extract raises when it gives the B picked values x's whole shape, or stretches them to it.
 EXTRACT_ERRORS = {
     r"shape '\[[\d, ]*\]' is invalid for input of size": (
-        "reshaped the B values to x's whole shape: there is one value per example, so the result is "
-        "(B, 1, ..., 1), and broadcasting stretches it over x when the two are multiplied"
+        "asked the B picked values, one per example, to fill a shape of another size (such as x's whole "
+        "shape): the contract's result has x's number of axes, not x's sizes; check which shape the picked "
+        "values are given (Hint 1 above, on shaping)"
     ),
     r"expanded size of the tensor": (
-        "expanded the (B,) values to x's shape: expand lines them up with x's *last* axis; reshape them to "
-        "(B, 1, ..., 1) and let broadcasting do the rest"
+        "stretching the (B,) picked values to x's shape failed: a tensor is stretched from its *last* axis, so "
+        "the B values met x's last axis, not its batch axis; the contract's result is not x-sized, the "
+        "multiplication by x does the stretching: check which shape the picked values are given "
+        "(Hint 1 above, on shaping)"
     ),
 }
 

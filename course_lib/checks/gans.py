@@ -715,26 +715,33 @@ def _coverage(samples, centers, std, k=3.0, min_share=None, *, squared=False, k_
 
 
 MODE_COVERAGE_MISTAKES = {
-    "compared a squared distance with k * std: a sample is high quality when its *distance* to the nearest "
-    "centre is at most k * std, a length; on the ring a squared distance of at most 0.06 lets in every sample "
-    "within sqrt(0.06) = 0.245 of a centre, four times the radius (Hint 2 above)": (
+    "the cut-off for high quality is not at distance k * std from a centre: on the ring (k * std = 0.06) samples "
+    "up to about 0.245 from their nearest centre, four times the radius, count as high quality, so `high_quality` "
+    "and `counts` take in samples that miss every mode. Look at the comparison that decides d_i <= k * std and at "
+    "what each of its two sides measures (Hint 1 above; 'The distance' in Hint 2 says why)": (
         functools.partial(_coverage, squared=True)
     ),
-    "compared the squared distance with k * std ** 2, which squares std but not k: the square of the radius "
-    "k * std is (k * std) ** 2": functools.partial(_coverage, k_not_squared=True),
-    "counted every sample towards its nearest mode: `counts` holds only the *high-quality* samples nearest to "
-    "each centre, so a sample far from every centre covers nothing": functools.partial(_coverage, all_samples=True),
-    "compared each mode's count with the share `min_share` itself: a count of samples must reach a number of "
-    "samples, max(1, min_share * N), so one sample near a mode was enough to cover it (Hint 2 above)": (
+    "the cut-off for high quality is not at distance k * std from a centre: on the ring (k = 3, std = 0.02) only "
+    "samples within about 0.035 of a centre count as high quality, not all those within 0.06, so `high_quality` "
+    "comes out too low. Look at the radius the distance is compared with ('The distance' in Hint 2 above)": (
+        functools.partial(_coverage, k_not_squared=True)
+    ),
+    "`counts` take in samples that are not high quality: a sample farther than k * std from every centre still "
+    "adds to its nearest mode's n_j, so samples that miss a mode can cover it. Look at which samples are counted "
+    "(the definition of n_j above the code)": functools.partial(_coverage, all_samples=True),
+    "a single high-quality sample is enough to cover a mode, however many samples N there are, so modes with fewer "
+    "high-quality samples than the covering threshold asks for count as covered. Look at what `counts` is "
+    "compared with and in which units (Hint 1 above; 'The threshold' in Hint 2 says why)": (
         functools.partial(_coverage, share_as_count=True)
     ),
-    "counted a mode only *above* the threshold: a count equal to max(1, min_share * N) covers it (>=, not >)": (
-        functools.partial(_coverage, strict=True)
+    "a mode whose number of high-quality samples equals the covering threshold exactly is not counted as covered, "
+    "although the covering condition above the code says it is": functools.partial(_coverage, strict=True),
+    "with min_share = 0 a mode without a single high-quality sample counts as covered, although a mode always needs "
+    "at least one (the covering condition and the list above the code)": functools.partial(_coverage, no_floor=True),
+    "with min_share left at its default, the threshold is far above a fifth of a mode's fair share N / K, so modes "
+    "that reach that fifth can be left uncovered. Compare the default with the definition of m above the code": (
+        functools.partial(_coverage, share_of_all=True)
     ),
-    "left out the floor of one sample: with min_share = 0 a mode still needs at least one high-quality sample, "
-    "so the threshold is max(1, min_share * N)": functools.partial(_coverage, no_floor=True),
-    "took a fifth of *all* samples as the default threshold: the default min_share is 0.2 / K, a fifth of one "
-    "mode's fair share 1 / K": functools.partial(_coverage, share_of_all=True),
 }
 
 

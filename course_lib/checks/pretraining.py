@@ -229,27 +229,29 @@ def _encode_one_pass(text, merges):
 
 
 BPE_ENCODE_MISTAKES = {
-    "the pair to merge was chosen by how often it occurs in this text, as training chooses: encoding must replay "
-    "training's merges in the order they were learned, so merge the adjacent pair with the smallest rank, however "
-    "rare it is here; the loop then ends only when no learned pair is left, not at the first frequent pair that "
-    "was never learned (see Hint 2 above)": (
-        _encode_most_frequent
-    ),
-    "the loop stopped with two ids left: two ids are still one pair, which may be a learned merge (' th' + 'e' "
-    "is ' the'); keep merging while at least two ids remain (Hint 3 above)": _encode_stops_at_two,
-    "the most frequent learned pair went first: counts must not decide at all, only the ranks (the order of "
-    "`merges`) do; merge the learned pair with the smallest rank first": _encode_most_frequent_learned,
-    "the latest-learned merge went first: merge the adjacent pair with the *smallest* rank (min, not max), as "
-    "training merged it before the later ones": _encode_latest_first,
-    "each pair of the raw bytes was tried once, in the order it occurs in the text: a merge makes new pairs that "
-    "may be learned merges themselves (' t' + 'h' gives ' th', then ' th' + 'e'), and the ranks, not the text, "
-    "give the order; keep merging the smallest-rank pair until no learned pair is left": _encode_one_pass,
+    "the loop returned while pairs that `merges` holds were still adjacent in the ids (often before its first "
+    "merge: the text's UTF-8 bytes came back as they were), or it merged them in another order than the equation's "
+    "r* gives; look at how the loop chooses `pair` (Hint 1 above, 'Which pair')": _encode_most_frequent,
+    "the ids ended as two that are themselves a learned pair (such as ' th' and 'e', which make ' the'): the loop "
+    "was over while the equation still had an r* to merge; look at what ends the loop (Hint 1 above, "
+    "'When to stop')": _encode_stops_at_two,
+    "no learned pair is left adjacent, but the merges went in another order than the ranks: at some step the "
+    "learned pair merged was not r* but one that occurred at least as often in the ids at that step; look at what "
+    "decides which learned pair the loop takes (Hint 1 above, 'Which pair')": _encode_most_frequent_learned,
+    "no learned pair is left adjacent, but whenever several learned pairs were adjacent, the one learned last was "
+    "merged first, so the ids are not the equation's; look at how the loop chooses `pair` (Hint 1 above, "
+    "'Which pair')": _encode_latest_first,
+    "each learned pair of the text's bytes was merged once, in the order the pairs first occur in the text: pairs "
+    "that only a merge makes (' th' next to 'e') are still adjacent in the ids, or the merges went in the text's "
+    "order, not the equation's; look at what the loop goes over and what ends it (Hint 1 above, "
+    "'When to stop')": _encode_one_pass,
 }
 
 BPE_ENCODE_ERRORS = {
     r"'<' not supported between instances of '(NoneType|int)' and '(NoneType|int)'": (
-        "a pair that was never learned has no rank: `ranks.get(pair)` gives None for it, and None cannot be "
-        "compared with a rank; give such pairs a rank larger than every learned one (Hint 2 above)"
+        "a pair that was never learned has no rank (None here), and None cannot be ordered against a learned "
+        "pair's rank: look at the rank the choice of `pair` gives a pair that is not in `merges` (Hint 3 above, "
+        "'Which pair')"
     ),
 }
 

@@ -439,20 +439,30 @@ def _emb_from_one(t, dim, max_period=10_000.0):
 
 # The notebook ships _emb_growing and _emb_cos_first in one function. The check's first case is t = 0, where
 # every angle is 0 and only the layout shows, so the shipped code is named by its layout bug first, then, once
-# that is fixed, by its frequencies.
+# that is fixed, by its frequencies. Each description says what the output shows against the contract and where
+# to look (Hint 1 of the debug section: the layout at t = 0, the ladder at t = 1), never the corrected code:
+# Hint 2 explains the two shipped bugs, Hint 3 gives the fix.
 TIMESTEP_EMBEDDING_MISTAKES = {
-    "the frequencies grow along the features instead of shrinking (a sign lost in the exponent): "
-    "w_i = max_period^(-i/(dim/2)) starts at 1 radian per step and falls towards 1/max_period; faster ones "
-    "make the embeddings of neighbouring timesteps unrelated (see Hint 2 above)": _emb_growing,
-    "the cosines come first: the first dim/2 features are the sines, the last dim/2 the cosines, so the "
-    "embedding of t = 0 is dim/2 zeros, then dim/2 ones; a network trained with one order reads the other "
-    "as a different time (see Hint 2 above)": _emb_cos_first,
-    "interleaved the sines and cosines (sin in feature 2i, cos in 2i+1, like notebook 04's positions): here "
-    "they are two halves, all the sines, then all the cosines": _emb_interleaved,
-    "divided the exponent by dim where dim/2 belongs: w_i = max_period^(-i/(dim/2)), so that the slowest "
-    "frequency gets near 1/max_period (with i/dim it stops near 1/sqrt(max_period))": _emb_exponent_over_dim,
-    "started the frequencies at i = 1 (off by one): i runs over 0 .. dim/2 - 1, so the fastest frequency "
-    "is max_period^0 = 1 radian per step": _emb_from_one,
+    "the frequencies are wrong, and far too fast: only the first sine and the first cosine turn by 1 radian "
+    "per step, as they should; every later one turns by more than 1 radian per step, where the contract's "
+    "ladder w_i falls from 1 towards 1/max_period. So the embeddings of neighbouring timesteps are unrelated. "
+    "Compare the function's frequencies with the ladder, as the features at t = 1 show them "
+    "(Hint 1 above, 'At t = 1')": _emb_growing,
+    "the layout is wrong: at t = 0, where every angle is 0, the first dim/2 features come out 1 and the last "
+    "dim/2 come out 0, where the contract has dim/2 zeros, then dim/2 ones. A network trained with "
+    "course_lib's embedding would read the features of another time. Check which column each kind of feature "
+    "lands in (Hint 1 above, 'At t = 0')": _emb_cos_first,
+    "the layout is wrong: zeros and ones alternate feature by feature at t = 0 (0, 1, 0, 1, ...), where the "
+    "contract has two halves, dim/2 zeros, then dim/2 ones. Check which column each kind of feature lands in "
+    "(Hint 1 above, 'At t = 0')": _emb_interleaved,
+    "the frequencies fall too slowly: the first sine and cosine turn by 1 radian per step, as they should, "
+    "but every later frequency is higher than the contract's, and the slowest stays above "
+    "1/sqrt(max_period) where the contract's gets close to 1/max_period. Compare the function's frequencies "
+    "with the ladder, as the features at t = 1 show them (Hint 1 above, 'At t = 1')": _emb_exponent_over_dim,
+    "the frequencies are all too slow, even the first: the whole ladder sits one rung below the contract's, "
+    "so the fastest sine and cosine turn by less than 1 radian per step and the slowest by 1/max_period "
+    "itself. Compare the function's frequencies with the ladder, as the features at t = 1 show them "
+    "(Hint 1 above, 'At t = 1')": _emb_from_one,
 }
 
 

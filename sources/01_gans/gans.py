@@ -673,26 +673,38 @@ passed("fit_gan trains the pair step for step like the reference loop.")
 #
 # <details><summary>Hint 1</summary>
 #
-# Each of the two numbers comes from one comparison: a distance against a
-# radius, and a count against a threshold. For each, ask what the two sides
-# measure and in which units. Two tiny examples on the ring: a sample 0.1 from
-# the nearest centre must not be high quality (0.1 > 0.06), and a mode with 5
-# high-quality samples out of 2,500 must not be covered (5 < 63).
+# Each of the two numbers comes from one comparison: `high_quality` from a
+# distance against the radius $k\sigma$, the number of covered modes from a count
+# against the threshold. For each of the two, ask what its two sides measure
+# and in which units. Two tiny examples on the ring to try on the code: a
+# sample 0.1 from its nearest centre must not be high quality (0.1 > 0.06),
+# and a mode with 5 high-quality samples out of 2,500 must not be covered
+# (5 < 63).
 #
 # </details>
 # <details><summary>Hint 2</summary>
 #
-# $k\sigma$ is a length, and a squared distance of at most 0.06 is a distance
-# of at most $\sqrt{0.06} \approx 0.245$: check what `dist` holds. `min_share`
-# is a share of the samples (0.025 on the ring), and a count of a single sample
-# already exceeds it: the threshold must be a number of samples.
+# **The distance.** `dist` holds the sum of the squared differences, a squared
+# length, and it is compared with $k\sigma$, a length. Below 1, squaring makes a
+# number smaller: on the ring, "squared distance $\le 0.06$" lets in every
+# sample up to $\sqrt{0.06} \approx 0.245$ from a centre, four times the
+# radius, and a blurred ring passes almost whole. Comparing squares is right
+# only when the other side is the square of the whole radius $k\sigma$; squaring
+# a part of it moves the cut-off again.
+#
+# **The threshold.** `min_share` is a share of the samples (0.025 on the ring),
+# while `counts` are numbers of samples. A count of one sample already exceeds
+# 0.025, so only the floor of one sample is left: a single stray near a mode
+# covers it, and strays around the ring can make a collapsed generator cover
+# every mode.
 #
 # </details>
 # <details><summary>Hint 3</summary>
 #
 # Take the square root of the summed squares (or use `torch.cdist`), or else
-# compare the squared distance with `(k * std) ** 2`; and compare `counts` with
-# `max(1.0, min_share * len(samples))`.
+# compare the squared distance with `(k * std) ** 2`, the whole radius squared;
+# and compare `counts` with `max(1.0, min_share * len(samples))`, a number of
+# samples.
 #
 # </details>
 

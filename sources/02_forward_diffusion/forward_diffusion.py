@@ -373,10 +373,10 @@ passed("q_sample works for images and any data shape.")
 # %% [markdown] id="extract-intro"
 # ## Debug · One value per example: `extract`
 #
-# Your `q_sample` picked one $\bar\alpha_t$ per example and gave it a shape that
-# broadcasts against `x0`. Every formula from here on makes the same move with some
-# per-step number: $\beta_t$, $\bar\alpha_t$, and in notebook 03 the coefficients of
-# the posterior and of the sampler. So diffusion code writes it once, as a helper
+# Your `q_sample` had to give every example its own $\bar\alpha_{t_i}$, whatever the
+# shape of `x0`. Every formula from here on needs the same with some per-step
+# number: $\beta_t$, $\bar\alpha_t$, and in notebook 03 the coefficients of the
+# posterior and of the sampler. So diffusion code writes it once, as a helper
 # (`_extract` in the code released with Ho et al. 2020).
 #
 # **`extract(values, t, x)`** gives example $i$ of the batch the value of its own
@@ -406,29 +406,40 @@ passed("q_sample works for images and any data shape.")
 #
 # <details><summary>Hint 1</summary>
 #
-# `extract` has two jobs: pick one value per example, then give the picked values
-# their shape. Try each job on an input whose answer you know. With
-# `values = torch.arange(10.0)` (each value is its own step), `t = torch.tensor([0, 9])`
-# and `x = torch.zeros(2, 1, 8, 8)`, the right result holds 0 and 9, in shape
-# `(2, 1, 1, 1)`. Print what the cell returns and its shape; then try
-# `x = torch.zeros(2, 2)` and `x = torch.zeros(2)`.
+# `extract` has two jobs, one line each, and each line holds one of the bugs.
+#
+# - **On picking.** Example $i$ must read the entry of `values` that belongs to its
+#   own step $t_i$, and the entries of `values` are numbered by step, from 0 (see
+#   Notation). Look at the line that picks at the two ends of the range: which entry
+#   does an example at $t = 0$ read, and one at $t = T-1$?
+# - **On shaping.** The result multiplies `x` example by example, and `x` may be
+#   points, images or plain numbers. Look at the line that shapes: does the shape of
+#   its result change when `x`'s does?
+#
+# A probe whose answer you know: with `values = torch.arange(10.0)` (each value
+# equals its step), `t = torch.tensor([0, 9])` and `x = torch.zeros(2, 1, 8, 8)`,
+# the right result holds 0 and 9, in shape `(2, 1, 1, 1)`. Print what the cell
+# returns and its shape; then try `x = torch.zeros(2, 2)` and `x = torch.zeros(2)`.
 #
 # </details>
 # <details><summary>Hint 2</summary>
 #
-# Picking: timesteps here run $0 \dots T-1$ and index the schedule tensors directly,
-# so `betas[t]` is the beta of step $t$ (the paper counts from 1, the code does not).
-# A negative index reads from the *end* of a tensor, without an error.
-#
-# Shaping: broadcasting lines up the *last* axes. A `(B, 1)` coefficient fits points
-# `(B, 2)`, but against images `(B, 1, 8, 8)` its $B$ meets the image's height of 8.
-# The number of size-1 axes has to follow `x.dim()`.
+# - **Picking.** Ho et al. number their steps $1 \dots T$, this code $0 \dots T-1$.
+#   Carried over from the paper, the 1-based habit makes every example read the entry
+#   one step before its own. Nothing warns you: at $t = 0$ the index becomes $-1$, and
+#   a negative index reads from the *end* of a tensor, the step of pure noise.
+# - **Shaping.** A fixed shape cannot fit every `x`. Broadcasting lines up the *last*
+#   axes: a `(B, 1)` coefficient fits points `(B, 2)`, but against images
+#   `(B, 1, 8, 8)` its $B$ meets the images' height of 8, which raises an error, or
+#   for $B = 8$ silently pairs the values with rows of pixels. The number of size-1
+#   axes has to follow `x`.
 #
 # </details>
 # <details><summary>Hint 3</summary>
 #
-# Hint 3 of Exercise 3 built this shape for `q_sample`: `reshape` with the batch size
-# (`len(t)`, or `-1`) first and `x.dim() - 1` ones after it.
+# Picking: index `values` with the steps `t` themselves. Shaping: as Hint 3 of
+# Exercise 3 did for `q_sample`, `reshape` with the batch size (`len(t)`, or `-1`)
+# first and `x.dim() - 1` ones after it.
 #
 # </details>
 
@@ -437,14 +448,14 @@ def extract(values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Ten
     """One value per example, shaped to broadcast against x.
 
     values: (T,) one number per step; t: (B,) int64 steps in 0..T-1; x: (B, ...) the batch.
-    Returns (B, 1, ..., 1) with x.dim() axes: entry i is values[t[i]].
+    Returns (B, 1, ..., 1) with x.dim() axes: entry i is the value of example i's own step t[i].
     """
     ### BEGIN SOLUTION
     picked = values[t]  # (B,): the value of each example's own step
     return picked.reshape(len(t), *([1] * (x.dim() - 1)))  # (B, 1, ..., 1): as many axes as x
     ### SHIPPED INSTEAD
-    # picked = values[t - 1]  # (B,): one value per example
-    # return picked.view(-1, 1)  # (B, 1): broadcasts against x
+    # picked = values[t - 1]
+    # return picked.view(-1, 1)
     ### END SOLUTION
 
 # %% id="test_extract" nbgrader={"grade": true, "grade_id": "test_extract", "locked": true, "points": 2, "schema_version": 3, "solution": false}
@@ -705,9 +716,8 @@ plt.show()
 #
 # ### Predict, then run
 #
-# Look back at the $\bar\alpha_t$ values that the cell after Exercise 2 printed
-# for $t = 0, 250, 500, 750, 999$. Roughly where does each schedule cross
-# $\mathrm{SNR} = 1$, the step from which noise dominates?
+# Roughly where does each schedule cross $\mathrm{SNR} = 1$, the step from which
+# noise dominates? Reason it out from how Exercise 1 built the two schedules.
 #
 # - **A.** Both near $t = 500$: half-way, since both end in pure noise at $t = 999$.
 # - **B.** Linear near $t = 500$, cosine near $t = 250$.
@@ -724,8 +734,11 @@ plt.show()
 # </details>
 # <details><summary>Hint 2</summary>
 #
-# SNR falls monotonically, so each crossing lies between the last printed step
-# whose $\bar\alpha_t$ is above that value and the first one below it.
+# Cosine: with $s$ this small, $\bar\alpha$ is almost $\cos^2$ of an angle that grows
+# evenly from 0 to $\pi/2$ as $u = t/T$ goes from 0 to 1; where is $\cos^2 = 1/2$?
+# Linear: $\ln \bar\alpha_t = \sum_{s \le t} \ln(1 - \beta_s) \approx -\sum_{s \le t} \beta_s$,
+# and with betas growing evenly from $10^{-4}$ to $0.02$ over 1000 steps that sum is
+# about $10^{-4}\,t + 10^{-5}\,t^2$. At which $t$ does it reach $\ln 2 \approx 0.69$?
 #
 # </details>
 
@@ -763,7 +776,9 @@ for name, sched in schedules.items():
 #
 # **The answer is C.** $\mathrm{SNR} = 1$ exactly when $\bar\alpha_t = 1/2$: the
 # linear schedule's $\bar\alpha$ was 0.52 at $t = 250$ and the cosine's 0.49 at
-# $t = 500$, and the printout puts the crossings at $t = 259$ and $t = 496$. Both
+# $t = 500$, and the printout puts the crossings at $t = 259$ and $t = 496$, where
+# the estimates of Hint 2 put them too ($10^{-4}\,t + 10^{-5}\,t^2 = \ln 2$ near
+# $t = 260$; $\cos^2 = 1/2$ half-way). Both
 # schedules end in pure noise, but the linear one gets there much sooner: by
 # mid-way its SNR is already far below 1, and for its last third
 # (33% of the steps) SNR is below 0.01, so $x_t$ is practically pure noise.

@@ -474,18 +474,43 @@ passed("ddpm_sample runs the reverse chain from t = T-1 down to 0.")
 # <details><summary>Hint 1</summary>
 #
 # Work out two embeddings by hand for `dim = 8` and the default `max_period`, and
-# compare them with what the function returns. At $t = 0$ every angle is 0: four
-# zeros, then four ones. At $t = 1$ the angles *are* the frequencies,
-# $\omega_i = 10\,000^{-i/4}$ = 1, 0.1, 0.01, 0.001, so the first four features are
-# $\sin 1 \approx 0.84$, then about 0.1, 0.01 and 0.001.
+# compare them with what the function returns. Each shows one thing the contract
+# fixes, and nothing else.
+#
+# - **At $t = 0$** every angle is 0, whatever the frequencies, so only the
+#   *layout* shows: which kind of feature sits in which column. The contract gives
+#   four zeros ($\sin 0$), then four ones ($\cos 0$). A trained network knows its
+#   inputs by their column, not by name.
+# - **At $t = 1$** the angles *are* the frequencies, so the *ladder* shows:
+#   $\omega_i = 10\,000^{-i/4}$ = 1, 0.1, 0.01, 0.001 radians per step, and the
+#   first four features are $\sin 1 \approx 0.84$, then about 0.1, 0.01 and 0.001.
+#   Print `freqs` inside the function and compare.
 #
 # </details>
 # <details><summary>Hint 2</summary>
 #
-# Print `freqs` inside the function for `dim = 8`: do they fall from 1 towards
-# $1/P$, as $\omega_i = P^{-i/h} = e^{-(i/h) \ln P}$ says, or rise? Then look at the
-# line that puts the result together: which of `torch.sin` and `torch.cos` fills the
-# first `dim // 2` columns?
+# - **The layout.** `torch.cat` lays its tensors side by side in the order of its
+#   list: the first one fills columns $0 \dots h-1$. The colleague's code base
+#   listed the cosines first, so column $i$ holds $\cos(\omega_i t)$ where
+#   `course_lib`'s `Denoiser` learned to find $\sin(\omega_i t)$. At $t = 0$ such a
+#   network sees ones where it learned zeros: the features of another time.
+# - **The ladder.** $\omega_i = P^{-i/h} = e^{-(i/h) \ln P}$. The code computes
+#   $e^{+(i/h) \ln P} = P^{i/h}$: with the sign of the exponent flipped, the
+#   frequencies rise from 1 towards $P$ (for `dim = 8`: 1, 10, 100 and 1000 radians
+#   per step). A feature that turns by 100 radians between two steps wraps around
+#   the circle many times, so its values at $t = 500$ and $t = 501$ are as good as
+#   unrelated.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# Two lines change:
+#
+# ```python
+# freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+# ...
+# return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+# ```
 #
 # </details>
 
@@ -526,7 +551,7 @@ check_timestep_embedding(timestep_embedding,
            {"t": torch.tensor([999, 0, 500, 501]), "dim": 64}],
 )
 ### END HIDDEN TESTS
-passed("timestep_embedding gives the sines, then the cosines, of a shrinking ladder of frequencies.")
+passed("timestep_embedding matches the contract at every timestep checked, t = 0 included.")
 
 # %% [markdown] id="timestep-embedding-look-intro"
 # ### What the embedding looks like

@@ -605,7 +605,7 @@ passed("multi-head attention with your split and merge equals torch.nn.Multihead
 # **The contract** of `MultiHeadAttention(d_model, num_heads)`:
 #
 # - `forward(query, key=None, value=None, mask=None)`: `query` is $(B, T_q, D)$; `key` and `value` are
-#   $(B, T_k, D)$ and both default to `query` (self-attention);
+#   $(B, T_k, D)$; `key` defaults to `query` and `value` to `key` (so `layer(x)` is self-attention);
 # - `mask`: `None` or bool, broadcastable to $(B, H, T_q, T_k)$, `True` = may attend: a $(T_q, T_k)$ causal
 #   mask and a $(B, 1, 1, T_k)$ padding mask both work;
 # - returns `(output, weights)`: output $(B, T_q, D)$ and weights $(B, H, T_q, T_k)$, one map per head;
@@ -624,36 +624,57 @@ passed("multi-head attention with your split and merge equals torch.nn.Multihead
 # `__init__` and the names of its projections (the self-check copies its
 # weights into them). You may keep the colleague's lines and mend them, or
 # rewrite `forward` with your `split_heads`, `merge_heads` and
-# `scaled_dot_product_attention`. The self-check's first case gives every
-# query equal weights over the keys it may see (its `q_proj` is zero), so it
-# tests how heads and positions are kept apart and nothing else; the next cases
-# test the scores too.
+# `scaled_dot_product_attention`. In the self-check's first case `q_proj` is
+# zero, so every score is 0 and each query weighs the keys it may see equally;
+# in the later cases it is not.
 #
 # <details><summary>Hint 1</summary>
 #
-# The code is right with $H = 1$, so both bugs sit where $H$ or $d_h$ matters:
-# read `forward` line by line against the equation above, with the shape of
-# every tensor written beside it. Which lines would do the same thing whatever
-# $H$ is? As in Exercise 3, shapes alone prove nothing: a tensor of the right
+# The code is right with $H = 1$, so both bugs sit where $H$ or $d_h$ matters.
+# On a small case with $H > 1$, compare the weights it returns with the ones
+# your own functions give for the same projections (`split_heads`, then
+# `scaled_dot_product_attention`): they tell you on which side of the softmax
+# to look. As in Exercise 3, shapes alone prove nothing: a tensor of the right
 # shape can hold the right numbers in the wrong places.
+#
+# **After the softmax.** In the equation, the output at position $i$ is made of
+# position $i$'s own $\operatorname{head}_1, \dots, \operatorname{head}_H$, laid
+# side by side in that order (head $h$ in features $h \cdot d_h \dots (h+1) d_h - 1$),
+# and of nothing else. Follow the heads' results from the attention to
+# `out_proj`, the shape of every tensor written beside it and, for a few
+# entries, *which* (head, position, feature) each one holds.
+#
+# **Before the softmax.** Each head's softmax compares dot products
+# $q_h \cdot k_h$. How many features does each of them sum over, and what does
+# Exercise 1 say the scale must follow?
 #
 # </details>
 # <details><summary>Hint 2</summary>
 #
-# A reshape never moves a number: it re-cuts the row-major order. After
-# attention, `weights @ v` is $(B, H, T_q, d_h)$: in memory, all of head 0's
-# positions come first, then all of head 1's. Cut that straight into
-# $(B, T_q, D)$ and position 1 is handed the second block of head 0's outputs,
-# which belongs to a *later* position. Compare with the two steps of your
-# `merge_heads`.
+# **After the softmax.** A reshape never moves a number: it re-cuts the
+# row-major order. `weights @ v` is $(B, H, T_q, d_h)$: in memory, all of head
+# 0's positions come first, then all of head 1's. Cut that straight into
+# $(B, T_q, D)$ and position 0 is handed head 0's outputs for positions
+# $0 \dots H-1$, position 1 the next $H$ of them, and so on: later positions'
+# results, hence the leak past the causal mask. With $H = 1$ the cut happens to
+# be right.
+#
+# **Before the softmax.** Each head's score sums $d_h$ products, so its spread
+# grows like $\sqrt{d_h}$ (Exercise 1's experiment). Dividing by $\sqrt{D} =
+# \sqrt{H d_h}$ shrinks every head's scores by a further $\sqrt{H}$, and the
+# softmax comes out flatter than the equation's: each head attends more vaguely
+# than it should. With $H = 1$, $D = d_h$ and nothing shows.
 #
 # </details>
 # <details><summary>Hint 3</summary>
 #
-# The softmax of each head compares dot products of $d_h$-dimensional vectors,
-# $q_h \cdot k_h$, whose spread grows like $\sqrt{d_h}$ (Exercise 1's
-# experiment). What does the code divide the scores by, and how many features
-# does each dot product really sum over?
+# **After the softmax.** Bring the heads axis back next to the features before
+# fusing the two, as your `merge_heads` does:
+# `(weights @ v).transpose(1, 2)` is $(B, T_q, H, d_h)$, and only then
+# `.reshape(B, T_q, D)`.
+#
+# **Before the softmax.** Divide the scores by `math.sqrt(dh)`, the width of one
+# head, not of the model.
 #
 # </details>
 
@@ -661,8 +682,8 @@ passed("multi-head attention with your split and merge equals torch.nn.Multihead
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with the projections q_proj, k_proj, v_proj and out_proj (each nn.Linear(D, D)).
 
-    forward(query, key=None, value=None, mask=None): query (B, T_q, D); key and value (B, T_k, D),
-    both default to query; mask None or bool, broadcastable to (B, H, T_q, T_k), True = may attend.
+    forward(query, key=None, value=None, mask=None): query (B, T_q, D); key and value (B, T_k, D), key
+    defaulting to query and value to key; mask None or bool, broadcastable to (B, H, T_q, T_k), True = may attend.
     Returns output (B, T_q, D) and weights (B, H, T_q, T_k).
     """
 
@@ -707,7 +728,7 @@ class MultiHeadAttention(nn.Module):
         # if mask is not None:
         #     scores = scores.masked_fill(~mask, float("-inf"))
         # weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a query with no key to see gets zeros
-        # out = (weights @ v).reshape(B, T_q, D)  # (B, T_q, D): the heads side by side
+        # out = (weights @ v).reshape(B, T_q, D)  # (B, T_q, D)
         # return self.out_proj(out), weights
         ### END SOLUTION
 
@@ -727,7 +748,7 @@ check_mha_forward(MultiHeadAttention, globals(),
     ],
 )
 ### END HIDDEN TESTS
-passed("MultiHeadAttention keeps each position's heads together and scales by sqrt(d_h): no more leaks.")
+passed("MultiHeadAttention equals the reference: causal self-attention, padded cross-attention, one head.")
 
 # %% [markdown] id="leak-map-intro"
 # ### Who influences whom

@@ -279,32 +279,49 @@ course_lib.fast_note(f"BPE on the first {len(sample_text):,} characters instead 
 #
 # <details><summary>Hint 1</summary>
 #
-# Training and encoding choose the next pair differently. Training picks the most
-# frequent pair of *its* text; encoding must make the same choices again, on a text
-# whose counts are different, and the only record of those choices is the order of
-# `merges`. A worked example: `merges = [(104, 101), (116, 104)]` (first `he`, then
-# `th`) and the text `the`, bytes `[116, 104, 101]`. Both pairs occur once. The rank
-# order merges `he` first, `[116, 256]`, and then no learned pair is left. Choosing by
-# count (the first of the tied pairs) merges `th` first and gives `[257, 101]`, ids
-# that training would never have produced for that text. Find where the loop chooses
-# `pair` and compare it with the equation above.
+# **Which pair.** Training chose each merge by looking at its own text. Encoding must
+# make the same choices again on a text whose contents are different, and the only
+# record of those choices is the order of `merges`: the pair merged at each step is the
+# equation's $r^\ast$, which depends on the ranks of the adjacent pairs and on nothing
+# else about the text. Find the line that chooses `pair` and ask what it depends on.
+#
+# **When to stop.** The loop is over when no adjacent pair is a learned merge, and not
+# before. Find every place where the loop can end (its condition, the `break`) and ask
+# whether a learned pair can still be adjacent there. Start with the shortest
+# sequences.
 #
 # </details>
 # <details><summary>Hint 2</summary>
 #
-# The loop picks the pair with `max` over `counts`, i.e. by how often it occurs in
-# the text being encoded. Pick the adjacent pair with the smallest `ranks[pair]`
-# instead. A pair that was never learned has no rank: `ranks.get(pair)` would give
-# `None`, which cannot be compared with an int, so give such pairs a rank larger than
-# every learned one (`len(merges)` will do). If the smallest-ranked pair is one of
-# them, no learned pair is left, and the loop may stop there.
+# **Which pair.** `max(counts, key=counts.get)` takes the pair that occurs most often in
+# the text being encoded. On the training text that is the pair training merged next,
+# which is why the colleague's test on the training sample passed. On new text it is
+# often a pair that was never learned, and then `break` ends the loop while learned
+# pairs are still adjacent. In the first 3,000 validation characters the most frequent
+# pair is `=` followed by `=`, which the FAST-mode merges do not hold: the loop ends
+# before its first merge, and the bytes come back as they were. And when the most
+# frequent pair is a learned one, it need not be the one learned first. A worked example:
+# `merges = [(104, 101), (116, 104)]` (first `he`, then `th`) and the text `the`, bytes
+# `[116, 104, 101]`. Both pairs occur once. The rank order merges `he` first,
+# `[116, 256]`, and then no learned pair is left. Choosing by count (the first of the
+# tied pairs) merges `th` first and gives `[257, 101]`, ids that training would never
+# have produced for that text.
+#
+# **When to stop.** `while len(tokens) > 2` ends the loop as soon as two ids are left.
+# Two ids are still one pair, and that pair may be a learned merge: where ` th` and `e`
+# make ` the`, the text ` the` comes back as two tokens instead of one.
 #
 # </details>
 # <details><summary>Hint 3</summary>
 #
-# Once the pair is chosen by rank, read the `while` condition. Which is the shortest
-# sequence that can still be merged? Two ids are one pair, and that pair may be a
-# learned merge (` th` and `e` make ` the`).
+# **Which pair.** Pick the adjacent pair with the smallest `ranks[pair]`: `min` over
+# `counts`, with a key that gives each pair its rank. A pair that was never learned has
+# no rank: `ranks.get(pair)` would give `None`, which cannot be compared with an int, so
+# give such pairs a rank larger than every learned one (`len(merges)` will do). If the
+# smallest-ranked pair is one of them, no learned pair is left, and the `break` is then
+# right.
+#
+# **When to stop.** Loop while at least two ids remain: `while len(tokens) >= 2:`.
 #
 # </details>
 

@@ -679,7 +679,7 @@ passed("lora_for_budget finds the configuration that uses the budget best, and w
 #   or a dict of metrics that holds the number under the key `metric`.
 # - `stopper.evaluate(model)` calls it and returns its result unchanged (`train`
 #   logs it). On progress it sets `best` (the loss, a float), `best_step` (the
-#   training step the evaluation belongs to) and `best_state`, a **copy** of the
+#   training step the evaluation belongs to) and `best_state`, a copy of the
 #   weights: a dict name $\to$ tensor with the names and shapes of
 #   `model.state_dict()`, which later training steps must not change; and it
 #   sets `bad_evals`, the number of evaluations in a row without progress, to 0.
@@ -702,23 +702,38 @@ passed("lora_for_budget finds the configuration that uses the budget best, and w
 #
 # <details><summary>Hint 1</summary>
 #
-# Follow the first case of the self-check's message by hand: after each
-# evaluation, write down `best`, `bad_evals`, and which step's weights
-# `best_state` holds *at the end of the run*. Two questions: right after a new
-# best, how many evaluations in a row have been without progress? And does
-# anything copy the numbers that `best_state` keeps, or do the next training
-# steps change them?
+# The self-check runs a stand-in model whose every training step changes the
+# weights in place, as an optimizer does, and feeds your class a fixed curve of
+# validation losses (shown in the message's `losses`).
+#
+# *The restored model.* `restore` must give the model back the weights it had
+# at step `best_step`, however long training went on after it. Take the case
+# the message shows and write down, after each evaluation, which step's weights
+# `best_state` holds, and again when the run ends. Look at the line of
+# `evaluate` that stores `best_state`, and at what happens to what it stored
+# during the next training steps.
+#
+# *The early stop.* `bad_evals` is the number of evaluations *in a row* without
+# progress: the evaluations since the last new best. On the case the message
+# shows for this bug, write down `best` and `bad_evals` after each evaluation,
+# next to the number of evaluations since the last new best. Where do the two
+# columns part, and which lines of `evaluate` change `bad_evals`?
 #
 # </details>
 # <details><summary>Hint 2</summary>
 #
-# `model.state_dict()` returns a dict whose tensors share their memory with the
-# model's parameters (it copies nothing), and the optimizer updates the
+# *The restored model.* `model.state_dict()` copies nothing: its tensors share
+# their memory with the model's parameters, and the optimizer updates the
 # parameters in place. A dict kept at the best evaluation therefore holds the
 # latest weights by the end of the run, and loading it changes nothing.
-# `dict(...)` and `.copy()` copy the dictionary, and `.detach()` makes a new view
-# of the same memory; `.clone()` copies the numbers. "In a row" means that the
-# count starts again at every new best.
+# `dict(...)` and `.copy()` copy only the dictionary, and `.detach()` makes a
+# new view of the same memory; the numbers themselves must be copied.
+#
+# *The early stop.* In the class as shipped, `bad_evals` only ever grows: a new
+# best leaves it as it was, so it counts every evaluation without progress
+# since the start of the run. The ones before the last new best still count,
+# and a noisy curve with a few bumps on its way down reaches the patience too
+# soon.
 #
 # </details>
 # <details><summary>Hint 3</summary>
@@ -798,7 +813,7 @@ from course_lib.checks.fine_tuning import early_stopping_cases
 check_early_stopping(EarlyStopping, cases=early_stopping_cases(66, 4))
 check_early_stopping(EarlyStopping, cases=early_stopping_cases(607, 4))
 ### END HIDDEN TESTS
-passed("EarlyStopping counts evaluations in a row without progress and restores a copy of the best weights.")
+passed("EarlyStopping stops after `patience` evaluations in a row without progress and hands back the best weights.")
 
 # %% [markdown] id="early-stopping-demo-intro"
 # ### Early stopping at work

@@ -203,7 +203,7 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
     # ---- mode_coverage (the debug exercise) ---------------------------------
     Mistake(
         name="coverage-as-shipped",
-        cause="compared a squared distance with k * std",
+        cause="up to about 0.245 from their nearest centre",
         cell="mode_coverage",
         why="the debug exercise handed in unchanged: a squared distance against k * std, a count against min_share",
         code=harness.as_shipped("01_gans", "mode_coverage"),
@@ -211,7 +211,7 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
     ),
     Mistake(
         name="coverage-squared-distance",
-        cause="compared a squared distance with k * std",
+        cause="up to about 0.245 from their nearest centre",
         cell="mode_coverage",
         why="fixed the threshold only: still a squared distance against the radius k * std",
         code=FROM_CATALOGUE,
@@ -219,7 +219,7 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
     ),
     Mistake(
         name="coverage-share-as-count",
-        cause="compared each mode's count with the share",
+        cause="a single high-quality sample is enough to cover a mode",
         cell="mode_coverage",
         why="fixed the distance only: a count still compared with min_share, so one sample covers a mode",
         code=FROM_CATALOGUE,
@@ -227,7 +227,7 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
     ),
     Mistake(
         name="coverage-k-not-squared",
-        cause="which squares std but not k",
+        cause="within about 0.035 of a centre",
         cell="mode_coverage",
         why="fixed the distance by squaring the radius, as k * std ** 2: a radius of sqrt(k) std",
         code=FROM_CATALOGUE,
@@ -235,7 +235,7 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
     ),
     Mistake(
         name="coverage-all-samples",
-        cause="counted every sample towards its nearest mode",
+        cause="take in samples that are not high quality",
         cell="mode_coverage",
         why="counts every sample's nearest mode, high quality or not",
         code=FROM_CATALOGUE,
@@ -243,7 +243,7 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
     ),
     Mistake(
         name="coverage-strict",
-        cause="counted a mode only *above* the threshold",
+        cause="equals the covering threshold exactly",
         cell="mode_coverage",
         why="counts > threshold: a mode exactly at the threshold is not covered",
         code=FROM_CATALOGUE,
@@ -251,7 +251,7 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
     ),
     Mistake(
         name="coverage-no-floor",
-        cause="left out the floor of one sample",
+        cause="a mode without a single high-quality sample counts as covered",
         cell="mode_coverage",
         why="threshold min_share * N without max(1, ...): with min_share = 0 an empty mode is covered",
         code=FROM_CATALOGUE,
@@ -259,7 +259,7 @@ def fit_gan(G, D, sample_real, steps, latent_dim, batch_size=256, lr=1e-3, lr_en
     ),
     Mistake(
         name="coverage-fifth-of-all",
-        cause="took a fifth of *all* samples",
+        cause="far above a fifth of a mode's fair share",
         cell="mode_coverage",
         why="default min_share 0.2 instead of 0.2 / K",
         code=FROM_CATALOGUE,

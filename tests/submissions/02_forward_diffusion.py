@@ -122,7 +122,7 @@ def q_sample(x0, t, schedule, noise=None):
     ),
     Mistake(
         name="extract-as-shipped",
-        cause="off by one: timesteps here run 0 .. T-1",
+        cause="every example gets the value of another step than its own t_i",
         cell="extract",
         why="the debug exercise handed in unchanged: values[t - 1] and a (B, 1) result for every x",
         code=harness.as_shipped("02_forward_diffusion", "extract"),
@@ -130,7 +130,7 @@ def q_sample(x0, t, schedule, noise=None):
     ),
     Mistake(
         name="extract-previous-step",
-        cause="off by one: timesteps here run 0 .. T-1",
+        cause="every example gets the value of another step than its own t_i",
         cell="extract",
         why="fixed the shape only: still values[t - 1], which wraps to the last step at t = 0",
         code=FROM_CATALOGUE,
@@ -138,7 +138,7 @@ def q_sample(x0, t, schedule, noise=None):
     ),
     Mistake(
         name="extract-points-only",
-        cause="the result is (B, 1) whatever x is",
+        cause="the result has shape (B, 1) whatever x is",
         cell="extract",
         why="fixed the index only: still view(-1, 1), right for points, not for images",
         code=FROM_CATALOGUE,
@@ -146,7 +146,7 @@ def q_sample(x0, t, schedule, noise=None):
     ),
     Mistake(
         name="extract-clamped",
-        cause="clamped t - 1 at 0",
+        cause="examples at t = 0 now get their own value",
         cell="extract",
         why="patched the wrap-around at t = 0 instead of the off-by-one behind it",
         code=FROM_CATALOGUE,
@@ -154,7 +154,7 @@ def q_sample(x0, t, schedule, noise=None):
     ),
     Mistake(
         name="extract-flat",
-        cause="returned the (B,) values without reshaping them",
+        cause="the result is one-dimensional, (B,), whatever x is",
         cell="extract",
         why="dropped the reshape altogether",
         code=FROM_CATALOGUE,
@@ -162,7 +162,7 @@ def q_sample(x0, t, schedule, noise=None):
     ),
     Mistake(
         name="extract-extra-axis",
-        cause="one size-1 axis too many",
+        cause="the result has one axis more than x",
         cell="extract",
         why="x.dim() ones after the batch axis instead of x.dim() - 1",
         code=FROM_CATALOGUE,
@@ -178,7 +178,7 @@ def q_sample(x0, t, schedule, noise=None):
     ),
     Mistake(
         name="extract-reshape-to-x",
-        cause="reshaped the B values to x's whole shape",
+        cause="asked the B picked values, one per example, to fill a shape",
         cell="extract",
         why="one value per example cannot fill x's shape: a RuntimeError",
         code='''

@@ -197,7 +197,7 @@ def ddim_sample(model, x_T, schedule, steps):
     ),
     Mistake(
         name="time-embedding-as-shipped",
-        cause="the cosines come first: the first dim/2",
+        cause="the layout is wrong: at t = 0, where every angle is 0",
         cell="timestep_embedding",
         why="the colleague's code, unfixed: frequencies that grow, and cosines before sines",
         code=harness.as_shipped("03_reverse_diffusion", "timestep_embedding"),
@@ -205,7 +205,7 @@ def ddim_sample(model, x_T, schedule, steps):
     ),
     Mistake(
         name="time-embedding-growing-frequencies",
-        cause="the frequencies grow along the features",
+        cause="the frequencies are wrong, and far too fast",
         cell="timestep_embedding",
         why="only the layout fixed: the exponent still lacks its minus sign",
         code=FROM_CATALOGUE,
@@ -213,7 +213,7 @@ def ddim_sample(model, x_T, schedule, steps):
     ),
     Mistake(
         name="time-embedding-cosines-first",
-        cause="the cosines come first: the first dim/2",
+        cause="the layout is wrong: at t = 0, where every angle is 0",
         cell="timestep_embedding",
         why="only the frequencies fixed: cosines still before sines",
         code=FROM_CATALOGUE,
@@ -221,7 +221,7 @@ def ddim_sample(model, x_T, schedule, steps):
     ),
     Mistake(
         name="time-embedding-interleaved",
-        cause="interleaved the sines and cosines",
+        cause="zeros and ones alternate feature by feature",
         cell="timestep_embedding",
         why="sin and cos interleaved, as notebook 04's positions, instead of two halves",
         code=FROM_CATALOGUE,
@@ -229,7 +229,7 @@ def ddim_sample(model, x_T, schedule, steps):
     ),
     Mistake(
         name="time-embedding-exponent-over-dim",
-        cause="divided the exponent by dim where dim/2",
+        cause="the frequencies fall too slowly",
         cell="timestep_embedding",
         why="exponent i/dim: the ladder stops at 1/sqrt(max_period)",
         code=FROM_CATALOGUE,
@@ -237,7 +237,7 @@ def ddim_sample(model, x_T, schedule, steps):
     ),
     Mistake(
         name="time-embedding-from-one",
-        cause="started the frequencies at i = 1",
+        cause="the frequencies are all too slow, even the first",
         cell="timestep_embedding",
         why="frequencies from i = 1 .. dim/2 (off by one)",
         code=FROM_CATALOGUE,

@@ -164,7 +164,7 @@ MHA_TEST = {"test_mha_forward"}
 MISTAKES += [
     Mistake(
         name="mha-forward-as-shipped",
-        cause="the heads are merged with a reshape alone",
+        cause="hence the leak past a causal mask",
         cell="MultiHeadAttention",
         why="the debug exercise handed in unchanged: heads merged by a reshape alone and scores divided by sqrt(D)",
         code=harness.as_shipped("04_attention", "MultiHeadAttention"),
@@ -172,7 +172,7 @@ MISTAKES += [
     ),
     Mistake(
         name="mha-forward-merge-unfixed",
-        cause="the heads are merged with a reshape alone",
+        cause="hence the leak past a causal mask",
         cell="MultiHeadAttention",
         why="fixed the scale only: the merge still hands position i the head outputs of later positions",
         code=FROM_CATALOGUE,
@@ -180,7 +180,7 @@ MISTAKES += [
     ),
     Mistake(
         name="mha-forward-scale-unfixed",
-        cause="the scores are divided by sqrt(D), the model's width",
+        cause="than the equation's, while with one head they are right",
         cell="MultiHeadAttention",
         why="fixed the merge only: every head's softmax is still too flat by a factor sqrt(H)",
         code=FROM_CATALOGUE,
@@ -188,7 +188,7 @@ MISTAKES += [
     ),
     Mistake(
         name="mha-forward-merge-last-axes",
-        cause="the merge swaps the last two axes",
+        cause="and it is wrong with one head too",
         cell="MultiHeadAttention",
         why="transposes (-2, -1), as for k, instead of the heads and the positions",
         code=FROM_CATALOGUE,
@@ -196,7 +196,7 @@ MISTAKES += [
     ),
     Mistake(
         name="mha-forward-merge-feature-by-feature",
-        cause="the heads are merged feature by feature",
+        cause="each position's output depends on its own results only",
         cell="MultiHeadAttention",
         why="permutes to (B, T_q, dh, H), interleaving the heads' features",
         code=FROM_CATALOGUE,
@@ -204,7 +204,7 @@ MISTAKES += [
     ),
     Mistake(
         name="mha-forward-no-scale",
-        cause="the scale is gone",
+        cause="more peaked (further from uniform)",
         cell="MultiHeadAttention",
         why="deleted the wrong scale instead of fixing it",
         code=FROM_CATALOGUE,
@@ -212,7 +212,7 @@ MISTAKES += [
     ),
     Mistake(
         name="mha-forward-scaled-by-head-size",
-        cause="the scores are divided by dh, the head size itself",
+        cause="a query may see) than the equation's, with one head too",
         cell="MultiHeadAttention",
         why="divides by dh instead of sqrt(dh)",
         code=FROM_CATALOGUE,

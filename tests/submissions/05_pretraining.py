@@ -54,7 +54,7 @@ MISTAKES = [
     # ---- debug: bpe_encode -------------------------------------------------------------
     Mistake(
         name="bpe-encode-as-shipped",
-        cause="the pair to merge was chosen by how often",
+        cause="the loop returned while pairs that `merges` holds",
         cell="bpe_encode",
         why="the colleague's code, unchanged: most frequent pair first, and the loop stops at two ids",
         code=as_shipped("05_pretraining", "bpe_encode"),
@@ -62,7 +62,7 @@ MISTAKES = [
     ),
     Mistake(
         name="bpe-encode-most-frequent-first",
-        cause="the pair to merge was chosen by how often",
+        cause="the loop returned while pairs that `merges` holds",
         cell="bpe_encode",
         why="only the loop condition fixed: still picks the most frequent pair, as training does",
         code=FROM_CATALOGUE,
@@ -70,7 +70,7 @@ MISTAKES = [
     ),
     Mistake(
         name="bpe-encode-stops-at-two",
-        cause="the loop stopped with two ids left",
+        cause="the ids ended as two that are themselves a learned pair",
         cell="bpe_encode",
         why="only the choice fixed: a last pair of two ids is never merged",
         code=FROM_CATALOGUE,
@@ -78,7 +78,7 @@ MISTAKES = [
     ),
     Mistake(
         name="bpe-encode-most-frequent-learned",
-        cause="the most frequent learned pair went first",
+        cause="at some step the learned pair merged was not r*",
         cell="bpe_encode",
         why="half a fix: unlearned pairs filtered out, but counts still choose among the learned ones",
         code=FROM_CATALOGUE,
@@ -86,7 +86,7 @@ MISTAKES = [
     ),
     Mistake(
         name="bpe-encode-latest-first",
-        cause="the latest-learned merge went first",
+        cause="the one learned last was merged first",
         cell="bpe_encode",
         why="chooses by rank with max instead of min",
         code=FROM_CATALOGUE,
@@ -94,7 +94,7 @@ MISTAKES = [
     ),
     Mistake(
         name="bpe-encode-one-pass",
-        cause="each pair of the raw bytes was tried once",
+        cause="each learned pair of the text's bytes was merged once",
         cell="bpe_encode",
         why="a for loop over the pairs of the raw bytes: merges that need an earlier merge never happen",
         code=FROM_CATALOGUE,
@@ -102,7 +102,7 @@ MISTAKES = [
     ),
     Mistake(
         name="bpe-encode-rank-none",
-        cause="a pair that was never learned has no rank",
+        cause="a pair that was never learned has no rank (None here)",
         cell="bpe_encode",
         why="min(counts, key=ranks.get): None for an unlearned pair cannot be compared with a rank",
         code='''

@@ -250,7 +250,7 @@ MISTAKES = [
     # -- EarlyStopping (the debug exercise) -------------------------------------------------------
     Mistake(
         name="early-stopping-as-shipped",
-        cause="the saved 'best' weights are the model's own tensors",
+        cause="the restored model is not the best one",
         cell="EarlyStopping",
         why="the debug exercise handed in unchanged: state_dict() kept without a copy, and no reset of bad_evals",
         code=harness.as_shipped("06_fine_tuning", "EarlyStopping"),
@@ -258,7 +258,7 @@ MISTAKES = [
     ),
     Mistake(
         name="early-stopping-live-weights",
-        cause="the saved 'best' weights are the model's own tensors",
+        cause="the restored model is not the best one",
         cell="EarlyStopping",
         why="fixed the counter only: the 'best' weights still follow training, so restore loads the last ones",
         code=FROM_CATALOGUE,
@@ -266,7 +266,7 @@ MISTAKES = [
     ),
     Mistake(
         name="early-stopping-never-resets",
-        cause="the patience counter is not reset by a new best",
+        cause="the run stops too early: at the evaluation",
         cell="EarlyStopping",
         why="fixed the copy only: bad_evals counts every evaluation without progress, not those in a row",
         code=FROM_CATALOGUE,
@@ -282,7 +282,7 @@ MISTAKES = [
     ),
     Mistake(
         name="early-stopping-delta-wrong-side",
-        cause="min_delta is on the wrong side",
+        cause="min_delta works the wrong way",
         cell="EarlyStopping",
         why="tests value < best + min_delta: a loss a little above the best counts as progress",
         code=FROM_CATALOGUE,
@@ -290,7 +290,7 @@ MISTAKES = [
     ),
     Mistake(
         name="early-stopping-vs-previous",
-        cause="compared each loss with the previous evaluation's",
+        cause="a dip counted as a new best",
         cell="EarlyStopping",
         why="compares with the previous evaluation, so a dip after a rise counts as a new best",
         code=FROM_CATALOGUE,
