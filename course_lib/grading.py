@@ -350,7 +350,8 @@ def _mismatch(actual: Any, expected: Any, name: str, atol: float, rtol: float) -
         if not isinstance(actual, (tuple, list)):
             return f"{name} should be a {type(expected).__name__} of {len(expected)} values, got {describe(actual)}."
         if len(actual) != len(expected):
-            return f"{name} should have {len(expected)} values, got {len(actual)}."
+            values = "value" if len(expected) == 1 else "values"
+            return f"{name} should have {len(expected)} {values}, got {len(actual)}."
         for i, (a, e) in enumerate(zip(actual, expected)):
             reason = _mismatch(a, e, f"{name}[{i}]", atol, rtol)
             if reason:

@@ -716,9 +716,9 @@ def _coverage(samples, centers, std, k=3.0, min_share=None, *, squared=False, k_
 
 MODE_COVERAGE_MISTAKES = {
     "the cut-off for high quality is not at distance k * std from a centre: on the ring (k * std = 0.06) samples "
-    "up to about 0.245 from their nearest centre, four times the radius, count as high quality, so `high_quality` "
-    "and `counts` take in samples that miss every mode. Look at the comparison that decides d_i <= k * std and at "
-    "what each of its two sides measures (Hint 1 above; 'The distance' in Hint 2 says why)": (
+    "up to about 0.245 from their nearest centre, four times that cut-off, count as high quality, so "
+    "`high_quality` and `counts` take in samples that miss every mode. Look at the comparison that decides "
+    "d_i <= k * std and at what each of its two sides measures (Hint 1 above; 'The distance' in Hint 2 says why)": (
         functools.partial(_coverage, squared=True)
     ),
     "the cut-off for high quality is not at distance k * std from a centre: on the ring (k = 3, std = 0.02) only "
