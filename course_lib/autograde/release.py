@@ -9,10 +9,10 @@ then the marker :data:`SHIPPED`, then the code students receive, commented out
     def q_step(x_prev, t, schedule, noise=None):
         \"\"\"...\"\"\"
         <nbgrader's begin-solution marker line>
-        beta = extract(schedule.betas, t, x_prev.shape)
+        beta = extract(schedule.betas, t, x_prev)
         return (1 - beta).sqrt() * x_prev + beta.sqrt() * noise
         ### SHIPPED INSTEAD
-        # beta = extract(schedule.betas, t, x_prev.shape)
+        # beta = extract(schedule.betas, t, x_prev)
         # return (1 - beta) * x_prev + beta * noise
         <nbgrader's end-solution marker line>
 
