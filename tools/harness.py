@@ -147,7 +147,8 @@ def strip_markers(source: str) -> str:
 
 def shipped_cells(nb: nbformat.NotebookNode) -> dict[str, str]:
     """grade_id -> the code a debug exercise's answer cell ships with (its release text)."""
-    return {gid: ship(cell.source) for gid, cell in answer_cells(nb).items() if ship(cell.source) is not None}
+    shipped = {gid: ship(cell.source) for gid, cell in answer_cells(nb).items()}
+    return {gid: code for gid, code in shipped.items() if code is not None}
 
 
 def marked_regions(source: str, begin: str, end: str) -> list[str]:

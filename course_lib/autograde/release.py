@@ -44,45 +44,46 @@ def uncomment(line: str) -> str:
     return found.group(1) + found.group(2) if found.group(2) else ""
 
 
-def ship(source: str, begin: str = "BEGIN SOLUTION", end: str = "END SOLUTION") -> str | None:
-    """The release's text of an answer cell whose solution region has a :data:`SHIPPED` part, else ``None``.
+def split(source: str, begin: str = "BEGIN SOLUTION", end: str = "END SOLUTION") -> tuple[str, str | None]:
+    """An answer cell as (the solutions notebook's code, the release's code): one walk over its lines.
 
-    Lines outside the region are kept; the region (markers, right code, marker) is replaced by the shipped
-    lines, uncommented. A marker outside a solution region, or two in one region, is an error.
+    The first is the cell without its :data:`SHIPPED` part (marker and commented lines): the solution, markers
+    kept. The second is ``None`` when the cell ships no code; otherwise the lines outside the solution region,
+    with the region (markers, right code, marker) replaced by the shipped lines, uncommented. A marker outside
+    a solution region, or two in one region, is an error.
     """
     if SHIPPED not in source:
-        return None
-    kept, inside, shipping, shipped_any = [], False, False, False
+        return source, None
+    right, shipped, inside, shipping, marked = [], [], False, False, False
     for line in source.split("\n"):
-        if begin in line:
-            inside, shipping = True, False
-        elif line.strip() == SHIPPED:
+        if line.strip() == SHIPPED:
             if not inside or shipping:
                 raise ValueError(f"{SHIPPED!r} must appear once, inside a solution region")
-            shipping = shipped_any = True
+            shipping = marked = True
+            continue
+        if begin in line:
+            inside, shipping = True, False
         elif end in line:
             inside = shipping = False
-        elif not inside:
-            kept.append(line)
         elif shipping:
-            kept.append(uncomment(line))
-    if not shipped_any:
-        raise ValueError(f"{SHIPPED!r} must be inside a solution region")
-    return "\n".join(kept)
+            shipped.append(uncomment(line))
+            continue
+        elif not inside:
+            shipped.append(line)
+        right.append(line)
+    if not marked:
+        raise ValueError(f"{SHIPPED!r} must be a line of its own, inside a solution region")
+    return "\n".join(right), "\n".join(shipped)
+
+
+def ship(source: str, begin: str = "BEGIN SOLUTION", end: str = "END SOLUTION") -> str | None:
+    """The release's text of an answer cell whose solution region has a :data:`SHIPPED` part, else ``None``."""
+    return split(source, begin, end)[1]
 
 
 def right_code(source: str) -> str:
     """An answer cell with its :data:`SHIPPED` part (marker and commented lines) removed: the solution alone."""
-    kept, shipping = [], False
-    for line in source.split("\n"):
-        if line.strip() == SHIPPED:
-            shipping = True
-        elif "END SOLUTION" in line:
-            shipping = False
-            kept.append(line)
-        elif not shipping:
-            kept.append(line)
-    return "\n".join(kept)
+    return split(source)[0]
 
 
 class ClearSolutionsShippingCode(ClearSolutions):

@@ -118,13 +118,14 @@ def check_count_trainable_parameters(count_fn: Callable, cases: list[dict] | Non
 # --------------------------------------------------------------------------
 
 
-def check_not_reference_class(cls: type) -> None:
-    """Fail if the student's LoRALinear is course_lib's (or built on it)."""
+def check_not_reference_class(cls: type, reference: type = LoRALinear,
+                              instead: str = "build yourself: subclass nn.Module instead") -> None:
+    """Fail if the student's class is course_lib's ``reference`` (or built on it); ``instead`` ends the message."""
     check_answer_rules(cls)
-    if isinstance(cls, type) and issubclass(cls, LoRALinear):
+    if isinstance(cls, type) and issubclass(cls, reference):
         raise CheckFailed(
-            "your LoRALinear is (or subclasses) course_lib.finetune.LoRALinear, which is what this exercise "
-            "asks you to build yourself: subclass nn.Module instead."
+            f"your {reference.__name__} is (or subclasses) course_lib.finetune.{reference.__name__}, which is what "
+            f"this exercise asks you to {instead}."
         )
 
 
@@ -1026,12 +1027,9 @@ def check_early_stopping(cls: type, cases: list[dict] | None = None) -> None:
     :func:`early_stopping_cases`). A difference names its
     :data:`EARLY_STOPPING_MISTAKES` cause.
     """
-    check_answer_rules(cls)
+    check_not_reference_class(cls, EarlyStopping, "fix yourself: keep the class you were given")
     check_untampered()
     if cases is None:
-        if isinstance(cls, type) and issubclass(cls, EarlyStopping):
-            raise CheckFailed("your EarlyStopping is (or subclasses) course_lib.finetune.EarlyStopping, which is "
-                              "what this exercise asks you to fix yourself: keep the class you were given.")
         forbid_reference(functools.partial(early_stopping_run, cls), EARLY_STOPPING_SHORTCUTS,
                          example={"losses": "2.0 1.0 1.5 1.6", "patience": 1}, name="EarlyStopping")
         problem = _unchanged_by_restore(cls)
