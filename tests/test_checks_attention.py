@@ -166,9 +166,8 @@ def _shipped_and_solution() -> tuple[str, str]:
     """The debug cell's release code (the colleague's) and its solution, read from the solutions notebook."""
     import harness
 
-    nb = harness.read(harness.ROOT / "solutions" / "04_attention" / "attention.ipynb")
-    cell = harness.answer_cells(nb)["MultiHeadAttention"]
-    return harness.shipped_cells(nb)["MultiHeadAttention"], harness.strip_markers(cell.source)
+    solution = harness.solution_answers("04_attention", "attention.ipynb")["MultiHeadAttention"]
+    return harness.as_shipped("04_attention", "MultiHeadAttention"), solution
 
 
 def _define(source: str, namespace: dict | None = None) -> type:

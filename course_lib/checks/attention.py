@@ -498,6 +498,17 @@ def self_attention_case(B: int, T: int, D: int, H: int, lengths: Sequence[int] |
     }
 
 
+# course_lib's versions of the notebook's earlier answers: bound in the notebook's namespace while the synthesis
+# and the debug exercise are checked, so a slip in an earlier exercise is not counted twice.
+EARLIER_ANSWERS = {
+    "scaled_dot_product_attention": A.scaled_dot_product_attention,
+    "causal_mask": A.causal_mask,
+    "padding_mask": A.padding_mask,
+    "split_heads": A.split_heads,
+    "merge_heads": A.merge_heads,
+}
+
+
 def check_self_attention(
     self_attention: Callable,
     namespace: MutableMapping[str, Any],
@@ -512,14 +523,7 @@ def check_self_attention(
     with course_lib's :func:`~course_lib.attention.self_attention`. Without ``configs``: no ready-made
     multi-head attention (``SELF_ATTENTION_SHORTCUTS``), then ``SELF_ATTENTION_CONFIGS``.
     """
-    pieces = {
-        "scaled_dot_product_attention": A.scaled_dot_product_attention,
-        "causal_mask": A.causal_mask,
-        "padding_mask": A.padding_mask,
-        "split_heads": A.split_heads,
-        "merge_heads": A.merge_heads,
-    }
-    with substitute(namespace, **pieces), torch.no_grad():
+    with substitute(namespace, **EARLIER_ANSWERS), torch.no_grad():
         if configs is None:
             forbid_reference(
                 self_attention, SELF_ATTENTION_SHORTCUTS, example=self_attention_case(**SELF_ATTENTION_CONFIGS[3]),
@@ -733,15 +737,8 @@ def check_mha_forward(
     so a fix that calls the notebook's own is not failed for a slip in an earlier exercise. Without
     ``configs``: no ready-made multi-head attention (``MHA_FORWARD_SHORTCUTS``), then ``MHA_FORWARD_CONFIGS``.
     """
-    pieces = {
-        "scaled_dot_product_attention": A.scaled_dot_product_attention,
-        "causal_mask": A.causal_mask,
-        "padding_mask": A.padding_mask,
-        "split_heads": A.split_heads,
-        "merge_heads": A.merge_heads,
-    }
     yours = functools.partial(mha_output, MultiHeadAttention)
-    with substitute(namespace, **pieces):
+    with substitute(namespace, **EARLIER_ANSWERS):
         if configs is None:
             forbid_reference(
                 yours, MHA_FORWARD_SHORTCUTS, example=mha_case(**MHA_FORWARD_CONFIGS[1]), name="MultiHeadAttention",
